@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+)
+
+// secret is a string that never prints: String, LogValue and %v all give ***.
+type secret string
+
+func (s secret) String() string       { return redact(string(s)) }
+func (s secret) LogValue() slog.Value { return slog.StringValue(redact(string(s))) }
+func (s secret) GoString() string     { return redact(string(s)) }
+
+// Reveal returns the secret for the one place that needs it.
+func (s secret) Reveal() string { return string(s) }
+
+func redact(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "***"
+}
+
+// config is the one configuration struct, decoded once from the environment
+// (names from DESIGN.md), validated, passed down.
+type config struct {
+	DatabaseURL string `env:"DATABASE_URL"`
+
+	Octane struct {
+		SOAPURL   string `env:"SOAP_URL"`
+		RESTURL   string `env:"REST_URL"`
+		Username  string `env:"USERNAME"`
+		Password  secret `env:"PASSWORD"`
+		GroupNo   int    `env:"GROUP_NO"`
+		QRByEmail bool   `env:"QR_BY_EMAIL, default=false"`
+	} `env:", prefix=OCTANE_"`
+
+	BatchSize       int           `env:"BATCH_SIZE, default=50"`
+	MaxSubmitPerRun int           `env:"MAX_SUBMIT_PER_RUN, default=2000"`
+	ReserveBatch    int           `env:"RESERVE_BATCH, default=4"`
+	PollInterval    time.Duration `env:"POLL_INTERVAL, default=30m"`
+	ReleaseAfter    time.Duration `env:"RELEASE_AFTER, default=23h"`
+	ImportDir       string        `env:"IMPORT_DIR"`
+
+	SMTP struct {
+		Host     string `env:"HOST"`
+		Port     int    `env:"PORT, default=587"`
+		Username string `env:"USERNAME"`
+		Password secret `env:"PASSWORD"`
+		From     string `env:"FROM"`
+	} `env:", prefix=SMTP_"`
+
+	Report struct {
+		To       []string `env:"TO"`
+		Dir      string   `env:"DIR, default=esimbatch-reports"`
+		Password secret   `env:"PASSWORD"`
+	} `env:", prefix=REPORT_"`
+
+	// RunDeadline bounds one pass; keep it under the CronJob's
+	// activeDeadlineSeconds so the pass records itself before the kill.
+	RunDeadline time.Duration `env:"RUN_DEADLINE, default=9m"`
+	// TimeOffset shifts the job's clock, only against a loopback Octane
+	// (black-box tests against `batch sim`).
+	TimeOffset time.Duration `env:"BATCH_TIME_OFFSET, default=0s"`
+	// LogFormat is json (default, for production) or text.
+	LogFormat string `env:"LOG_FORMAT, default=json"`
+}
+
+// loadConfig decodes and validates the environment. Errors are configError.
+func loadConfig(ctx context.Context, lookup func(string) (string, bool)) (*config, error) {
+	var cfg config
+	err := envconfig.ProcessWith(ctx, &envconfig.Config{
+		Target:   &cfg,
+		Lookuper: envconfig.LookuperFunc(func(k string) (string, bool) { return lookup(k) }),
+	})
+	if err != nil {
+		return nil, configError{fmt.Errorf("configuration: %w", err)}
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, configError{err}
+	}
+	return &cfg, nil
+}
+
+// validate checks what every command needs; per-command requirements (the
+// Octane credential for run) are checked by requireOctane.
+func (c *config) validate() error {
+	var errs []error
+	if c.PollInterval < 30*time.Minute {
+		errs = append(errs, fmt.Errorf("POLL_INTERVAL: %s is below the 30m minimum Octane asks for", c.PollInterval))
+	}
+	if c.ReleaseAfter <= 0 || c.ReleaseAfter >= 24*time.Hour {
+		errs = append(errs, fmt.Errorf("RELEASE_AFTER: %s must be above 0 and below 24h (reservations lapse at 24h)", c.ReleaseAfter))
+	}
+	if c.ReserveBatch < 1 || c.ReserveBatch > 5 {
+		errs = append(errs, fmt.Errorf("RESERVE_BATCH: %d must be 1 to 5", c.ReserveBatch))
+	}
+	if c.BatchSize < 1 {
+		errs = append(errs, fmt.Errorf("BATCH_SIZE: %d must be positive", c.BatchSize))
+	}
+	if c.MaxSubmitPerRun < 0 {
+		errs = append(errs, fmt.Errorf("MAX_SUBMIT_PER_RUN: %d must not be negative", c.MaxSubmitPerRun))
+	}
+	if c.RunDeadline <= 0 {
+		errs = append(errs, fmt.Errorf("RUN_DEADLINE: %s must be positive", c.RunDeadline))
+	}
+	if c.SMTP.Port < 1 || c.SMTP.Port > 65535 {
+		errs = append(errs, fmt.Errorf("SMTP_PORT: %d is not a port", c.SMTP.Port))
+	}
+	if c.SMTP.Host != "" && len(c.Report.To) == 0 {
+		errs = append(errs, errors.New("REPORT_TO: required when SMTP_HOST is set"))
+	}
+	if c.SMTP.Host != "" && c.SMTP.From == "" {
+		errs = append(errs, errors.New("SMTP_FROM: required when SMTP_HOST is set"))
+	}
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		errs = append(errs, fmt.Errorf("LOG_FORMAT: %q must be json or text", c.LogFormat))
+	}
+	if c.TimeOffset != 0 {
+		for name, u := range map[string]string{"OCTANE_SOAP_URL": c.Octane.SOAPURL, "OCTANE_REST_URL": c.Octane.RESTURL} {
+			if !isLoopbackURL(u) {
+				errs = append(errs, fmt.Errorf("BATCH_TIME_OFFSET: refused because %s (%q) is not a loopback address", name, u))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// requireOctane checks the settings a command that talks to Octane needs.
+func (c *config) requireOctane() error {
+	var errs []error
+	for name, v := range map[string]string{
+		"DATABASE_URL":    c.DatabaseURL,
+		"OCTANE_SOAP_URL": c.Octane.SOAPURL,
+		"OCTANE_REST_URL": c.Octane.RESTURL,
+		"OCTANE_USERNAME": c.Octane.Username,
+		"OCTANE_PASSWORD": c.Octane.Password.Reveal(),
+	} {
+		if strings.TrimSpace(v) == "" {
+			errs = append(errs, fmt.Errorf("%s: required", name))
+		}
+	}
+	for name, v := range map[string]string{"OCTANE_SOAP_URL": c.Octane.SOAPURL, "OCTANE_REST_URL": c.Octane.RESTURL} {
+		if v == "" {
+			continue
+		}
+		if u, err := url.Parse(v); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("%s: %q is not an http(s) URL", name, v))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return configError{err}
+	}
+	return nil
+}
+
+// isLoopbackURL reports whether u's host is a loopback address or localhost.
+func isLoopbackURL(u string) bool {
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" {
+		return false
+	}
+	return isLoopbackHost(p.Hostname())
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
