@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"reflect"
 	"strings"
 	"time"
 
@@ -83,7 +84,7 @@ func loadConfig(ctx context.Context, lookup func(string) (string, bool)) (*confi
 		Lookuper: envconfig.LookuperFunc(func(k string) (string, bool) { return lookup(k) }),
 	})
 	if err != nil {
-		return nil, configError{fmt.Errorf("configuration: %w", err)}
+		return nil, configError{fmt.Errorf("configuration: %s: %w", envNameOf(err), err)}
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, configError{err}
@@ -180,4 +181,33 @@ func isLoopbackHost(h string) bool {
 	}
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
+}
+
+// envNameOf finds the variable an envconfig error is about. go-envconfig names
+// the Go field ("PollInterval: time: invalid duration"); operators know the
+// variable, so map the field back to it through the struct tags.
+func envNameOf(err error) string {
+	msg := err.Error()
+	var found string
+	var walk func(t reflect.Type, prefix string)
+	walk = func(t reflect.Type, prefix string) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag := f.Tag.Get("env")
+			name, opts, _ := strings.Cut(tag, ",")
+			if f.Type.Kind() == reflect.Struct && name == "" {
+				p := strings.TrimPrefix(strings.TrimSpace(opts), "prefix=")
+				walk(f.Type, prefix+p)
+				continue
+			}
+			if name != "" && found == "" && strings.Contains(msg, f.Name+":") {
+				found = prefix + name
+			}
+		}
+	}
+	walk(reflect.TypeOf(config{}), "")
+	if found == "" {
+		return "environment"
+	}
+	return found
 }
