@@ -210,11 +210,17 @@ func TestOrderCreateRules(t *testing.T) {
 	}{
 		{"plan not configured", func(cu, m string) item { return item{custNo: cu, planNo: "9999", msn: m, isEsim: "true"} }, -1, octane.ErrorCodeRejected, "plan"},
 		{"plan missing", func(cu, m string) item { return item{custNo: cu, planNo: "", msn: m, isEsim: "true"} }, -1, octane.ErrorCodeRejected, "plan"},
-		{"empty simNo for eSIM", func(cu, m string) item { return item{custNo: cu, planNo: "1001", msn: m, isEsim: "true", simNo: &empty} }, -1, octane.ErrorCodeRejected, "simNo"},
-		{"simNo for eSIM", func(cu, m string) item { return item{custNo: cu, planNo: "1001", msn: m, isEsim: "true", simNo: &serial} }, -1, octane.ErrorCodeRejected, "simNo"},
+		{"empty simNo for eSIM", func(cu, m string) item {
+			return item{custNo: cu, planNo: "1001", msn: m, isEsim: "true", simNo: &empty}
+		}, -1, octane.ErrorCodeRejected, "simNo"},
+		{"simNo for eSIM", func(cu, m string) item {
+			return item{custNo: cu, planNo: "1001", msn: m, isEsim: "true", simNo: &serial}
+		}, -1, octane.ErrorCodeRejected, "simNo"},
 		{"unknown customer", func(_, m string) item { return item{custNo: "42", planNo: "1001", msn: m, isEsim: "true"} }, -1, octane.ErrorCodeRejected, "Customer"},
 		{"bad isEsim", func(cu, m string) item { return item{custNo: cu, planNo: "1001", msn: m, isEsim: "yes"} }, -1, octane.ErrorCodeRejected, "isEsim"},
-		{"physical SIM unknown", func(cu, m string) item { return item{custNo: cu, planNo: "1001", msn: m, isEsim: "false", simNo: &empty} }, -1, octane.ErrorCodeRejected, "SIM"},
+		{"physical SIM unknown", func(cu, m string) item {
+			return item{custNo: cu, planNo: "1001", msn: m, isEsim: "false", simNo: &empty}
+		}, -1, octane.ErrorCodeRejected, "SIM"},
 		{"no eSIM profiles left", func(cu, m string) item { return item{custNo: cu, planNo: "1001", msn: m, isEsim: "true"} }, 0, octane.ErrorCodeUnavailable, octane.MsgUnavailable},
 	}
 	for _, tc := range tests {
