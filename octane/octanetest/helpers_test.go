@@ -15,14 +15,14 @@ import (
 
 // sim is a Server behind a real HTTP listener, with a raw client.
 type sim struct {
-	t    *testing.T
+	t    testing.TB
 	s    *Server
 	url  string
 	user string
 	pass string
 }
 
-func newSim(t *testing.T, cfg Config) *sim {
+func newSim(t testing.TB, cfg Config) *sim {
 	t.Helper()
 	s := New(cfg)
 	ts := httptest.NewServer(s)

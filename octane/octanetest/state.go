@@ -124,10 +124,12 @@ func (s *Server) reserveResources(c *soapCall, _ faultPlan) ([]el, LedgerEntry) 
 	var got []*number
 	// Round-robin from a cursor, so a number just released is not handed
 	// out again at once.
+	next := s.cursor
 	for i := 0; i < len(s.pool) && len(got) < n; i++ {
-		num := s.pool[(s.cursor+i)%len(s.pool)]
-		if s.numberState(num, now) == octane.NumberAvailable {
+		idx := (s.cursor + i) % len(s.pool)
+		if num := s.pool[idx]; s.numberState(num, now) == octane.NumberAvailable {
 			got = append(got, num)
+			next = (idx + 1) % len(s.pool)
 		}
 	}
 	if len(got) == 0 {
@@ -145,13 +147,7 @@ func (s *Server) reserveResources(c *soapCall, _ faultPlan) ([]el, LedgerEntry) 
 		}})
 		msns = append(msns, num.msn)
 	}
-	last := s.numbers[got[len(got)-1].msn]
-	for i, num := range s.pool {
-		if num == last {
-			s.cursor = (i + 1) % len(s.pool)
-			break
-		}
-	}
+	s.cursor = next
 	return okReturn(c.method, rows...), LedgerEntry{Outcome: OutcomeOK, Code: "0", MSN: strings.Join(msns, ",")}
 }
 
