@@ -201,7 +201,7 @@ type spec struct {
 
 // call is the one place where calls are limited, repeated, logged and
 // reported to the hook. do performs one try.
-func (c *Client) call(ctx context.Context, s spec, do func(context.Context, *attempt) error) error {
+func (c *Client) call(ctx context.Context, s *spec, do func(context.Context, *attempt) error) error {
 	if s.write && c.readOnly {
 		return fmt.Errorf("octane %s: %w", s.method, ErrWritesDisabled)
 	}
@@ -271,7 +271,7 @@ func (c *Client) call(ctx context.Context, s spec, do func(context.Context, *att
 
 // report logs one try and hands it to the hook. It never logs a secret: the
 // event carries no credential, activation code or QR payload.
-func (c *Client) report(ctx context.Context, s spec, ev CallEvent, err error) {
+func (c *Client) report(ctx context.Context, s *spec, ev CallEvent, err error) {
 	ev.Method, ev.MSN, ev.OrderID = s.method, s.msn, s.orderID
 	var ae *APIError
 	if errors.As(err, &ae) {
@@ -304,7 +304,7 @@ func (c *Client) QueryResources(ctx context.Context, value string) ([]PooledReso
 		return nil, invalid(MethodQueryResources, "empty query value")
 	}
 	var out []PooledResource
-	err := c.call(ctx, spec{method: MethodQueryResources, safe: true, msn: value}, func(ctx context.Context, at *attempt) error {
+	err := c.call(ctx, &spec{method: MethodQueryResources, safe: true, msn: value}, func(ctx context.Context, at *attempt) error {
 		var ret queryResourcesReturn
 		if err := c.doSOAP(ctx, svcPooledResource, MethodQueryResources, queryResourcesRequest{QueryValue: value}, &ret, at); err != nil {
 			return err
@@ -330,18 +330,22 @@ func (c *Client) ReserveResources(ctx context.Context, n int) ([]Reservation, er
 		return nil, invalid(MethodReserveResources, "numResources %d outside 1..5", n)
 	}
 	var out []Reservation
-	err := c.call(ctx, spec{method: MethodReserveResources, write: true, safe: true}, func(ctx context.Context, at *attempt) error {
+	s := &spec{method: MethodReserveResources, write: true, safe: true}
+	err := c.call(ctx, s, func(ctx context.Context, at *attempt) error {
 		var ret reserveResourcesReturn
 		req := reserveResourcesRequest{ResourceType: ResourceTypeMSN, NumResources: n}
 		if err := c.doSOAP(ctx, svcPooledResource, MethodReserveResources, req, &ret, at); err != nil {
 			return err
 		}
 		out = make([]Reservation, 0, len(ret.Reserved))
+		msns := make([]string, 0, len(ret.Reserved))
 		for _, r := range ret.Reserved {
 			if msn := strings.TrimSpace(r.Value); msn != "" {
 				out = append(out, Reservation{ReservationID: strings.TrimSpace(r.ReservationID), MSN: msn})
+				msns = append(msns, msn)
 			}
 		}
+		s.msn = strings.Join(msns, ",") // the call event names what was reserved
 		if len(out) == 0 {
 			e := answerError(MethodReserveResources, http.StatusOK, "0", "answer holds no reserved number", nil)
 			e.kind = ErrResourcesUnavailable
@@ -358,7 +362,7 @@ func (c *Client) SelectResource(ctx context.Context, msn string) error {
 	if msn == "" {
 		return invalid(MethodSelectResource, "empty msn")
 	}
-	return c.call(ctx, spec{method: MethodSelectResource, write: true, safe: true, msn: msn}, func(ctx context.Context, at *attempt) error {
+	return c.call(ctx, &spec{method: MethodSelectResource, write: true, safe: true, msn: msn}, func(ctx context.Context, at *attempt) error {
 		var ret statusOnlyReturn
 		return c.doSOAP(ctx, svcPooledResource, MethodSelectResource,
 			selectResourceRequest{Resource: msn, ResourceType: ResourceTypeMSN}, &ret, at)
@@ -372,7 +376,7 @@ func (c *Client) UnreserveResource(ctx context.Context, msn string) error {
 	if msn == "" {
 		return invalid(MethodUnreserveResources, "empty msn")
 	}
-	return c.call(ctx, spec{method: MethodUnreserveResources, write: true, safe: true, msn: msn}, func(ctx context.Context, at *attempt) error {
+	return c.call(ctx, &spec{method: MethodUnreserveResources, write: true, safe: true, msn: msn}, func(ctx context.Context, at *attempt) error {
 		var ret statusOnlyReturn
 		return c.doSOAP(ctx, svcPooledResource, MethodUnreserveResources,
 			unreserveResourcesRequest{ResourceType: ResourceTypeMSN, Resource: msn}, &ret, at)
@@ -414,7 +418,7 @@ func (c *Client) OrderCreate(ctx context.Context, req OrderRequest) (string, err
 		},
 	}
 	var orderID string
-	s := spec{method: MethodOrderCreate, write: true, msn: req.MSN}
+	s := &spec{method: MethodOrderCreate, write: true, msn: req.MSN}
 	err := c.call(ctx, s, func(ctx context.Context, at *attempt) error {
 		var ret orderCreateReturn
 		if err := c.doSOAP(ctx, svcOrder, MethodOrderCreate, payload, &ret, at); err != nil {
@@ -437,7 +441,7 @@ func (c *Client) OrderQuery(ctx context.Context, orderID string) (OrderStatus, e
 		return OrderStatus{}, invalid(MethodOrderQuery, "empty orderId")
 	}
 	var out OrderStatus
-	err := c.call(ctx, spec{method: MethodOrderQuery, safe: true, orderID: orderID}, func(ctx context.Context, at *attempt) error {
+	err := c.call(ctx, &spec{method: MethodOrderQuery, safe: true, orderID: orderID}, func(ctx context.Context, at *attempt) error {
 		var ret orderQueryReturn
 		if err := c.doSOAP(ctx, svcOrder, MethodOrderQuery, orderQueryRequest{OrderID: orderID}, &ret, at); err != nil {
 			return err

@@ -266,6 +266,9 @@ func TestEsimFlowEndToEnd(t *testing.T) {
 		if !ev.Sent || ev.SentAt.IsZero() || ev.Method == "" {
 			t.Errorf("event %+v", ev)
 		}
+		if ev.Method == octane.MethodReserveResources && strings.Count(ev.MSN, ",") != 2 {
+			t.Errorf("reserve event names %q, want the 3 numbers", ev.MSN)
+		}
 	}
 }
 

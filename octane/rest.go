@@ -201,7 +201,7 @@ func (c *Client) AddCustomer(ctx context.Context, cu Customer) (int64, error) {
 	body := newCustomerBody(cu)
 	path := "/v1/group/" + strconv.Itoa(c.groupNo) + "/customer"
 	var custNo int64
-	err := c.call(ctx, spec{method: MethodAddCustomer, write: true}, func(ctx context.Context, at *attempt) error {
+	err := c.call(ctx, &spec{method: MethodAddCustomer, write: true}, func(ctx context.Context, at *attempt) error {
 		var ans addCustomerAnswer
 		if _, err := c.doREST(ctx, MethodAddCustomer, path, body, &ans, at); err != nil {
 			return err
@@ -263,7 +263,7 @@ func (c *Client) GetEsimQR(ctx context.Context, msn string) (EsimQR, error) {
 		return EsimQR{}, invalid(MethodGetEsimDetails, "empty msn")
 	}
 	var out EsimQR
-	err := c.call(ctx, spec{method: MethodGetEsimDetails, safe: true, msn: msn}, func(ctx context.Context, at *attempt) error {
+	err := c.call(ctx, &spec{method: MethodGetEsimDetails, safe: true, msn: msn}, func(ctx context.Context, at *attempt) error {
 		var ans esimAnswer
 		raw, err := c.doREST(ctx, MethodGetEsimDetails, "/v1/mobile/resource/getEsimDetails",
 			esimRequest{RequestType: EsimRequestQR, MSN: msn}, &ans, at)
@@ -290,7 +290,7 @@ func (c *Client) GetSIMDetails(ctx context.Context, msn string) (SIMDetails, err
 		return SIMDetails{}, invalid(MethodGetEsimDetails, "empty msn")
 	}
 	var out SIMDetails
-	err := c.call(ctx, spec{method: MethodGetEsimDetails, safe: true, msn: msn}, func(ctx context.Context, at *attempt) error {
+	err := c.call(ctx, &spec{method: MethodGetEsimDetails, safe: true, msn: msn}, func(ctx context.Context, at *attempt) error {
 		var ans esimAnswer
 		if _, err := c.doREST(ctx, MethodGetEsimDetails, "/v1/mobile/resource/getEsimDetails",
 			esimRequest{RequestType: EsimRequestSIMDetails, MSN: msn}, &ans, at); err != nil {
