@@ -132,8 +132,8 @@ type CallEvent struct {
 	Outcome  string        // OutcomeOK, OutcomeRejected, OutcomeFault, OutcomeRateLimited, OutcomeTransport
 	Code     string        // Octane errorCode or faultcode, if any
 	Message  string
-	Sent     bool // the request may have reached Octane
-	MSN      string
+	Sent     bool   // the request may have reached Octane
+	MSN      string // for reserveResources, the numbers reserved, comma-separated
 	OrderID  string
 }
 

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"reflect"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func fakeEnv(vars map[string]string, stdout io.Writer) env {
+	return env{
+		lookup: func(k string) (string, bool) { v, ok := vars[k]; return v, ok },
+		stdout: stdout,
+		stderr: io.Discard,
+	}
+}
+
+func TestSimConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		vars    map[string]string
+		check   func(t *testing.T, st simSettings)
+		wantErr string // substring naming the bad variable or flag
+	}{
+		{"defaults", nil, nil, func(t *testing.T, st simSettings) {
+			if st.addr != "127.0.0.1:8085" || st.cfg.Username != "demo" || st.cfg.Password != "demo" || st.cfg.Plans != nil {
+				t.Fatalf("%+v", st)
+			}
+		}, ""},
+		{"env", nil, map[string]string{
+			"SIM_PLANS": "7, 8", "SIM_MSNS": "20", "SIM_ESIM_PROFILES": "0", "SIM_ORDER_LATENCY": "31m",
+			"SIM_FAULTS": "drop=0.5", "SIM_MINUTE_WINDOW": "2s", "SIM_HOUR_WINDOW": "1m", "SIM_ADDR": "127.0.0.1:9",
+			"OCTANE_USERNAME": "u", "OCTANE_PASSWORD": "p", "SIM_CUSTOMERS": "5,6",
+		}, func(t *testing.T, st simSettings) {
+			c := st.cfg
+			if !reflect.DeepEqual(c.Plans, []int{7, 8}) || c.MSNs != 20 || !st.noProfiles || c.OrderLatency != 31*time.Minute ||
+				c.Faults.Drop != 0.5 || c.MinuteWindow != 2*time.Second || c.HourWindow != time.Minute ||
+				st.addr != "127.0.0.1:9" || c.Username != "u" || c.Password != "p" || !reflect.DeepEqual(c.Customers, []int64{5, 6}) {
+				t.Fatalf("%+v", st)
+			}
+		}, ""},
+		{"flag beats env", []string{"--msns", "30", "--addr", "127.0.0.1:0"}, map[string]string{"SIM_MSNS": "bad"},
+			func(t *testing.T, st simSettings) {
+				if st.cfg.MSNs != 30 || st.addr != "127.0.0.1:0" {
+					t.Fatalf("%+v", st)
+				}
+			}, ""},
+		{"bad plans", nil, map[string]string{"SIM_PLANS": "1001,x"}, nil, "SIM_PLANS"},
+		{"bad msns", nil, map[string]string{"SIM_MSNS": "0"}, nil, "SIM_MSNS"},
+		{"bad latency", nil, map[string]string{"SIM_ORDER_LATENCY": "5"}, nil, "SIM_ORDER_LATENCY"},
+		{"bad faults", nil, map[string]string{"SIM_FAULTS": "drop=2"}, nil, "SIM_FAULTS"},
+		{"bad window flag", []string{"--minute-window", "-1s"}, nil, nil, "--minute-window"},
+		{"unknown flag", []string{"--nope"}, nil, nil, "nope"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := simConfig(tc.args, fakeEnv(tc.vars, io.Discard))
+			if tc.wantErr != "" {
+				var ce configError
+				if !errors.As(err, &ce) || !strings.Contains(err.Error(), tc.wantErr) || exitCode(err) != exitConfig {
+					t.Fatalf("error %v, want a configError naming %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, st)
+		})
+	}
+}
+
+// lineWriter hands the first line written to it to a channel.
+type lineWriter struct {
+	mu   sync.Mutex
+	buf  strings.Builder
+	line chan string
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if s := w.buf.String(); strings.Contains(s, "\n") && w.line != nil {
+		w.line <- s
+		w.line = nil
+	}
+	return len(p), nil
+}
+
+func TestCmdSimServesUntilCancelled(t *testing.T) {
+	out := &lineWriter{line: make(chan string, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"sim", "--addr", "127.0.0.1:0"}, fakeEnv(map[string]string{"SIM_MSNS": "5"}, out))
+	}()
+	var line string
+	select {
+	case line = <-out.line:
+	case err := <-done:
+		t.Fatalf("sim ended early: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no listening line")
+	}
+	m := regexp.MustCompile(`OCTANE_SOAP_URL=(\S+)/tiab OCTANE_REST_URL=(\S+)/tiab/api`).FindStringSubmatch(line)
+	if m == nil || m[1] != m[2] {
+		t.Fatalf("line %q", line)
+	}
+	resp, err := http.Get(m[1] + "/_sim/ledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("ledger: %d", resp.StatusCode)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("after cancel: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("sim did not stop")
+	}
+}
