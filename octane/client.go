@@ -441,7 +441,9 @@ func (c *Client) OrderQuery(ctx context.Context, orderID string) (OrderStatus, e
 		return OrderStatus{}, invalid(MethodOrderQuery, "empty orderId")
 	}
 	var out OrderStatus
-	err := c.call(ctx, &spec{method: MethodOrderQuery, safe: true, orderID: orderID}, func(ctx context.Context, at *attempt) error {
+	// Not safe to resend once it may have reached Octane: a processed query
+	// counts against the one-query-per-30-minutes courtesy (invariant 2).
+	err := c.call(ctx, &spec{method: MethodOrderQuery, safe: false, orderID: orderID}, func(ctx context.Context, at *attempt) error {
 		var ret orderQueryReturn
 		if err := c.doSOAP(ctx, svcOrder, MethodOrderQuery, orderQueryRequest{OrderID: orderID}, &ret, at); err != nil {
 			return err
