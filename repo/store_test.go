@@ -16,6 +16,7 @@ import (
 )
 
 func TestMigrateUpDownUp(t *testing.T) {
+	t.Parallel()
 	for _, d := range []struct {
 		name string
 		url  func(testing.TB) string
@@ -61,6 +62,7 @@ func TestMigrateUpDownUp(t *testing.T) {
 }
 
 func TestImport(t *testing.T) {
+	t.Parallel()
 	repotest.Each(t, func(t *testing.T, s *repo.Store) {
 		ctx := context.Background()
 		cust := int64(42)
@@ -140,6 +142,7 @@ func TestImport(t *testing.T) {
 
 // Two (here eight) claimers never get the same row.
 func TestClaimConcurrent(t *testing.T) {
+	t.Parallel()
 	repotest.Each(t, func(t *testing.T, s *repo.Store) {
 		const rows = 300
 		runID := seed(t, s, "c", rows)
@@ -187,6 +190,7 @@ func TestClaimConcurrent(t *testing.T) {
 }
 
 func TestClaimPendingOrderAndLease(t *testing.T) {
+	t.Parallel()
 	repotest.Each(t, func(t *testing.T, s *repo.Store) {
 		ctx := context.Background()
 		runID := seed(t, s, "o", 3)
@@ -235,6 +239,7 @@ func TestClaimPendingOrderAndLease(t *testing.T) {
 // A stale claim token (the lease expired and another claimer took the row)
 // can move nothing.
 func TestStaleClaimCannotMove(t *testing.T) {
+	t.Parallel()
 	repotest.Each(t, func(t *testing.T, s *repo.Store) {
 		ctx := context.Background()
 		runID := seed(t, s, "s", 1)
@@ -300,6 +305,7 @@ func TestStaleClaimCannotMove(t *testing.T) {
 // A polled row is not claimable again for the poll interval, even when the
 // poller crashed (its claim expired) or unclaimed it at once.
 func TestPollSlot(t *testing.T) {
+	t.Parallel()
 	repotest.Each(t, func(t *testing.T, s *repo.Store) {
 		ctx := context.Background()
 		runID := seed(t, s, "p", 1)
@@ -342,6 +348,7 @@ func TestPollSlot(t *testing.T) {
 }
 
 func TestLifecycleEvents(t *testing.T) {
+	t.Parallel()
 	repotest.Each(t, func(t *testing.T, s *repo.Store) {
 		ctx := context.Background()
 		runID := seed(t, s, "e", 3)
@@ -410,6 +417,7 @@ func TestLifecycleEvents(t *testing.T) {
 }
 
 func TestBackoffDelay(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		attempt int
 		want    time.Duration
@@ -426,6 +434,7 @@ func TestBackoffDelay(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
+	t.Parallel()
 	repotest.Each(t, func(t *testing.T, s *repo.Store) {
 		ctx := context.Background()
 		runID := seed(t, s, "b", 1)
@@ -462,6 +471,7 @@ func TestBackoff(t *testing.T) {
 }
 
 func TestReconcile(t *testing.T) {
+	t.Parallel()
 	repotest.Each(t, func(t *testing.T, s *repo.Store) {
 		ctx := context.Background()
 		crashed := seed(t, s, "r", 4)
@@ -513,6 +523,7 @@ func TestReconcile(t *testing.T) {
 }
 
 func TestReleases(t *testing.T) {
+	t.Parallel()
 	repotest.Each(t, func(t *testing.T, s *repo.Store) {
 		ctx := context.Background()
 		old := seed(t, s, "rel", 4)
@@ -584,6 +595,7 @@ func TestReleases(t *testing.T) {
 }
 
 func TestReports(t *testing.T) {
+	t.Parallel()
 	repotest.Each(t, func(t *testing.T, s *repo.Store) {
 		ctx := context.Background()
 		if _, err := s.NewReport(ctx, t0, 10); !errors.Is(err, repo.ErrNotFound) {
@@ -666,6 +678,7 @@ SELECT ?, activation_id FROM report_items WHERE report_id = ?`), r2.ID, r1.ID)
 
 // NewReport from many goroutines at once: each row lands in one report.
 func TestNewReportConcurrent(t *testing.T) {
+	t.Parallel()
 	repotest.Each(t, func(t *testing.T, s *repo.Store) {
 		ctx := context.Background()
 		runID := seed(t, s, "nc", 20)
@@ -692,6 +705,7 @@ func TestNewReportConcurrent(t *testing.T) {
 }
 
 func TestCalls(t *testing.T) {
+	t.Parallel()
 	repotest.Each(t, func(t *testing.T, s *repo.Store) {
 		ctx := context.Background()
 		runID := seed(t, s, "call", 1)
@@ -740,6 +754,7 @@ func TestCalls(t *testing.T) {
 }
 
 func TestRunLock(t *testing.T) {
+	t.Parallel()
 	repotest.Each(t, func(t *testing.T, s *repo.Store) {
 		ctx := context.Background()
 		key := fmt.Sprintf("lock-test-%s-%d", s.Dialect(), time.Now().UnixNano())
@@ -764,6 +779,7 @@ func TestRunLock(t *testing.T) {
 }
 
 func TestInTx(t *testing.T) {
+	t.Parallel()
 	repotest.Each(t, func(t *testing.T, s *repo.Store) {
 		ctx := context.Background()
 		insert := func(tx *sqlx.Tx, n int) {
@@ -791,6 +807,7 @@ func TestInTx(t *testing.T) {
 }
 
 func TestLogValueHidesSecrets(t *testing.T) {
+	t.Parallel()
 	a := repo.Activation{ID: 1, SalesRef: "S", State: repo.StateQRReady, ActivationCode: "LPA:1$secret", QRPNG: []byte("PNGDATA"), ClaimToken: "tok"}
 	got := a.LogValue().String()
 	for _, secret := range []string{"LPA:1$secret", "PNGDATA", "tok"} {
