@@ -35,6 +35,10 @@ func readCSV(content []byte, b *builder) error {
 		return err
 	}
 
+	// One allocation for the rows instead of repeated growth: the line count
+	// is an upper bound on the records.
+	b.f.Rows = make([]Row, 0, bytes.Count(content, []byte("\n"))+1)
+
 	// Physical lines are counted from the reader's byte offsets: encoding/csv
 	// skips empty lines silently, and each one must be counted as blank.
 	off := r.InputOffset()
