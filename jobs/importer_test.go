@@ -272,7 +272,7 @@ func TestImportDir(t *testing.T) {
 // in the folder while its rows go in, and can be made to fail.
 type failingStore struct {
 	*repo.Store
-	t      *testing.T
+	t    *testing.T
 	dir  string // the file being imported must still be here during Import
 	fail error
 }
