@@ -241,7 +241,7 @@ func (ml *Mailer) sendSMTP(ctx context.Context, m *mail.Msg, number int64) error
 		opts = append(opts, mail.WithSSL())
 	}
 	if cfg.Username != "" {
-		opts = append(opts, mail.WithSMTPAuth(mail.SMTPAuthAutoDiscover),
+		opts = append(opts, mail.WithSMTPAuth(mail.SMTPAuthPlain),
 			mail.WithUsername(cfg.Username), mail.WithPassword(cfg.Password))
 	}
 	c, err := mail.NewClient(cfg.Host, opts...)

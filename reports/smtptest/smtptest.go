@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -37,11 +38,14 @@ type Server struct {
 	Port int
 
 	srv *smtp.Server
+	l   net.Listener
 
 	mu       sync.Mutex
 	messages []Message
 	refuse   *smtp.SMTPError
 	attempts int
+	users    []string
+	closed   bool
 }
 
 // Start starts a server on 127.0.0.1:0 and stops it when the test ends.
@@ -60,7 +64,7 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatalf("smtptest: listen: %v", err)
 	}
-	s.srv = srv
+	s.srv, s.l = srv, l
 	s.Port = l.Addr().(*net.TCPAddr).Port
 	done := make(chan struct{})
 	go func() {
@@ -68,10 +72,30 @@ func Start(t testing.TB) *Server {
 		_ = srv.Serve(l)
 	}()
 	t.Cleanup(func() {
-		_ = srv.Close()
+		s.Close()
 		<-done
 	})
 	return s
+}
+
+// Close stops the server now (a later cleanup is a no-op), so its port
+// refuses connections.
+func (s *Server) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		_ = s.srv.Close()
+		_ = s.l.Close() // Serve may not have taken the listener yet
+	}
+}
+
+// Usernames lists the users that authenticated (AUTH PLAIN, any password
+// accepted and not kept).
+func (s *Server) Usernames() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.users...)
 }
 
 // Addr is host:port.
@@ -117,6 +141,17 @@ type session struct {
 
 func (se *session) Reset()        { se.from, se.to = "", nil }
 func (se *session) Logout() error { return nil }
+
+func (se *session) AuthMechanisms() []string { return []string{sasl.Plain} }
+
+func (se *session) Auth(string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(_, username, _ string) error {
+		se.s.mu.Lock()
+		defer se.s.mu.Unlock()
+		se.s.users = append(se.s.users, username)
+		return nil
+	}), nil
+}
 
 func (se *session) Mail(from string, _ *smtp.MailOptions) error {
 	se.from = from
