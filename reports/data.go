@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// MaxQRRowsPerWorkbook caps the QR codes sheet of one workbook. Every QR row
-// carries an image (about 0.55 KB and a few ms each), so the cap bounds the
+// MaxQRRowsPerWorkbook caps the QR codes sheet of one workbook: rows with an
+// activation code or image. Each carries an image (about 0.55 KB and a few ms each), so the cap bounds the
 // workbook's size, build time and memory. Build refuses more. The caller
 // splits a larger report before building: the store's NewReport takes at most
 // this many QR rows per report (the rest wait for the next report), so each

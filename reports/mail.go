@@ -140,7 +140,11 @@ type Message struct {
 
 // Subject is the email subject, e.g.
 // "eSIM report #12 2026-11-28: 180 QR, 3 failed, 2 rejected".
+// A Number of 0 is the "nothing new" email.
 func (m Message) Subject() string {
+	if m.Number == 0 {
+		return fmt.Sprintf("eSIM report %s: nothing new", m.ReportDate.UTC().Format("2006-01-02"))
+	}
 	s := fmt.Sprintf("eSIM report #%d %s: %d QR, %d failed, %d rejected",
 		m.Number, m.ReportDate.UTC().Format("2006-01-02"), m.QR, m.Failed, m.Rejected)
 	if m.Resend {

@@ -62,8 +62,10 @@ func newStyles(f *excelize.File) (styles, error) {
 
 // Build writes the report workbook and returns its bytes: the QR codes,
 // Failures, Rejected imports and Summary sheets. With opts.Password the
-// workbook is encrypted. It returns ErrTooManyQRRows when d has more than
-// MaxQRRowsPerWorkbook QR rows, and a wrapped excelize error otherwise.
+// workbook is encrypted. It returns ErrTooManyQRRows when more than
+// MaxQRRowsPerWorkbook QR rows carry a code or an image (rows without one,
+// e.g. a QR Octane emailed, cost little and are not capped), and a wrapped
+// excelize error otherwise.
 func Build(d Data, opts Options) ([]byte, error) {
 	var buf bytes.Buffer
 	if err := Write(&buf, d, opts); err != nil {
@@ -74,8 +76,14 @@ func Build(d Data, opts Options) ([]byte, error) {
 
 // Write is Build writing to w. Errors are those of Build, or w's.
 func Write(w io.Writer, d Data, opts Options) error {
-	if len(d.QR) > MaxQRRowsPerWorkbook {
-		return fmt.Errorf("%w: %d rows, at most %d", ErrTooManyQRRows, len(d.QR), MaxQRRowsPerWorkbook)
+	images := 0
+	for _, r := range d.QR {
+		if r.ActivationCode != "" || len(r.PNG) > 0 {
+			images++
+		}
+	}
+	if images > MaxQRRowsPerWorkbook {
+		return fmt.Errorf("%w: %d rows with a QR code, at most %d", ErrTooManyQRRows, images, MaxQRRowsPerWorkbook)
 	}
 	f := excelize.NewFile()
 	defer f.Close() // removes the stream writers' temp files
@@ -426,11 +434,14 @@ func writeSummary(f *excelize.File, st styles, d Data) error {
 		if err := set(cell(1, row), k, st.text); err != nil {
 			return err
 		}
-		if err := set(cell(2, row), d.Counts[k], st.integer); err != nil {
-			return err
-		}
-		if err := set(cell(3, row), d.Totals[k], st.integer); err != nil {
-			return err
+		for c, m := range []map[string]int{d.Counts, d.Totals} {
+			var v any = "" // not counted: blank, not a misleading 0
+			if n, ok := m[k]; ok {
+				v = n
+			}
+			if err := set(cell(c+2, row), v, st.integer); err != nil {
+				return err
+			}
 		}
 	}
 	first, lastOutcome := summaryOutcomeHeader+1, row
