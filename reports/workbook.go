@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/makiuchi-d/gozxing"
+	zxqr "github.com/makiuchi-d/gozxing/qrcode"
 	"github.com/skip2/go-qrcode"
 	"github.com/xuri/excelize/v2"
 )
@@ -235,14 +237,15 @@ func writeQR(f *excelize.File, st styles, rows []QRRow) error {
 	return nil
 }
 
-// qrImage returns the PNG to place in the row: Octane's when it is a readable
-// PNG, else one rendered from the activation code, else nil (no code: e.g. a
-// physical SIM or a QR Octane emailed itself).
+// qrImage returns the PNG to place in the row: Octane's when it is a PNG that
+// decodes to the row's activation code (or there is no code to check it
+// against), else one rendered from the code, else nil (no code and no usable
+// image: e.g. a physical SIM or a QR Octane emailed itself). The image must
+// never disagree with the code beside it: that would hand one customer's eSIM
+// to another.
 func qrImage(r QRRow) []byte {
-	if len(r.PNG) > 0 {
-		if _, format, err := image.DecodeConfig(bytes.NewReader(r.PNG)); err == nil && format == "png" {
-			return r.PNG
-		}
+	if len(r.PNG) > 0 && octanePNGMatches(r.PNG, r.ActivationCode) {
+		return r.PNG
 	}
 	if r.ActivationCode == "" {
 		return nil
@@ -252,6 +255,29 @@ func qrImage(r QRRow) []byte {
 		return nil
 	}
 	return png
+}
+
+// maxQRPixels bounds the images decoded (a PNG header can claim any size).
+const maxQRPixels = 4096 * 4096
+
+func octanePNGMatches(png []byte, code string) bool {
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(png))
+	if err != nil || format != "png" || cfg.Width*cfg.Height > maxQRPixels {
+		return false
+	}
+	if code == "" {
+		return true
+	}
+	img, _, err := image.Decode(bytes.NewReader(png))
+	if err != nil {
+		return false
+	}
+	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+	if err != nil {
+		return false
+	}
+	res, err := zxqr.NewQRCodeReader().Decode(bmp, nil)
+	return err == nil && res.GetText() == code
 }
 
 // streamSheet writes a header and rows to a new, empty sheet with the stream

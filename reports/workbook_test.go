@@ -50,6 +50,8 @@ func sampleData(t *testing.T) Data {
 				CompletedAt: t0, ActivationCode: lpa(3), PNG: []byte("not a png")},
 			{SalesRef: "S-4", Customer: "Phys Ical", MSN: "0412000004", Outcome: "Provisioned (physical SIM)",
 				CompletedAt: t0},
+			{SalesRef: "S-5", Customer: "Wrong Image", MSN: "0412000005", Outcome: "QR ready",
+				CompletedAt: t0, ActivationCode: lpa(5), PNG: octanePNG},
 		},
 		Failures: []FailureRow{
 			{SalesRef: "F-1", Customer: "Cat", Email: "cat@example.com", MSN: "0499000001", Step: "orderCreate",
@@ -218,6 +220,7 @@ func TestQRImagesDecodeToTheirRow(t *testing.T) {
 		{"rendered from the code", 1, true, false},
 		{"unreadable Octane PNG: rendered", 2, true, false},
 		{"no code, no image", 3, false, false},
+		{"Octane PNG of another code: rendered", 4, true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -282,8 +285,8 @@ func TestLayout(t *testing.T) {
 			rc.Close()
 		}
 	}
-	if !bytes.Contains(sheet1, []byte(`<autoFilter ref="$A$1:$J$5"`)) {
-		t.Errorf("QR sheet has no autofilter over A1:J5")
+	if !bytes.Contains(sheet1, []byte(`<autoFilter ref="$A$1:$J$6"`)) {
+		t.Errorf("QR sheet has no autofilter over A1:J6")
 	}
 	if h, _ := f.GetRowHeight(SheetQR, 2); h != qrRowHeight {
 		t.Errorf("QR row height %v, want %v", h, qrRowHeight)
