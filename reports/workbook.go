@@ -1,0 +1,523 @@
+package reports
+
+import (
+	"bytes"
+	"fmt"
+	"image"
+	_ "image/png" // excelize's AddPictureFromBytes decodes the PNG header
+	"io"
+	"sort"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/makiuchi-d/gozxing"
+	zxqr "github.com/makiuchi-d/gozxing/qrcode"
+	"github.com/skip2/go-qrcode"
+	"github.com/xuri/excelize/v2"
+)
+
+const (
+	qrImagePixels = 128  // rendered QR images: about 3 px a module for an LPA string
+	qrRowHeight   = 96.0 // points: 128 px at 96 dpi, so the image shows at full size
+	qrColWidth    = 18.0 // characters: a little over 128 px
+	maxColWidth   = 60.0
+	dateWidth     = 20.0
+	dateFormat    = "yyyy-mm-dd hh:mm:ss"
+)
+
+// styles holds every style ID of a workbook, created once in newStyles.
+type styles struct {
+	header, text, integer, date, seconds, title int
+}
+
+func newStyles(f *excelize.File) (styles, error) {
+	var s styles
+	center := &excelize.Alignment{Vertical: "center"}
+	format := dateFormat
+	defs := []struct {
+		id    *int
+		style *excelize.Style
+	}{
+		{&s.header, &excelize.Style{
+			Font:      &excelize.Font{Bold: true},
+			Fill:      excelize.Fill{Type: "pattern", Pattern: 1, Color: []string{"DDEBF7"}},
+			Border:    []excelize.Border{{Type: "bottom", Color: "808080", Style: 1}},
+			Alignment: center,
+		}},
+		// "@" (49) keeps a value text even when a user edits the cell.
+		{&s.text, &excelize.Style{NumFmt: 49, Alignment: center}},
+		{&s.integer, &excelize.Style{NumFmt: 1, Alignment: center}},
+		{&s.date, &excelize.Style{CustomNumFmt: &format, Alignment: center}},
+		{&s.seconds, &excelize.Style{NumFmt: 2, Alignment: center}},
+		{&s.title, &excelize.Style{Font: &excelize.Font{Bold: true, Size: 14}}},
+	}
+	for _, d := range defs {
+		id, err := f.NewStyle(d.style)
+		if err != nil {
+			return s, fmt.Errorf("reports: create style: %w", err)
+		}
+		*d.id = id
+	}
+	return s, nil
+}
+
+// Build writes the report workbook and returns its bytes: the QR codes,
+// Failures, Rejected imports and Summary sheets. With opts.Password the
+// workbook is encrypted. It returns ErrTooManyQRRows when more than
+// MaxQRRowsPerWorkbook QR rows carry a code or an image (rows without one,
+// e.g. a QR Octane emailed, cost little and are not capped), and a wrapped
+// excelize error otherwise.
+func Build(d Data, opts Options) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := Write(&buf, d, opts); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Write is Build writing to w. Errors are those of Build, or w's.
+func Write(w io.Writer, d Data, opts Options) error {
+	images := 0
+	for _, r := range d.QR {
+		if r.ActivationCode != "" || len(r.PNG) > 0 {
+			images++
+		}
+	}
+	if images > MaxQRRowsPerWorkbook {
+		return fmt.Errorf("%w: %d rows with a QR code, at most %d", ErrTooManyQRRows, images, MaxQRRowsPerWorkbook)
+	}
+	f := excelize.NewFile()
+	defer f.Close() // removes the stream writers' temp files
+	st, err := newStyles(f)
+	if err != nil {
+		return err
+	}
+	if err := f.SetSheetName("Sheet1", SheetQR); err != nil {
+		return fmt.Errorf("reports: name sheet: %w", err)
+	}
+	for _, name := range []string{SheetFailure, SheetRejects, SheetSummary} {
+		if _, err := f.NewSheet(name); err != nil {
+			return fmt.Errorf("reports: add sheet %q: %w", name, err)
+		}
+	}
+	if err := writeQR(f, st, d.QR); err != nil {
+		return err
+	}
+	if err := writeFailures(f, st, d.Failures); err != nil {
+		return err
+	}
+	if err := writeRejects(f, st, d.Rejects); err != nil {
+		return err
+	}
+	if err := writeSummary(f, st, d); err != nil {
+		return err
+	}
+	f.SetActiveSheet(0)
+	if _, err := f.WriteTo(w, excelize.Options{Password: opts.Password}); err != nil {
+		return fmt.Errorf("reports: write workbook: %w", err)
+	}
+	return nil
+}
+
+// cell returns the A1 reference of column col (1-based) in row.
+func cell(col, row int) string {
+	name, _ := excelize.ColumnNumberToName(col) // col is always 1..16384 here
+	return name + strconv.Itoa(row)
+}
+
+// utc turns the zero time into nil (a blank cell) and anything else into UTC.
+func utc(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UTC()
+}
+
+// widths tracks the widest value of each column, in characters.
+type widths []float64
+
+func newWidths(headers []string) widths {
+	w := make(widths, len(headers))
+	for i, h := range headers {
+		w.fit(i, h)
+	}
+	return w
+}
+
+func (w widths) fit(col int, s string) {
+	n := float64(utf8.RuneCountInString(s)) + 2
+	if n > maxColWidth {
+		n = maxColWidth
+	}
+	if n > w[col] {
+		w[col] = n
+	}
+}
+
+func (w widths) atLeast(col int, n float64) {
+	if n > w[col] {
+		w[col] = n
+	}
+}
+
+func (w widths) apply(f *excelize.File, sheet string) error {
+	for i, width := range w {
+		name, _ := excelize.ColumnNumberToName(i + 1)
+		if err := f.SetColWidth(sheet, name, name, width); err != nil {
+			return fmt.Errorf("reports: width of %s!%s: %w", sheet, name, err)
+		}
+	}
+	return nil
+}
+
+var freezeHeader = &excelize.Panes{Freeze: true, YSplit: 1, TopLeftCell: "A2", ActivePane: "bottomLeft"}
+
+func writeQR(f *excelize.File, st styles, rows []QRRow) error {
+	sheet := SheetQR
+	w := newWidths(QRColumns)
+	for i, h := range QRColumns {
+		if err := f.SetCellStr(sheet, cell(i+1, 1), h); err != nil {
+			return fmt.Errorf("reports: QR header: %w", err)
+		}
+	}
+	last := len(QRColumns)
+	for i, r := range rows {
+		row := i + 2
+		texts := []string{r.SalesRef, r.Customer, r.Email, r.MSN, r.OrderID, r.ICCID, r.Outcome}
+		for c, v := range texts {
+			w.fit(c, v)
+			if err := f.SetCellStr(sheet, cell(c+1, row), v); err != nil {
+				return fmt.Errorf("reports: QR row %d: %w", row, err)
+			}
+		}
+		if err := f.SetCellValue(sheet, cell(8, row), utc(r.CompletedAt)); err != nil {
+			return fmt.Errorf("reports: QR row %d: %w", row, err)
+		}
+		w.fit(8, r.ActivationCode)
+		if err := f.SetCellStr(sheet, cell(9, row), r.ActivationCode); err != nil {
+			return fmt.Errorf("reports: QR row %d: %w", row, err)
+		}
+		if err := f.SetRowHeight(sheet, row, qrRowHeight); err != nil {
+			return fmt.Errorf("reports: QR row %d: %w", row, err)
+		}
+		if png := qrImage(r); png != nil {
+			pic := &excelize.Picture{Extension: ".png", File: png, Format: &excelize.GraphicOptions{
+				AutoFit: true, Positioning: "oneCell", AltText: "QR code " + r.SalesRef,
+			}}
+			if err := f.AddPictureFromBytes(sheet, cell(last, row), pic); err != nil {
+				return fmt.Errorf("reports: QR image row %d: %w", row, err)
+			}
+		}
+	}
+	w.atLeast(7, dateWidth)
+	w[last-1] = qrColWidth
+	if err := w.apply(f, sheet); err != nil {
+		return err
+	}
+	end := len(rows) + 1
+	if err := f.SetCellStyle(sheet, cell(1, 1), cell(last, 1), st.header); err != nil {
+		return fmt.Errorf("reports: QR header style: %w", err)
+	}
+	if len(rows) > 0 {
+		for _, s := range []struct{ from, to, style int }{
+			{1, 7, st.text}, {8, 8, st.date}, {9, 9, st.text},
+		} {
+			if err := f.SetCellStyle(sheet, cell(s.from, 2), cell(s.to, end), s.style); err != nil {
+				return fmt.Errorf("reports: QR styles: %w", err)
+			}
+		}
+	}
+	if err := f.SetPanes(sheet, freezeHeader); err != nil {
+		return fmt.Errorf("reports: QR panes: %w", err)
+	}
+	if err := f.AutoFilter(sheet, cell(1, 1)+":"+cell(last, end), nil); err != nil {
+		return fmt.Errorf("reports: QR autofilter: %w", err)
+	}
+	return nil
+}
+
+// qrImage returns the PNG to place in the row: Octane's when it is a PNG that
+// decodes to the row's activation code (or there is no code to check it
+// against), else one rendered from the code, else nil (no code and no usable
+// image: e.g. a physical SIM or a QR Octane emailed itself). The image must
+// never disagree with the code beside it: that would hand one customer's eSIM
+// to another.
+func qrImage(r QRRow) []byte {
+	if len(r.PNG) > 0 && octanePNGMatches(r.PNG, r.ActivationCode) {
+		return r.PNG
+	}
+	if r.ActivationCode == "" {
+		return nil
+	}
+	png, err := qrcode.Encode(r.ActivationCode, qrcode.Medium, qrImagePixels)
+	if err != nil { // longer than a QR code holds: the code stays in its cell as text
+		return nil
+	}
+	return png
+}
+
+// maxQRPixels bounds the images decoded (a PNG header can claim any size).
+const maxQRPixels = 4096 * 4096
+
+func octanePNGMatches(png []byte, code string) bool {
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(png))
+	if err != nil || format != "png" || cfg.Width*cfg.Height > maxQRPixels {
+		return false
+	}
+	if code == "" {
+		return true
+	}
+	img, _, err := image.Decode(bytes.NewReader(png))
+	if err != nil {
+		return false
+	}
+	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+	if err != nil {
+		return false
+	}
+	res, err := zxqr.NewQRCodeReader().Decode(bmp, nil)
+	return err == nil && res.GetText() == code
+}
+
+// streamSheet writes a header and rows to a new, empty sheet with the stream
+// writer (rows kept out of memory), freezes the header and adds a table, whose
+// autofilter is the only one a streamed sheet can carry.
+func streamSheet(f *excelize.File, st styles, sheet, table string, headers []string, w widths,
+	rows int, row func(i int) []any) error {
+	sw, err := f.NewStreamWriter(sheet)
+	if err != nil {
+		return fmt.Errorf("reports: stream %s: %w", sheet, err)
+	}
+	for i, width := range w {
+		if err := sw.SetColWidth(i+1, i+1, width); err != nil {
+			return fmt.Errorf("reports: stream %s width: %w", sheet, err)
+		}
+	}
+	if err := sw.SetPanes(freezeHeader); err != nil {
+		return fmt.Errorf("reports: stream %s panes: %w", sheet, err)
+	}
+	head := make([]any, len(headers))
+	for i, h := range headers {
+		head[i] = excelize.Cell{StyleID: st.header, Value: h}
+	}
+	if err := sw.SetRow("A1", head); err != nil {
+		return fmt.Errorf("reports: stream %s header: %w", sheet, err)
+	}
+	for i := 0; i < rows; i++ {
+		if err := sw.SetRow(cell(1, i+2), row(i)); err != nil {
+			return fmt.Errorf("reports: stream %s row %d: %w", sheet, i+2, err)
+		}
+	}
+	if err := sw.AddTable(&excelize.Table{
+		Range: cell(1, 1) + ":" + cell(len(headers), rows+1), Name: table, StyleName: "TableStyleLight1",
+	}); err != nil {
+		return fmt.Errorf("reports: stream %s table: %w", sheet, err)
+	}
+	if err := sw.Flush(); err != nil {
+		return fmt.Errorf("reports: stream %s flush: %w", sheet, err)
+	}
+	return nil
+}
+
+func writeFailures(f *excelize.File, st styles, rows []FailureRow) error {
+	w := newWidths(FailureColumns)
+	for _, r := range rows {
+		for c, v := range []string{r.SalesRef, r.Customer, r.Email, r.MSN, r.Step, r.Code, r.Message} {
+			w.fit(c, v)
+		}
+	}
+	w.atLeast(8, dateWidth)
+	w.atLeast(9, dateWidth)
+	return streamSheet(f, st, SheetFailure, "Failures", FailureColumns, w, len(rows), func(i int) []any {
+		r := rows[i]
+		return []any{
+			excelize.Cell{StyleID: st.text, Value: r.SalesRef},
+			excelize.Cell{StyleID: st.text, Value: r.Customer},
+			excelize.Cell{StyleID: st.text, Value: r.Email},
+			excelize.Cell{StyleID: st.text, Value: r.MSN},
+			excelize.Cell{StyleID: st.text, Value: r.Step},
+			excelize.Cell{StyleID: st.text, Value: r.Code},
+			excelize.Cell{StyleID: st.text, Value: r.Message},
+			excelize.Cell{StyleID: st.integer, Value: r.Attempts},
+			excelize.Cell{StyleID: st.date, Value: utc(r.FirstAttempt)},
+			excelize.Cell{StyleID: st.date, Value: utc(r.LastAttempt)},
+		}
+	})
+}
+
+func writeRejects(f *excelize.File, st styles, rows []RejectRow) error {
+	w := newWidths(RejectColumns)
+	for _, r := range rows {
+		w.fit(0, r.File)
+		w.fit(1, strconv.Itoa(r.Line))
+		w.fit(2, r.Reason)
+		w.fit(3, r.Raw)
+	}
+	w.atLeast(4, dateWidth)
+	return streamSheet(f, st, SheetRejects, "RejectedImports", RejectColumns, w, len(rows), func(i int) []any {
+		r := rows[i]
+		return []any{
+			excelize.Cell{StyleID: st.text, Value: r.File},
+			excelize.Cell{StyleID: st.integer, Value: r.Line},
+			excelize.Cell{StyleID: st.text, Value: r.Reason},
+			excelize.Cell{StyleID: st.text, Value: r.Raw},
+			excelize.Cell{StyleID: st.date, Value: utc(r.ImportedAt)},
+		}
+	})
+}
+
+// Summary layout: the rows below are fixed so the chart can point at them.
+const (
+	summaryOutcomeHeader = 9 // "Outcome | This report | To date"
+)
+
+// outcomes lists the outcome keys to show: the fixed order first (the four
+// reporting outcomes always, lifecycle states when present), then the rest.
+func outcomes(counts, totals map[string]int) []string {
+	seen := map[string]bool{}
+	var keys []string
+	for i, k := range outcomeOrder {
+		_, inC := counts[k]
+		_, inT := totals[k]
+		if i < 4 || inC || inT {
+			keys = append(keys, k)
+		}
+		seen[k] = true
+	}
+	var rest []string
+	for _, m := range []map[string]int{counts, totals} {
+		for k := range m {
+			if !seen[k] {
+				seen[k] = true
+				rest = append(rest, k)
+			}
+		}
+	}
+	sort.Strings(rest)
+	return append(keys, rest...)
+}
+
+func writeSummary(f *excelize.File, st styles, d Data) error {
+	sheet := SheetSummary
+	type kv struct {
+		row   int
+		label string
+		value any
+		style int
+	}
+	waits := d.RateLimitWaits
+	if waits == 0 {
+		for _, c := range d.Calls {
+			waits += c.Waited
+		}
+	}
+	dry := "no"
+	if d.DryRun {
+		dry = "yes"
+	}
+	title := fmt.Sprintf("eSIM activation report #%d", d.Number)
+	set := func(ref string, v any, style int) error {
+		if s, ok := v.(string); ok {
+			if err := f.SetCellStr(sheet, ref, s); err != nil {
+				return fmt.Errorf("reports: summary %s: %w", ref, err)
+			}
+		} else if err := f.SetCellValue(sheet, ref, v); err != nil {
+			return fmt.Errorf("reports: summary %s: %w", ref, err)
+		}
+		if err := f.SetCellStyle(sheet, ref, ref, style); err != nil {
+			return fmt.Errorf("reports: summary style %s: %w", ref, err)
+		}
+		return nil
+	}
+	if err := set("A1", title, st.title); err != nil {
+		return err
+	}
+	for _, e := range []kv{
+		{2, "Generated (UTC)", utc(d.GeneratedAt), st.date},
+		{3, "Period from (UTC)", utc(d.PeriodFrom), st.date},
+		{4, "Period to (UTC)", utc(d.PeriodTo), st.date},
+		{5, "Dry run", dry, st.text},
+		{6, "QR rows / failures / rejects", fmt.Sprintf("%d / %d / %d", len(d.QR), len(d.Failures), len(d.Rejects)), st.text},
+		{7, "Rate-limit waits (s)", waits.Seconds(), st.seconds},
+	} {
+		if err := set(cell(1, e.row), e.label, st.header); err != nil {
+			return err
+		}
+		if err := set(cell(2, e.row), e.value, e.style); err != nil {
+			return err
+		}
+	}
+	row := summaryOutcomeHeader
+	for c, h := range []string{"Outcome", "This report", "To date"} {
+		if err := set(cell(c+1, row), h, st.header); err != nil {
+			return err
+		}
+	}
+	keys := outcomes(d.Counts, d.Totals)
+	for _, k := range keys {
+		row++
+		if err := set(cell(1, row), k, st.text); err != nil {
+			return err
+		}
+		for c, m := range []map[string]int{d.Counts, d.Totals} {
+			var v any = "" // not counted: blank, not a misleading 0
+			if n, ok := m[k]; ok {
+				v = n
+			}
+			if err := set(cell(c+2, row), v, st.integer); err != nil {
+				return err
+			}
+		}
+	}
+	first, lastOutcome := summaryOutcomeHeader+1, row
+	row += 2
+	for c, h := range []string{"Octane method", "Outcome", "Calls", "Rate-limit wait (s)"} {
+		if err := set(cell(c+1, row), h, st.header); err != nil {
+			return err
+		}
+	}
+	calls := append([]CallStat(nil), d.Calls...)
+	sort.Slice(calls, func(i, j int) bool {
+		if calls[i].Method != calls[j].Method {
+			return calls[i].Method < calls[j].Method
+		}
+		return calls[i].Outcome < calls[j].Outcome
+	})
+	w := newWidths([]string{"QR rows / failures / rejects", "Rate-limit wait (s)", "This report", "Rate-limit wait (s)"})
+	w.atLeast(1, dateWidth)
+	for _, k := range keys {
+		w.fit(0, k)
+	}
+	for _, c := range calls {
+		row++
+		w.fit(0, c.Method)
+		w.fit(1, c.Outcome)
+		for i, v := range []any{c.Method, c.Outcome, c.Count, c.Waited.Seconds()} {
+			style := []int{st.text, st.text, st.integer, st.seconds}[i]
+			if err := set(cell(i+1, row), v, style); err != nil {
+				return err
+			}
+		}
+	}
+	if err := w.apply(f, sheet); err != nil {
+		return err
+	}
+	series := func(col string) excelize.ChartSeries {
+		return excelize.ChartSeries{
+			Name:       fmt.Sprintf("%s!$%s$%d", sheet, col, summaryOutcomeHeader),
+			Categories: fmt.Sprintf("%s!$A$%d:$A$%d", sheet, first, lastOutcome),
+			Values:     fmt.Sprintf("%s!$%s$%d:$%s$%d", sheet, col, first, col, lastOutcome),
+		}
+	}
+	if err := f.AddChart(sheet, "F2", &excelize.Chart{
+		Type:   excelize.Col,
+		Series: []excelize.ChartSeries{series("B"), series("C")},
+		Title:  excelize.ChartTitle{Paragraph: []excelize.RichTextRun{{Text: "Activations by outcome"}}},
+		Legend: excelize.ChartLegend{Position: "bottom"},
+		Format: excelize.GraphicOptions{OffsetX: 10, OffsetY: 10},
+	}); err != nil {
+		return fmt.Errorf("reports: summary chart: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,428 @@
+package reports
+
+import (
+	"archive/zip"
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"image"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/makiuchi-d/gozxing"
+	zxqr "github.com/makiuchi-d/gozxing/qrcode"
+	"github.com/skip2/go-qrcode"
+	"github.com/xuri/excelize/v2"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata golden files")
+
+var t0 = time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+
+func lpa(i int) string {
+	return fmt.Sprintf("LPA:1$smdp.octane.example.com$K2-%04d-ABCD-EFGH-%06d", i, i*7919)
+}
+
+// sampleData has the values finance's spreadsheets trip over: formulas as
+// text, leading zeros, long digit strings.
+func sampleData(t *testing.T) Data {
+	t.Helper()
+	octanePNG, err := qrcode.Encode(lpa(1), qrcode.High, 300) // differs from what we render
+	if err != nil {
+		t.Fatal(err)
+	}
+	sydney := time.FixedZone("AEDT", 11*3600)
+	return Data{
+		Number: 12, GeneratedAt: t0, PeriodFrom: t0.Add(-24 * time.Hour), PeriodTo: t0,
+		QR: []QRRow{
+			{SalesRef: `=HYPERLINK("http://evil.example","x")`, Customer: "Ann Lee", Email: "ann@example.com",
+				MSN: "0412345678", OrderID: "000123", ICCID: "8961012345678901234", Outcome: "QR ready",
+				CompletedAt: t0.Add(-time.Hour).In(sydney), ActivationCode: lpa(1), PNG: octanePNG},
+			{SalesRef: "S-2", Customer: "+61 Bob", Email: "bob@example.com", MSN: "0412000002", OrderID: "9",
+				Outcome: "QR ready", CompletedAt: t0.Add(-2 * time.Hour), ActivationCode: lpa(2)},
+			{SalesRef: "S-3", Customer: "@SUM(A1)", MSN: "0412000003", Outcome: "QR ready",
+				CompletedAt: t0, ActivationCode: lpa(3), PNG: []byte("not a png")},
+			{SalesRef: "S-4", Customer: "Phys Ical", MSN: "0412000004", Outcome: "Provisioned (physical SIM)",
+				CompletedAt: t0},
+			{SalesRef: "S-5", Customer: "Wrong Image", MSN: "0412000005", Outcome: "QR ready",
+				CompletedAt: t0, ActivationCode: lpa(5), PNG: octanePNG},
+		},
+		Failures: []FailureRow{
+			{SalesRef: "F-1", Customer: "Cat", Email: "cat@example.com", MSN: "0499000001", Step: "orderCreate",
+				Code: "E042", Message: "=1+1 plan not allowed", Attempts: 3,
+				FirstAttempt: t0.Add(-3 * time.Hour), LastAttempt: t0.Add(-time.Hour)},
+			{SalesRef: "F-2", Step: "reserve", Code: "", Message: "exhausted", Attempts: 8},
+		},
+		Rejects: []RejectRow{
+			{File: "sales-2026-11-28.csv", Line: 7, Reason: "missing email", Raw: `S-9,Dan,,=cmd|' /C calc'!A0`, ImportedAt: t0},
+		},
+		Counts: map[string]int{"qr_ready": 3, "provisioned": 1, "failed": 2, "rejected": 1},
+		Totals: map[string]int{"qr_ready": 100, "provisioned": 4, "failed": 9, "rejected": 3, "pending": 20, "weird": 1},
+		Calls: []CallStat{
+			{Method: "orderCreate", Outcome: "ok", Count: 40, Waited: 3 * time.Second},
+			{Method: "getEsimDetails", Outcome: "ok", Count: 39, Waited: 1500 * time.Millisecond},
+		},
+	}
+}
+
+func open(t *testing.T, b []byte, password string) *excelize.File {
+	t.Helper()
+	f, err := excelize.OpenReader(bytes.NewReader(b), excelize.Options{Password: password})
+	if err != nil {
+		t.Fatalf("open workbook: %v", err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func mustBuild(t *testing.T, d Data, opts Options) []byte {
+	t.Helper()
+	b, err := Build(d, opts)
+	if err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	return b
+}
+
+func row(t *testing.T, f *excelize.File, sheet string, r, n int) []string {
+	t.Helper()
+	out := make([]string, n)
+	for c := range n {
+		v, err := f.GetCellValue(sheet, cell(c+1, r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[c] = v
+	}
+	return out
+}
+
+func TestColumnsGolden(t *testing.T) {
+	f := open(t, mustBuild(t, Data{Number: 1, GeneratedAt: t0}, Options{}), "")
+	var got strings.Builder
+	for _, s := range []struct {
+		sheet string
+		n     int
+	}{{SheetQR, len(QRColumns)}, {SheetFailure, len(FailureColumns)}, {SheetRejects, len(RejectColumns)}} {
+		fmt.Fprintf(&got, "%s: %s\n", s.sheet, strings.Join(row(t, f, s.sheet, 1, s.n+1), " | "))
+	}
+	if sheets := f.GetSheetList(); strings.Join(sheets, ",") != "QR codes,Failures,Rejected imports,Summary" {
+		t.Errorf("sheets = %v", sheets)
+	}
+	path := filepath.Join("testdata", "columns.golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./reports -run TestColumnsGolden -update)", err)
+	}
+	// The extra column read past the end must be empty: no stray header.
+	if got.String() != string(want) {
+		t.Errorf("header rows changed: finance's spreadsheets depend on them\ngot:\n%s\nwant:\n%s", got.String(), want)
+	}
+}
+
+func TestQRSheetValues(t *testing.T) {
+	d := sampleData(t)
+	f := open(t, mustBuild(t, d, Options{}), "")
+	for i, r := range d.QR {
+		rn := i + 2
+		want := []string{r.SalesRef, r.Customer, r.Email, r.MSN, r.OrderID, r.ICCID, r.Outcome,
+			r.CompletedAt.UTC().Format("2006-01-02 15:04:05"), r.ActivationCode, ""}
+		got := row(t, f, SheetQR, rn, len(want))
+		for c := range want {
+			if got[c] != want[c] {
+				t.Errorf("QR %s = %q, want %q", cell(c+1, rn), got[c], want[c])
+			}
+		}
+		for c := 1; c <= 9; c++ {
+			if c == 8 {
+				continue
+			}
+			ref := cell(c, rn)
+			if fo, _ := f.GetCellFormula(SheetQR, ref); fo != "" {
+				t.Errorf("QR %s is a formula %q: text must stay text", ref, fo)
+			}
+			if typ, _ := f.GetCellType(SheetQR, ref); got[c-1] != "" && typ != excelize.CellTypeInlineString && typ != excelize.CellTypeSharedString {
+				t.Errorf("QR %s type %v, want a string", ref, typ)
+			}
+		}
+		checkDate(t, f, SheetQR, cell(8, rn), r.CompletedAt)
+	}
+}
+
+// checkDate asserts ref holds a real Excel date (a number with a date
+// format) equal to want in UTC.
+func checkDate(t *testing.T, f *excelize.File, sheet, ref string, want time.Time) {
+	t.Helper()
+	raw, err := f.GetCellValue(sheet, ref, excelize.Options{RawCellValue: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want.IsZero() {
+		if raw != "" {
+			t.Errorf("%s!%s = %q, want blank", sheet, ref, raw)
+		}
+		return
+	}
+	serial, err := strconv.ParseFloat(raw, 64)
+	if err != nil {
+		t.Fatalf("%s!%s = %q: not a number, so not an Excel date", sheet, ref, raw)
+	}
+	got, _ := excelize.ExcelDateToTime(serial, false)
+	if d := got.Sub(want.UTC()); d > time.Second || d < -time.Second {
+		t.Errorf("%s!%s = %v, want %v (UTC)", sheet, ref, got, want.UTC())
+	}
+	id, _ := f.GetCellStyle(sheet, ref)
+	st, err := f.GetStyle(id)
+	if err != nil || st.CustomNumFmt == nil || *st.CustomNumFmt != dateFormat {
+		t.Errorf("%s!%s style has no date format", sheet, ref)
+	}
+}
+
+// decodeQR reads the text of a QR code image.
+func decodeQR(t *testing.T, png []byte) string {
+	t.Helper()
+	img, _, err := image.Decode(bytes.NewReader(png))
+	if err != nil {
+		t.Fatalf("decode image: %v", err)
+	}
+	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := zxqr.NewQRCodeReader().Decode(bmp, nil)
+	if err != nil {
+		t.Fatalf("QR image does not decode: %v", err)
+	}
+	return res.GetText()
+}
+
+func TestQRImagesDecodeToTheirRow(t *testing.T) {
+	d := sampleData(t)
+	f := open(t, mustBuild(t, d, Options{}), "")
+	tests := []struct {
+		name      string
+		row       int
+		wantImage bool
+		octane    bool // the picture must be Octane's PNG byte for byte
+	}{
+		{"Octane PNG given", 0, true, true},
+		{"rendered from the code", 1, true, false},
+		{"unreadable Octane PNG: rendered", 2, true, false},
+		{"no code, no image", 3, false, false},
+		{"Octane PNG of another code: rendered", 4, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := d.QR[tt.row]
+			ref := cell(len(QRColumns), tt.row+2)
+			pics, err := f.GetPictures(SheetQR, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.wantImage {
+				if len(pics) != 0 {
+					t.Fatalf("%s has %d pictures, want none", ref, len(pics))
+				}
+				return
+			}
+			if len(pics) != 1 {
+				t.Fatalf("%s has %d pictures, want 1", ref, len(pics))
+			}
+			if tt.octane != bytes.Equal(pics[0].File, r.PNG) {
+				t.Errorf("picture is Octane's PNG = %v, want %v", !tt.octane, tt.octane)
+			}
+			code, _ := f.GetCellValue(SheetQR, cell(9, tt.row+2))
+			if got := decodeQR(t, pics[0].File); got != code || got != r.ActivationCode {
+				t.Errorf("QR decodes to %q; row's code %q, input %q", got, code, r.ActivationCode)
+			}
+		})
+	}
+}
+
+func TestLayout(t *testing.T) {
+	b := mustBuild(t, sampleData(t), Options{})
+	f := open(t, b, "")
+	for _, sheet := range []string{SheetQR, SheetFailure, SheetRejects} {
+		p, err := f.GetPanes(sheet)
+		if err != nil || !p.Freeze || p.YSplit != 1 {
+			t.Errorf("%s: header not frozen: %+v %v", sheet, p, err)
+		}
+		for c, h := range map[string][]string{SheetQR: QRColumns, SheetFailure: FailureColumns, SheetRejects: RejectColumns}[sheet] {
+			col, _ := excelize.ColumnNumberToName(c + 1)
+			w, err := f.GetColWidth(sheet, col)
+			if err != nil || w < float64(len(h)) || w > maxColWidth {
+				t.Errorf("%s column %s (%s) width %v", sheet, col, h, w)
+			}
+		}
+	}
+	for sheet, want := range map[string]string{SheetFailure: "A1:J3", SheetRejects: "A1:E2"} {
+		tables, err := f.GetTables(sheet)
+		if err != nil || len(tables) != 1 || tables[0].Range != want {
+			t.Errorf("%s tables = %+v %v, want one over %s (its autofilter)", sheet, tables, err, want)
+		}
+	}
+	// The QR sheet's autofilter, read from the sheet XML.
+	zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sheet1 []byte
+	for _, zf := range zr.File {
+		if zf.Name == "xl/worksheets/sheet1.xml" {
+			rc, _ := zf.Open()
+			sheet1, _ = io.ReadAll(rc)
+			rc.Close()
+		}
+	}
+	if !bytes.Contains(sheet1, []byte(`<autoFilter ref="$A$1:$J$6"`)) {
+		t.Errorf("QR sheet has no autofilter over A1:J6")
+	}
+	if h, _ := f.GetRowHeight(SheetQR, 2); h != qrRowHeight {
+		t.Errorf("QR row height %v, want %v", h, qrRowHeight)
+	}
+}
+
+func TestFailuresAndRejects(t *testing.T) {
+	d := sampleData(t)
+	f := open(t, mustBuild(t, d, Options{}), "")
+	for i, r := range d.Failures {
+		rn := i + 2
+		want := []string{r.SalesRef, r.Customer, r.Email, r.MSN, r.Step, r.Code, r.Message, strconv.Itoa(r.Attempts)}
+		got := row(t, f, SheetFailure, rn, len(want))
+		for c := range want {
+			if got[c] != want[c] {
+				t.Errorf("Failures %s = %q, want %q", cell(c+1, rn), got[c], want[c])
+			}
+			if fo, _ := f.GetCellFormula(SheetFailure, cell(c+1, rn)); fo != "" {
+				t.Errorf("Failures %s is a formula %q", cell(c+1, rn), fo)
+			}
+		}
+		checkDate(t, f, SheetFailure, cell(9, rn), r.FirstAttempt)
+		checkDate(t, f, SheetFailure, cell(10, rn), r.LastAttempt)
+	}
+	r := d.Rejects[0]
+	got := row(t, f, SheetRejects, 2, 4)
+	if want := []string{r.File, "7", r.Reason, r.Raw}; strings.Join(got, "\x00") != strings.Join(want, "\x00") {
+		t.Errorf("Rejected imports row = %q, want %q", got, want)
+	}
+	if fo, _ := f.GetCellFormula(SheetRejects, "D2"); fo != "" {
+		t.Errorf("raw row became formula %q", fo)
+	}
+	checkDate(t, f, SheetRejects, "E2", r.ImportedAt)
+}
+
+func TestSummary(t *testing.T) {
+	d := sampleData(t)
+	b := mustBuild(t, d, Options{})
+	f := open(t, b, "")
+	if v, _ := f.GetCellValue(SheetSummary, "A1"); v != "eSIM activation report #12" {
+		t.Errorf("title %q", v)
+	}
+	checkDate(t, f, SheetSummary, "B3", d.PeriodFrom)
+	checkDate(t, f, SheetSummary, "B4", d.PeriodTo)
+	if v, _ := f.GetCellValue(SheetSummary, "B7", excelize.Options{RawCellValue: true}); v != "4.5" {
+		t.Errorf("rate-limit waits = %q, want 4.5 s (sum of calls)", v)
+	}
+	wantOutcomes := [][]string{
+		{"Outcome", "This report", "To date"},
+		{"qr_ready", "3", "100"}, {"provisioned", "1", "4"}, {"failed", "2", "9"}, {"rejected", "1", "3"},
+		{"pending", "", "20"}, {"weird", "", "1"},
+		{"", "", ""},
+		{"Octane method", "Outcome", "Calls"},
+		{"getEsimDetails", "ok", "39"}, {"orderCreate", "ok", "40"},
+	}
+	for i, want := range wantOutcomes {
+		rn := summaryOutcomeHeader + i
+		if got := row(t, f, SheetSummary, rn, 3); strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("Summary row %d = %q, want %q", rn, got, want)
+		}
+	}
+	zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chart []byte
+	for _, zf := range zr.File {
+		if strings.HasPrefix(zf.Name, "xl/charts/chart") {
+			rc, _ := zf.Open()
+			chart, _ = io.ReadAll(rc)
+			rc.Close()
+		}
+	}
+	if !bytes.Contains(chart, []byte("Summary!$A$10:$A$15")) {
+		t.Errorf("no chart over the outcome rows (Summary!$A$10:$A$15)")
+	}
+}
+
+func TestEncrypted(t *testing.T) {
+	d := sampleData(t)
+	b := mustBuild(t, d, Options{Password: "s3cret-pw"})
+	if !bytes.HasPrefix(b, []byte{0xD0, 0xCF, 0x11, 0xE0}) {
+		t.Fatalf("encrypted workbook does not start with the OLE signature")
+	}
+	tests := []struct {
+		name     string
+		password string
+		wantErr  bool
+	}{
+		{"no password", "", true},
+		{"wrong password", "guess", true},
+		{"right password", "s3cret-pw", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := excelize.OpenReader(bytes.NewReader(b), excelize.Options{Password: tt.password})
+			if tt.wantErr {
+				if err == nil {
+					v, _ := f.GetCellValue(SheetQR, "I2")
+					f.Close()
+					t.Fatalf("opened without the right password (I2=%q)", v)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("open with password: %v", err)
+			}
+			defer f.Close()
+			if v, _ := f.GetCellValue(SheetQR, "D2"); v != "0412345678" {
+				t.Errorf("D2 = %q", v)
+			}
+			pics, err := f.GetPictures(SheetQR, "J3")
+			if err != nil || len(pics) != 1 {
+				t.Fatalf("pictures %d %v", len(pics), err)
+			}
+			if got := decodeQR(t, pics[0].File); got != d.QR[1].ActivationCode {
+				t.Errorf("QR decodes to %q", got)
+			}
+		})
+	}
+}
+
+func TestTooManyQRRows(t *testing.T) {
+	rows := make([]QRRow, MaxQRRowsPerWorkbook+1)
+	for i := range rows {
+		rows[i].ActivationCode = "x"
+	}
+	_, err := Build(Data{QR: rows}, Options{})
+	if !errors.Is(err, ErrTooManyQRRows) {
+		t.Fatalf("err = %v, want ErrTooManyQRRows", err)
+	}
+}
+
+func TestEmptyReportBuilds(t *testing.T) {
+	f := open(t, mustBuild(t, Data{Number: 3}, Options{}), "")
+	if v, _ := f.GetCellValue(SheetSummary, "A10"); v != "qr_ready" {
+		t.Errorf("A10 = %q, want the qr_ready outcome row", v)
+	}
+}
