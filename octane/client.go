@@ -3,15 +3,17 @@ package octane
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
-
-// STUB: the signatures below are the agreed surface; the bodies are filled in
-// by the client work (issue 2).
-
-var errNotImplemented = errors.New("octane: not implemented yet")
 
 // Limit is a per-method budget.
 type Limit struct {
@@ -38,11 +40,19 @@ type Client struct {
 	http               *http.Client
 	log                *slog.Logger
 	limits             map[string]Limit
+	limitsSet          bool
+	defaultLimit       Limit
 	minuteWindow       time.Duration
 	hourWindow         time.Duration
+	pad                time.Duration
 	seed               map[string][]time.Time
 	hook               func(context.Context, CallEvent)
 	readOnly           bool
+	limiter            *Limiter
+	attempts           int           // tries of a call on transport errors, when repeating is safe
+	backoff            time.Duration // first pause between those tries; doubles
+	rateLimitRetries   int           // retries of a call answered with fault 233
+	unknownStatus      sync.Map      // order statuses already logged as unknown
 }
 
 // Option configures a Client.
@@ -57,14 +67,26 @@ func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.http = h
 // WithLogger sets the logger; the client never logs a secret or QR payload.
 func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
 
-// WithLimits replaces the per-method limits (DefaultLimits otherwise).
-func WithLimits(l map[string]Limit) Option { return func(c *Client) { c.limits = l } }
+// WithLimits replaces the per-method limits (DefaultLimits otherwise). An
+// empty map turns the limiter off for every method without a default limit.
+func WithLimits(l map[string]Limit) Option {
+	return func(c *Client) { c.limits, c.limitsSet = l, true }
+}
+
+// WithDefaultLimit sets the limit of methods not in the limits table (zero,
+// unlimited, otherwise).
+func WithDefaultLimit(l Limit) Option { return func(c *Client) { c.defaultLimit = l } }
 
 // WithWindows sets the limiter's window lengths (1m and 1h otherwise), so a
 // benchmark or test can compress an hour.
 func WithWindows(minute, hour time.Duration) Option {
 	return func(c *Client) { c.minuteWindow, c.hourWindow = minute, hour }
 }
+
+// WithLimiterPad sets how much longer than Octane's windows the limiter's
+// windows are, to cover the skew between send and count time. The default is
+// a sixtieth of the minute window (1 s for real windows); negative means none.
+func WithLimiterPad(d time.Duration) Option { return func(c *Client) { c.pad = d } }
 
 // WithSeed tells the limiter about calls already sent in the current windows
 // (per method, send times), e.g. from the call log of an earlier run.
@@ -78,55 +100,371 @@ func WithCallHook(f func(context.Context, CallEvent)) Option { return func(c *Cl
 // unreserve, orderCreate) with ErrWritesDisabled before any I/O.
 func WithReadOnly() Option { return func(c *Client) { c.readOnly = true } }
 
+// WithRetries sets how many times a call that is safe to repeat is tried on
+// transport errors (3 by default) and the first pause between tries (100 ms
+// by default, doubling).
+func WithRetries(attempts int, backoff time.Duration) Option {
+	return func(c *Client) { c.attempts, c.backoff = attempts, backoff }
+}
+
+// WithRateLimitRetries sets how many times a call answered with fault 233 is
+// retried after waiting for Octane's window to reset (3 by default).
+func WithRateLimitRetries(n int) Option { return func(c *Client) { c.rateLimitRetries = n } }
+
 // New returns a client for the SOAP base URL (".../tiab") and REST base URL
-// (".../tiab/api").
+// (".../tiab/api"). It fails when a URL is not absolute http(s) or the user
+// name is empty.
 func New(soapURL, restURL, username, password string, opts ...Option) (*Client, error) {
-	c := &Client{soapURL: soapURL, restURL: restURL, username: username, password: password}
+	c := &Client{
+		soapURL:          strings.TrimRight(soapURL, "/"),
+		restURL:          strings.TrimRight(restURL, "/"),
+		username:         username,
+		password:         password,
+		attempts:         3,
+		backoff:          100 * time.Millisecond,
+		rateLimitRetries: 3,
+	}
 	for _, o := range opts {
 		o(c)
+	}
+	for _, u := range []struct{ name, v string }{{"SOAP URL", c.soapURL}, {"REST URL", c.restURL}} {
+		p, err := url.Parse(u.v)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return nil, fmt.Errorf("octane: %s %q is not an absolute http(s) URL", u.name, u.v)
+		}
+	}
+	if username == "" {
+		return nil, errors.New("octane: empty user name")
+	}
+	if c.http == nil {
+		c.http = &http.Client{Timeout: 30 * time.Second}
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if !c.limitsSet {
+		c.limits = DefaultLimits()
+	}
+	if c.attempts < 1 {
+		c.attempts = 1
+	}
+	c.limiter = NewLimiter(LimiterConfig{
+		Limits: c.limits, Default: c.defaultLimit,
+		Minute: c.minuteWindow, Hour: c.hourWindow, Pad: c.pad,
+	})
+	c.minuteWindow, c.hourWindow, c.pad = c.limiter.Windows()
+	for method, times := range c.seed {
+		c.limiter.Seed(method, username, times)
 	}
 	return c, nil
 }
 
-// AddCustomer creates a customer (REST) and returns its customer number.
-func (c *Client) AddCustomer(ctx context.Context, cu Customer) (int64, error) {
-	return 0, errNotImplemented
+// attempt is what one try of a call learned about its request.
+type attempt struct {
+	reached atomic.Bool // a connection was obtained: bytes may have been written
 }
 
-// QueryResources looks up a SIM serial or an MSN.
+// maxBody caps an answer; a QR PNG in base64 is a few kilobytes.
+const maxBody = 8 << 20
+
+// send performs one HTTP exchange and reads the whole answer. Its error says
+// nothing reached the server only when at.reached is false.
+func (c *Client) send(req *http.Request, at *attempt) (int, []byte, error) {
+	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { at.reached.Store(true) }}
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return resp.StatusCode, nil, fmt.Errorf("read answer: %w", err)
+	}
+	if len(body) > maxBody {
+		return resp.StatusCode, nil, fmt.Errorf("answer larger than %d bytes", maxBody)
+	}
+	return resp.StatusCode, body, nil
+}
+
+// spec says how a call may be repeated.
+type spec struct {
+	method string
+	write  bool // refused by WithReadOnly
+	// safe: repeating after the request may have reached Octane is harmless.
+	// When false (orderCreate, addCustomer) a call is only repeated when it
+	// provably never left, or Octane answered 233 (not processed).
+	safe    bool
+	msn     string
+	orderID string
+}
+
+// call is the one place where calls are limited, repeated, logged and
+// reported to the hook. do performs one try.
+func (c *Client) call(ctx context.Context, s spec, do func(context.Context, *attempt) error) error {
+	if s.write && c.readOnly {
+		return fmt.Errorf("octane %s: %w", s.method, ErrWritesDisabled)
+	}
+	transportTries, rateLimited := 0, 0
+	for {
+		slot, waited, err := c.limiter.Wait(ctx, s.method, c.username)
+		if err != nil {
+			c.report(ctx, s, CallEvent{Waited: waited, Outcome: OutcomeTransport, Message: "gave up waiting for the rate limiter"}, nil)
+			return &TransportError{Method: s.method, MayHaveReached: false, Err: err}
+		}
+		at := &attempt{}
+		start := time.Now()
+		err = do(ctx, at)
+		end := time.Now()
+		ev := CallEvent{Duration: end.Sub(start), Waited: waited, Outcome: outcome(err), Sent: at.reached.Load()}
+		if ev.Sent {
+			ev.SentAt = start
+			slot.Done(end) // the latest Octane can have counted it
+		} else {
+			slot.Release()
+		}
+		c.report(ctx, s, ev, err)
+		if err == nil {
+			return nil
+		}
+
+		var ae *APIError
+		if errors.As(err, &ae) && errors.Is(ae, ErrRateLimited) {
+			rateLimited++
+			if rateLimited > c.rateLimitRetries {
+				return err
+			}
+			// Someone else spends this credential, or windows are skewed.
+			// Octane's minute window has surely reset after one window
+			// length; a second fault in a row means the hour is spent.
+			block := c.minuteWindow + c.pad
+			if rateLimited > 1 {
+				block = c.hourWindow + c.pad
+			}
+			c.limiter.BlockFor(s.method, c.username, block)
+			c.log.LogAttrs(ctx, slog.LevelWarn, "octane rate limited, waiting for the window",
+				slog.String("method", s.method), slog.Duration("wait", block))
+			continue
+		}
+
+		var te *TransportError
+		if !errors.As(err, &te) || ctx.Err() != nil {
+			return err
+		}
+		if te.MayHaveReached && !s.safe {
+			return err // outcome unknown: reconcile, never resend blind
+		}
+		transportTries++
+		if transportTries >= c.attempts {
+			return err
+		}
+		pause := c.backoff << (transportTries - 1)
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// report logs one try and hands it to the hook. It never logs a secret: the
+// event carries no credential, activation code or QR payload.
+func (c *Client) report(ctx context.Context, s spec, ev CallEvent, err error) {
+	ev.Method, ev.MSN, ev.OrderID = s.method, s.msn, s.orderID
+	var ae *APIError
+	if errors.As(err, &ae) {
+		ev.Code, ev.Message = ae.Code, ae.Message
+	} else if err != nil && ev.Message == "" {
+		ev.Message = err.Error()
+	}
+	level := slog.LevelDebug
+	if ev.Outcome != OutcomeOK {
+		level = slog.LevelWarn
+	}
+	c.log.LogAttrs(ctx, level, "octane call",
+		slog.String("method", ev.Method), slog.String("outcome", ev.Outcome),
+		slog.Bool("sent", ev.Sent), slog.Duration("duration", ev.Duration), slog.Duration("waited", ev.Waited),
+		slog.String("code", ev.Code), slog.String("message", ev.Message),
+		slog.String("msn", ev.MSN), slog.String("order_id", ev.OrderID))
+	if c.hook != nil {
+		c.hook(ctx, ev)
+	}
+}
+
+func invalid(method, format string, args ...any) error {
+	return fmt.Errorf("octane %s: %w: %s", method, ErrInvalidRequest, fmt.Sprintf(format, args...))
+}
+
+// QueryResources looks up a SIM serial or an MSN. Errors: *APIError (kinds
+// ErrUnauthorized, ErrRejected, ...), *TransportError after the retries.
 func (c *Client) QueryResources(ctx context.Context, value string) ([]PooledResource, error) {
-	return nil, errNotImplemented
+	if value == "" {
+		return nil, invalid(MethodQueryResources, "empty query value")
+	}
+	var out []PooledResource
+	err := c.call(ctx, spec{method: MethodQueryResources, safe: true, msn: value}, func(ctx context.Context, at *attempt) error {
+		var ret queryResourcesReturn
+		if err := c.doSOAP(ctx, svcPooledResource, MethodQueryResources, queryResourcesRequest{QueryValue: value}, &ret, at); err != nil {
+			return err
+		}
+		out = make([]PooledResource, 0, len(ret.Resources))
+		for _, r := range ret.Resources {
+			out = append(out, PooledResource{
+				Value: strings.TrimSpace(r.Value), Type: strings.TrimSpace(r.Type),
+				InternalStatus: strings.TrimSpace(r.InternalStatus), ProviderStatus: strings.TrimSpace(r.ProviderStatus),
+			})
+		}
+		return nil
+	})
+	return out, err
 }
 
-// ReserveResources reserves n (1..5) new mobile numbers.
+// ReserveResources reserves n (1..5) new mobile numbers. Errors:
+// ErrInvalidRequest or ErrWritesDisabled before any I/O; *APIError
+// (ErrResourcesUnavailable when the pool is empty, also when Octane answers
+// success without numbers); *TransportError after the retries.
 func (c *Client) ReserveResources(ctx context.Context, n int) ([]Reservation, error) {
-	return nil, errNotImplemented
+	if n < 1 || n > 5 {
+		return nil, invalid(MethodReserveResources, "numResources %d outside 1..5", n)
+	}
+	var out []Reservation
+	err := c.call(ctx, spec{method: MethodReserveResources, write: true, safe: true}, func(ctx context.Context, at *attempt) error {
+		var ret reserveResourcesReturn
+		req := reserveResourcesRequest{ResourceType: ResourceTypeMSN, NumResources: n}
+		if err := c.doSOAP(ctx, svcPooledResource, MethodReserveResources, req, &ret, at); err != nil {
+			return err
+		}
+		out = make([]Reservation, 0, len(ret.Reserved))
+		for _, r := range ret.Reserved {
+			if msn := strings.TrimSpace(r.Value); msn != "" {
+				out = append(out, Reservation{ReservationID: strings.TrimSpace(r.ReservationID), MSN: msn})
+			}
+		}
+		if len(out) == 0 {
+			e := answerError(MethodReserveResources, http.StatusOK, "0", "answer holds no reserved number", nil)
+			e.kind = ErrResourcesUnavailable
+			return e
+		}
+		return nil
+	})
+	return out, err
 }
 
-// SelectResource selects a number this credential reserved.
-func (c *Client) SelectResource(ctx context.Context, msn string) error { return errNotImplemented }
+// SelectResource selects a number this credential reserved. Errors:
+// ErrWritesDisabled, ErrInvalidRequest, *APIError, *TransportError.
+func (c *Client) SelectResource(ctx context.Context, msn string) error {
+	if msn == "" {
+		return invalid(MethodSelectResource, "empty msn")
+	}
+	return c.call(ctx, spec{method: MethodSelectResource, write: true, safe: true, msn: msn}, func(ctx context.Context, at *attempt) error {
+		var ret statusOnlyReturn
+		return c.doSOAP(ctx, svcPooledResource, MethodSelectResource,
+			selectResourceRequest{Resource: msn, ResourceType: ResourceTypeMSN}, &ret, at)
+	})
+}
 
-// UnreserveResource releases a reserved or selected number no order consumed.
-func (c *Client) UnreserveResource(ctx context.Context, msn string) error { return errNotImplemented }
+// UnreserveResource releases a reserved or selected number no order
+// consumed. Errors: ErrWritesDisabled, ErrInvalidRequest, *APIError,
+// *TransportError.
+func (c *Client) UnreserveResource(ctx context.Context, msn string) error {
+	if msn == "" {
+		return invalid(MethodUnreserveResources, "empty msn")
+	}
+	return c.call(ctx, spec{method: MethodUnreserveResources, write: true, safe: true, msn: msn}, func(ctx context.Context, at *attempt) error {
+		var ret statusOnlyReturn
+		return c.doSOAP(ctx, svcPooledResource, MethodUnreserveResources,
+			unreserveResourcesRequest{ResourceType: ResourceTypeMSN, Resource: msn}, &ret, at)
+	})
+}
 
-// OrderCreate submits a new-MSN mobile service order. It is never retried
-// once the request may have been sent: such a failure is a *TransportError
-// with MayHaveReached set.
+// Fixed values of a new-MSN mobile order (contract 3.6).
+const (
+	orderTypeService    = "SRVC_ORD"
+	orderActionNewMSN   = "ADD_WME_NEW"
+	lineTypeResidential = "R"
+)
+
+// OrderCreate submits a new-MSN mobile service order and returns its id. It is
+// never retried once the request may have been sent: such a failure is a
+// *TransportError with MayHaveReached set (OutcomeUnknown reports it), and the
+// caller reconciles with QueryResources on the MSN. Errors: ErrWritesDisabled,
+// ErrInvalidRequest (no custNo, plan or MSN; a simNo on an eSIM or none on a
+// physical SIM), *APIError (ErrRejected, ErrResourcesUnavailable, ...).
 func (c *Client) OrderCreate(ctx context.Context, req OrderRequest) (string, error) {
-	return "", errNotImplemented
+	switch {
+	case req.CustNo <= 0:
+		return "", invalid(MethodOrderCreate, "custNo %d", req.CustNo)
+	case req.PlanNo <= 0:
+		return "", invalid(MethodOrderCreate, "planNo %d", req.PlanNo)
+	case req.MSN == "":
+		return "", invalid(MethodOrderCreate, "empty msn")
+	case req.IsEsim && req.SIMNo != "":
+		return "", invalid(MethodOrderCreate, "simNo given for an eSIM")
+	case !req.IsEsim && req.SIMNo == "":
+		return "", invalid(MethodOrderCreate, "no simNo for a physical SIM")
+	}
+	payload := orderCreateRequest{
+		CustNo: req.CustNo, OrderType: orderTypeService, OrderAction: orderActionNewMSN,
+		Item: wmeItem{
+			LineType: lineTypeResidential, LineName: req.LineName, PlanNo: req.PlanNo, MSN: req.MSN,
+			SIMNo: req.SIMNo, IsEsim: req.IsEsim, IsQRCode: req.IsQRCode,
+			NotificationEmail: req.NotificationEmail, OrderNotes: req.OrderNotes,
+		},
+	}
+	var orderID string
+	s := spec{method: MethodOrderCreate, write: true, msn: req.MSN}
+	err := c.call(ctx, s, func(ctx context.Context, at *attempt) error {
+		var ret orderCreateReturn
+		if err := c.doSOAP(ctx, svcOrder, MethodOrderCreate, payload, &ret, at); err != nil {
+			return err
+		}
+		orderID = strings.TrimSpace(ret.OrderID)
+		if orderID == "" {
+			return &TransportError{Method: MethodOrderCreate, MayHaveReached: true, Err: errors.New("accepted answer without orderId")}
+		}
+		return nil
+	})
+	return orderID, err
 }
 
-// OrderQuery returns an order's status.
+// OrderQuery returns an order's status. A status the client does not know is
+// returned as is (callers treat it as non-terminal) and logged once. Errors:
+// ErrInvalidRequest, *APIError, *TransportError after the retries.
 func (c *Client) OrderQuery(ctx context.Context, orderID string) (OrderStatus, error) {
-	return OrderStatus{}, errNotImplemented
-}
-
-// GetEsimQR fetches the activation code and QR image of a completed eSIM service.
-func (c *Client) GetEsimQR(ctx context.Context, msn string) (EsimQR, error) {
-	return EsimQR{}, errNotImplemented
-}
-
-// GetSIMDetails fetches the eSIM profile state of a service.
-func (c *Client) GetSIMDetails(ctx context.Context, msn string) (SIMDetails, error) {
-	return SIMDetails{}, errNotImplemented
+	if orderID == "" {
+		return OrderStatus{}, invalid(MethodOrderQuery, "empty orderId")
+	}
+	var out OrderStatus
+	err := c.call(ctx, spec{method: MethodOrderQuery, safe: true, orderID: orderID}, func(ctx context.Context, at *attempt) error {
+		var ret orderQueryReturn
+		if err := c.doSOAP(ctx, svcOrder, MethodOrderQuery, orderQueryRequest{OrderID: orderID}, &ret, at); err != nil {
+			return err
+		}
+		o := ret.Order
+		out = OrderStatus{
+			OrderID: strings.TrimSpace(o.OrderID), Status: strings.TrimSpace(o.Status),
+			InternalStatus: strings.TrimSpace(o.InternalStatus), ServiceNumber: strings.TrimSpace(o.ServiceNumber),
+			ErrorMessage: strings.TrimSpace(o.ErrorMessage),
+		}
+		if out.Status == "" {
+			return &TransportError{Method: MethodOrderQuery, MayHaveReached: true, Err: errors.New("answer without order status")}
+		}
+		if out.OrderID == "" {
+			out.OrderID = orderID
+		}
+		return nil
+	})
+	if err == nil {
+		switch out.Status {
+		case StatusOpen, StatusInProgress, StatusComplete, StatusRejected, StatusCancelled:
+		default:
+			if _, seen := c.unknownStatus.LoadOrStore(out.Status, true); !seen {
+				c.log.LogAttrs(ctx, slog.LevelWarn, "octane order status unknown, treated as not final",
+					slog.String("status", out.Status), slog.String("order_id", orderID))
+			}
+		}
+	}
+	return out, err
 }

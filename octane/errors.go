@@ -3,6 +3,7 @@ package octane
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel kinds. An *APIError answers errors.Is for the one that fits it.
@@ -28,6 +29,7 @@ type APIError struct {
 	Message    string // errorMessage or faultstring
 	HTTPStatus int
 	kind       error // one of the sentinels
+	fault      bool  // a SOAP fault or an HTTP error status, not an errorCode answer
 }
 
 func (e *APIError) Error() string {
@@ -64,4 +66,56 @@ func (e *TransportError) Unwrap() error { return e.Err }
 func OutcomeUnknown(err error) bool {
 	var te *TransportError
 	return errors.As(err, &te) && te.MayHaveReached
+}
+
+// ErrInvalidRequest: the call was refused before any I/O because an argument
+// breaks the contract (e.g. numResources outside 1..5, a simNo on an eSIM).
+var ErrInvalidRequest = errors.New("octane: invalid request")
+
+// How an answer arrived, for answerError.
+var (
+	errFault              = errors.New("soap fault")
+	errUnauthorizedStatus = errors.New("http 401")
+	errRateLimitStatus    = errors.New("http 429")
+)
+
+// answerError is the one place that turns an Octane answer that is not a
+// success into an *APIError of the right kind. how is errFault for a SOAP
+// fault, errUnauthorizedStatus / errRateLimitStatus for those HTTP statuses,
+// nil for an errorCode or REST error body.
+func answerError(method string, status int, code, message string, how error) *APIError {
+	e := &APIError{Method: method, Code: code, Message: message, HTTPStatus: status, fault: how != nil}
+	bare := code
+	if i := strings.LastIndexByte(bare, ':'); i >= 0 {
+		bare = bare[i+1:] // "S:233" or "ns:233" both mean 233
+	}
+	lower := strings.ToLower(message)
+	switch {
+	case how == errRateLimitStatus || (how == errFault && bare == FaultCodeRateLimited):
+		e.kind = ErrRateLimited
+	case how == errUnauthorizedStatus || bare == ErrorCodeLogin || strings.Contains(lower, strings.ToLower(MsgLoginMatch)):
+		e.kind = ErrUnauthorized
+	case bare == ErrorCodeUnavailable || strings.Contains(lower, strings.ToLower(MsgUnavailableMatch)):
+		e.kind = ErrResourcesUnavailable
+	default:
+		e.kind = ErrRejected
+	}
+	return e
+}
+
+// outcome names how a call ended, for CallEvent.Outcome.
+func outcome(err error) string {
+	var ae *APIError
+	switch {
+	case err == nil:
+		return OutcomeOK
+	case errors.As(err, &ae) && ae.kind == ErrRateLimited:
+		return OutcomeRateLimited
+	case errors.As(err, &ae) && (ae.fault || ae.kind == ErrUnauthorized):
+		return OutcomeFault
+	case errors.As(err, &ae):
+		return OutcomeRejected
+	default:
+		return OutcomeTransport
+	}
 }
