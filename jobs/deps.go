@@ -15,7 +15,6 @@ type Store interface {
 	StartRun(ctx context.Context, at time.Time, credential string, phases []string, dryRun bool) (int64, error)
 	FinishRun(ctx context.Context, runID int64, at time.Time, outcome string, counts map[string]int, errMsg string) error
 	RecordCall(ctx context.Context, c repo.Call) error
-	Status(ctx context.Context, now, releaseBefore time.Time) (repo.Status, error)
 
 	ClaimPending(ctx context.Context, now time.Time, runID int64, limit int, lease time.Duration) ([]repo.Activation, error)
 	SetCustomer(ctx context.Context, a *repo.Activation, custNo int64, now time.Time) error

@@ -33,7 +33,7 @@ func classify(ctx context.Context, err error) kind {
 		return kindRateLimited
 	case errors.Is(err, octane.ErrWritesDisabled):
 		return kindReadOnly
-	case errors.Is(err, octane.ErrRejected):
+	case errors.Is(err, octane.ErrRejected), errors.Is(err, octane.ErrInvalidRequest):
 		return kindRejected
 	case octane.OutcomeUnknown(err):
 		return kindUnknownOutcome

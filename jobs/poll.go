@@ -80,19 +80,11 @@ func (p *pass) releaseOne(ctx context.Context, r repo.Reservation) {
 func (p *pass) poll(ctx context.Context) error {
 	cfg := p.r.cfg
 	if cfg.DryRun {
-		st, err := p.r.store.Status(ctx, p.r.now(), p.r.now().Add(-cfg.ReleaseAfter))
-		if err != nil {
-			return fmt.Errorf("status: %w", err)
-		}
-		p.log.Info("dry run: would poll orders", "polls_due", st.PollsDue)
-		p.add("poll.would_poll", st.PollsDue)
+		// A poll claim spends the order's slot (a write): a dry run skips orderQuery.
+		p.log.Info("dry run: orderQuery skipped")
 		return nil
 	}
-	total := 0
-	if st, err := p.r.store.Status(ctx, p.r.now(), p.r.now().Add(-cfg.ReleaseAfter)); err == nil {
-		total = st.PollsDue
-	}
-	prog := p.newProgress(PhasePoll, total)
+	prog := p.newProgress(PhasePoll, 0)
 	u := &unclaimer{}
 	defer p.flush(ctx, u)
 	seen := map[int64]bool{}
@@ -221,21 +213,13 @@ func (p *pass) pollAdopted(ctx context.Context, a *repo.Activation, u *unclaimer
 func (p *pass) qr(ctx context.Context) error {
 	cfg := p.r.cfg
 	if cfg.DryRun {
-		st, err := p.r.store.Status(ctx, p.r.now(), p.r.now().Add(-cfg.ReleaseAfter))
-		if err != nil {
-			return fmt.Errorf("status: %w", err)
-		}
-		p.log.Info("dry run: would fetch QR codes", "completed", st.Counts[repo.StateCompleted])
-		p.add("qr.would_fetch", st.Counts[repo.StateCompleted])
+		// Storing a QR is a write and a claim is one too: a dry run fetches none.
+		p.log.Info("dry run: QR fetch skipped")
 		return nil
 	}
 	u := &unclaimer{}
 	defer p.flush(ctx, u)
-	total := 0
-	if st, err := p.r.store.Status(ctx, p.r.now(), p.r.now().Add(-cfg.ReleaseAfter)); err == nil {
-		total = st.Counts[repo.StateCompleted]
-	}
-	prog := p.newProgress(PhaseQR, total)
+	prog := p.newProgress(PhaseQR, 0)
 	seen := map[int64]bool{}
 	for !p.halted(ctx) {
 		rows, err := p.r.store.ClaimQR(ctx, p.r.now(), p.runID, cfg.BatchSize, cfg.Lease)

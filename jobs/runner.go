@@ -442,7 +442,10 @@ func (g *progress) tick(n int) {
 	if el > 0 {
 		rate = float64(g.done) / el
 	}
-	attrs := []any{"phase", g.phase, "done", g.done, "total", g.total, "rate_per_s", fmt.Sprintf("%.2f", rate)}
+	attrs := []any{"phase", g.phase, "done", g.done, "rate_per_s", fmt.Sprintf("%.2f", rate)}
+	if g.total > 0 {
+		attrs = append(attrs, "total", g.total)
+	}
 	if rate > 0 && g.total > g.done {
 		attrs = append(attrs, "eta_s", int(float64(g.total-g.done)/rate))
 	}

@@ -89,11 +89,7 @@ func (p *pass) submit(ctx context.Context) error {
 	if limit <= 0 {
 		limit = int(^uint(0) >> 1)
 	}
-	total := limit
-	if st, err := p.r.store.Status(ctx, p.r.now(), p.r.now().Add(-cfg.ReleaseAfter)); err == nil {
-		total = min(limit, st.Counts[repo.StatePending]+st.Counts[repo.StateSelected])
-	}
-	prog := p.newProgress(PhaseSubmit, total)
+	prog := p.newProgress(PhaseSubmit, 0)
 	seen := map[int64]bool{}
 	claimed := 0
 	for claimed < limit && !p.halted(ctx) && p.submitStop() == "" {
@@ -182,9 +178,9 @@ func (p *pass) onError(ctx context.Context, a *repo.Activation, step string, err
 		}
 		c, cancel := wctx(ctx)
 		defer cancel()
-		failed, err := p.r.store.Backoff(c, a, step, code, msg, p.r.now(), p.r.cfg.MaxAttempts)
-		if err != nil {
-			p.storeErr(err, a, "backoff")
+		failed, berr := p.r.store.Backoff(c, a, step, code, msg, p.r.now(), p.r.cfg.MaxAttempts)
+		if berr != nil {
+			p.storeErr(berr, a, "backoff")
 			return
 		}
 		p.add(p.phaseOf(step)+".backoff", 1)

@@ -203,6 +203,9 @@ func (c *config) requireOctane() error {
 			errs = append(errs, fmt.Errorf("%s: required", name))
 		}
 	}
+	if c.Octane.GroupNo <= 0 {
+		errs = append(errs, fmt.Errorf("OCTANE_GROUP_NO: %d must be a positive wholesaler group number", c.Octane.GroupNo))
+	}
 	for name, v := range map[string]string{"OCTANE_SOAP_URL": c.Octane.SOAPURL, "OCTANE_REST_URL": c.Octane.RESTURL} {
 		if v == "" {
 			continue

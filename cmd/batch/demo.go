@@ -147,7 +147,7 @@ func runDemo(ctx context.Context, dir string, log *slog.Logger) (demoResult, err
 	log.Info("demo sample loaded", "accepted", imp.Accepted, "duplicate", imp.Duplicate)
 
 	client, err := octane.New(base, base+"/api", "demo", "demo",
-		octane.WithLogger(log), octane.WithCallHook(jobs.CallRecorder(store, "demo", log)))
+		octane.WithGroupNo(1), octane.WithLogger(log), octane.WithCallHook(jobs.CallRecorder(store, "demo", log)))
 	if err != nil {
 		return res, fmt.Errorf("demo: client: %w", err)
 	}
@@ -162,16 +162,16 @@ func runDemo(ctx context.Context, dir string, log *slog.Logger) (demoResult, err
 			return res, fmt.Errorf("demo: pass %d: %w", res.passes+1, err)
 		}
 		res.passes++
-		st, err := store.Status(ctx, clock.Now(), clock.Now().Add(-23*time.Hour))
-		if err != nil {
-			return res, fmt.Errorf("demo: status: %w", err)
-		}
-		res.counts, res.total = st.Counts, 0
+		res.counts, res.total = map[repo.State]int{}, len(rows)
 		open := 0
-		for s, n := range st.Counts {
-			res.total += n
-			if !s.Terminal() {
-				open += n
+		for _, row := range rows {
+			a, err := store.ActivationByRef(ctx, row.SalesRef)
+			if err != nil {
+				return res, fmt.Errorf("demo: read %s: %w", row.SalesRef, err)
+			}
+			res.counts[a.State]++
+			if !a.State.Terminal() {
+				open++
 			}
 		}
 		if open == 0 {

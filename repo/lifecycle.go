@@ -1,0 +1,399 @@
+package repo
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// unclaimed is the claimability half of every claim: no live lease.
+const unclaimed = `(claim_until IS NULL OR claim_until < ?)`
+
+// claim stamps a fresh claim token and lease on up to limit due rows in one
+// statement (committed at once) and returns them in the claim's order.
+func (s *Store) claim(ctx context.Context, op string, now time.Time, runID int64, limit int, lease time.Duration,
+	where string, whereArgs []any, order string, extraSet string, extraArgs []any,
+	less func(a, b Activation) int) ([]Activation, error) {
+	if limit <= 0 {
+		return []Activation{}, nil
+	}
+	set := `claim_token = ?, claim_until = ?, run_id = ?, updated_at = ?`
+	setArgs := []any{newToken(), s.t(now.Add(lease)), runID, s.t(now)}
+	if extraSet != "" {
+		set += ", " + extraSet
+		setArgs = append(setArgs, extraArgs...)
+	}
+	query, args := s.pickUpdate("activations", set, setArgs, where, whereArgs, order, limit, activationCols)
+	var out []Activation
+	if err := sqlx.SelectContext(ctx, s.db, &out, query, args...); err != nil {
+		return nil, fmt.Errorf("repo: %s: %w", op, err)
+	}
+	slices.SortFunc(out, less)
+	return out, nil
+}
+
+func byNextAttempt(a, b Activation) int {
+	if c := a.NextAttemptAt.Compare(b.NextAttemptAt); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.ID, b.ID)
+}
+
+func byID(a, b Activation) int { return cmp.Compare(a.ID, b.ID) }
+
+// ClaimPending claims up to limit due rows in state pending or selected (a
+// selected row resumes at orderCreate), oldest next_attempt_at first, for
+// lease. Errors: the database's, wrapped.
+func (s *Store) ClaimPending(ctx context.Context, now time.Time, runID int64, limit int, lease time.Duration) ([]Activation, error) {
+	return s.claim(ctx, "claim pending", now, runID, limit, lease,
+		`state IN ('pending', 'selected') AND next_attempt_at <= ? AND `+unclaimed,
+		[]any{s.t(now), s.t(now)}, `next_attempt_at, id`, "", nil, byNextAttempt)
+}
+
+// ClaimUnknownOrders claims rows in state ordering whose outcome is unknown:
+// their claim expired, or they belong to another run (a crash).
+func (s *Store) ClaimUnknownOrders(ctx context.Context, now time.Time, runID int64, limit int, lease time.Duration) ([]Activation, error) {
+	return s.claim(ctx, "claim unknown orders", now, runID, limit, lease,
+		`state = 'ordering' AND (claim_until IS NULL OR claim_until < ? OR run_id IS NULL OR run_id <> ?)`,
+		[]any{s.t(now), runID}, `id`, "", nil, byID)
+}
+
+// ClaimPolls claims submitted rows whose next poll is due and, in the same
+// statement, spends the poll slot: next_poll_at = nextPoll, last_poll_at =
+// now, so a crash after the claim still waits the full interval.
+func (s *Store) ClaimPolls(ctx context.Context, now, nextPoll time.Time, runID int64, limit int, lease time.Duration) ([]Activation, error) {
+	return s.claim(ctx, "claim polls", now, runID, limit, lease,
+		`state = 'submitted' AND next_poll_at <= ? AND `+unclaimed,
+		[]any{s.t(now), s.t(now)}, `next_poll_at, id`,
+		`next_poll_at = ?, last_poll_at = ?, poll_count = poll_count + 1`, []any{s.t(nextPoll), s.t(now)}, byID)
+}
+
+// ClaimQR claims completed rows due for the QR fetch.
+func (s *Store) ClaimQR(ctx context.Context, now time.Time, runID int64, limit int, lease time.Duration) ([]Activation, error) {
+	return s.claim(ctx, "claim qr", now, runID, limit, lease,
+		`state = 'completed' AND next_attempt_at <= ? AND `+unclaimed,
+		[]any{s.t(now), s.t(now)}, `next_attempt_at, id`, "", nil, byNextAttempt)
+}
+
+// change is one guarded transition of an activation.
+type change struct {
+	to        State
+	set       string // more assignments, with ? placeholders
+	args      []any
+	keepClaim bool
+	noEvent   bool
+	step      string
+	outcome   string
+	code      string
+	message   string
+}
+
+// move applies c to a inside q, guarded by a's state and claim token, and
+// appends the state event. It returns the row as written.
+func (s *Store) move(ctx context.Context, q sqlx.ExtContext, op string, a *Activation, c change, now time.Time) (Activation, error) {
+	var out Activation
+	if a.ClaimToken == "" {
+		return out, fmt.Errorf("repo: %s activation %d: not claimed: %w", op, a.ID, ErrLostClaim)
+	}
+	set := `state = ?, updated_at = ?`
+	args := []any{string(c.to), s.t(now)}
+	if c.set != "" {
+		set += ", " + c.set
+		args = append(args, c.args...)
+	}
+	if !c.keepClaim {
+		set += `, claim_token = '', claim_until = NULL`
+	}
+	args = append(args, a.ID, string(a.State), a.ClaimToken)
+	query := `UPDATE activations SET ` + set + ` WHERE id = ? AND state = ? AND claim_token = ? RETURNING ` + activationCols("")
+	if err := sqlx.GetContext(ctx, q, &out, s.q(query), args...); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return out, fmt.Errorf("repo: %s activation %d (%s -> %s): %w", op, a.ID, a.State, c.to, ErrLostClaim)
+		}
+		return out, fmt.Errorf("repo: %s activation %d: %w", op, a.ID, err)
+	}
+	if c.noEvent {
+		return out, nil
+	}
+	err := s.addEvent(ctx, q, Event{At: now, RunID: a.RunID, ActivationID: a.ID, Kind: EventState,
+		Step: c.step, FromState: a.State, ToState: c.to, Outcome: c.outcome, Code: c.code, Message: c.message})
+	if err != nil {
+		return out, fmt.Errorf("repo: %s activation %d: %w", op, a.ID, err)
+	}
+	return out, nil
+}
+
+// transition runs move and then also (if any) in one transaction and, on
+// commit, updates *a in place.
+func (s *Store) transition(ctx context.Context, op string, a *Activation, now time.Time, c change,
+	also func(tx *sqlx.Tx, moved *Activation) error) error {
+	var moved Activation
+	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
+		var err error
+		if moved, err = s.move(ctx, tx, op, a, c, now); err != nil {
+			return err
+		}
+		if also != nil {
+			if err := also(tx, &moved); err != nil {
+				return fmt.Errorf("repo: %s activation %d: %w", op, a.ID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	*a = moved
+	return nil
+}
+
+// SetCustomer stores the customer number addCustomer returned (pending ->
+// pending) and keeps the claim. Errors: ErrLostClaim (wrapped).
+func (s *Store) SetCustomer(ctx context.Context, a *Activation, custNo int64, now time.Time) error {
+	return s.transition(ctx, "set customer", a, now, change{
+		to: StatePending, set: `cust_no = ?`, args: []any{custNo}, keepClaim: true,
+		step: "addCustomer", outcome: "ok",
+	}, nil)
+}
+
+// MarkSelected records that r's number is selected for a (pending ->
+// selected: msn, reserved_at) and assigns the reservation to it; the claim
+// is kept. Errors: ErrLostClaim when a moved or r is no longer free (or
+// assigned to a).
+func (s *Store) MarkSelected(ctx context.Context, a *Activation, r Reservation, now time.Time) error {
+	var reservedAt time.Time
+	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
+		// Take the reservation first so its reserved_at (the request's send
+		// time) is what the activation carries.
+		var rt nullTime
+		err := tx.QueryRowxContext(ctx, s.q(`UPDATE reservations SET state = 'assigned', activation_id = ?, updated_at = ?
+WHERE id = ? AND (state = 'free' OR (state = 'assigned' AND activation_id = ?)) RETURNING reserved_at`),
+			a.ID, s.t(now), r.ID, a.ID).Scan(&rt)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && rt.T == nil) {
+			return fmt.Errorf("repo: mark selected activation %d: reservation %d no longer free: %w", a.ID, r.ID, ErrLostClaim)
+		}
+		if err != nil {
+			return fmt.Errorf("repo: mark selected activation %d: %w", a.ID, err)
+		}
+		reservedAt = *rt.T
+		moved, err := s.move(ctx, tx, "mark selected", a, change{
+			to: StateSelected, set: `msn = ?, reserved_at = ?`, args: []any{r.MSN, s.t(reservedAt)}, keepClaim: true,
+			step: "selectResource", outcome: "ok",
+		}, now)
+		if err != nil {
+			return err
+		}
+		// Numbers taken earlier in this claim and not used go back to the run.
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE reservations SET state = 'free', activation_id = NULL, updated_at = ?
+WHERE activation_id = ? AND state = 'assigned' AND id <> ?`), s.t(now), a.ID, r.ID); err != nil {
+			return fmt.Errorf("repo: mark selected activation %d: %w", a.ID, err)
+		}
+		*a = moved
+		return nil
+	})
+	return err
+}
+
+// BeginOrder writes the intent before orderCreate (selected -> ordering:
+// order_sent_at, order_attempts+1, qr_by_email) and keeps the claim.
+// Errors: ErrLostClaim.
+func (s *Store) BeginOrder(ctx context.Context, a *Activation, qrByEmail bool, now time.Time) error {
+	return s.transition(ctx, "begin order", a, now, change{
+		to: StateOrdering, set: `order_sent_at = ?, order_attempts = order_attempts + 1, qr_by_email = ?`,
+		args: []any{s.t(now), qrByEmail}, keepClaim: true,
+		step: "orderCreate", outcome: "intent",
+	}, nil)
+}
+
+// OrderAccepted records the accepted order (ordering -> submitted: order_id,
+// next_poll_at) and consumes the reservation. Errors: ErrLostClaim.
+func (s *Store) OrderAccepted(ctx context.Context, a *Activation, orderID string, now, nextPoll time.Time) error {
+	return s.transition(ctx, "order accepted", a, now, change{
+		to: StateSubmitted, set: `order_id = ?, next_poll_at = ?`, args: []any{orderID, s.t(nextPoll)},
+		step: "orderCreate", outcome: "accepted",
+	}, func(tx *sqlx.Tx, _ *Activation) error { return s.settleReservation(ctx, tx, a.ID, "consumed", now) })
+}
+
+// settleReservation moves the reservation assigned to an activation to
+// state (consumed or released).
+func (s *Store) settleReservation(ctx context.Context, q sqlx.ExecerContext, activationID int64, state string, now time.Time) error {
+	_, err := q.ExecContext(ctx, s.q(`UPDATE reservations SET state = ?, updated_at = ?
+WHERE activation_id = ? AND state = 'assigned'`), state, s.t(now), activationID)
+	return err
+}
+
+// unhold gives the numbers assigned to a pending activation back to their
+// run (state free), e.g. after selectResource failed.
+func (s *Store) unhold(ctx context.Context, q sqlx.ExecerContext, activationID int64, now time.Time) error {
+	_, err := q.ExecContext(ctx, s.q(`UPDATE reservations SET state = 'free', activation_id = NULL, updated_at = ?
+WHERE activation_id = ? AND state = 'assigned'`), s.t(now), activationID)
+	return err
+}
+
+// Fail moves a to failed with its last error (step, Octane code, message)
+// and clears the claim. A pending row's held numbers go back to the run;
+// others stay assigned to the failed row for the release phase.
+// Errors: ErrLostClaim.
+func (s *Store) Fail(ctx context.Context, a *Activation, step, code, msg string, now time.Time) error {
+	from := a.State
+	return s.transition(ctx, "fail", a, now, change{
+		to: StateFailed,
+		set: `last_error_step = ?, last_error_code = ?, last_error_message = ?,
+first_attempt_at = COALESCE(first_attempt_at, ?), last_attempt_at = ?`,
+		args: []any{step, code, msg, s.t(now), s.t(now)},
+		step: step, outcome: "failed", code: code, message: msg,
+	}, func(tx *sqlx.Tx, _ *Activation) error {
+		if from == StatePending {
+			return s.unhold(ctx, tx, a.ID, now)
+		}
+		return nil
+	})
+}
+
+// MaxBackoff and MinBackoff clamp BackoffDelay.
+const (
+	MinBackoff = time.Minute
+	MaxBackoff = 6 * time.Hour
+)
+
+// BackoffDelay is the wait after the attempt-th failed attempt, before
+// jitter: attempt^4 seconds clamped to [MinBackoff, MaxBackoff].
+func BackoffDelay(attempt int) time.Duration {
+	if attempt >= 13 { // 13^4 s > 6 h; also keeps the power from overflowing
+		return MaxBackoff
+	}
+	a := time.Duration(max(attempt, 1))
+	return min(max(a*a*a*a*time.Second, MinBackoff), MaxBackoff)
+}
+
+// Backoff records a failed attempt (transport errors only): attempts+1,
+// next_attempt_at = now + BackoffDelay + up to 10% jitter, the last error,
+// claim cleared. The state is kept, except ordering -> selected (only when
+// the order provably did not reach Octane). After maxAttempts failed
+// attempts the row fails instead and failed is true. Errors: ErrLostClaim.
+func (s *Store) Backoff(ctx context.Context, a *Activation, step, code, msg string, now time.Time, maxAttempts int) (failed bool, err error) {
+	attempt := a.Attempts + 1
+	to := a.State
+	if to == StateOrdering {
+		to = StateSelected
+	}
+	outcome := "retry"
+	next := now
+	if maxAttempts > 0 && attempt >= maxAttempts {
+		to, outcome, failed = StateFailed, "failed", true
+	} else {
+		d := BackoffDelay(attempt)
+		next = now.Add(d + time.Duration(rand.Int64N(int64(d/10)+1)))
+	}
+	from := a.State
+	err = s.transition(ctx, "backoff", a, now, change{
+		to: to,
+		set: `attempts = attempts + 1, next_attempt_at = ?, last_error_step = ?, last_error_code = ?, last_error_message = ?,
+first_attempt_at = COALESCE(first_attempt_at, ?), last_attempt_at = ?`,
+		args: []any{s.t(next), step, code, msg, s.t(now), s.t(now)},
+		step: step, outcome: outcome, code: code, message: msg,
+	}, func(tx *sqlx.Tx, _ *Activation) error {
+		if from == StatePending {
+			return s.unhold(ctx, tx, a.ID, now)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	return failed, nil
+}
+
+// Unclaim clears a's claim and changes nothing else (a pending row's held
+// numbers go back to the run). Errors: ErrLostClaim.
+func (s *Store) Unclaim(ctx context.Context, a *Activation) error {
+	now := a.UpdatedAt
+	from := a.State
+	return s.transition(ctx, "unclaim", a, now, change{to: a.State, noEvent: true},
+		func(tx *sqlx.Tx, _ *Activation) error {
+			if from == StatePending {
+				return s.unhold(ctx, tx, a.ID, now)
+			}
+			return nil
+		})
+}
+
+// ReconcileResubmit: queryResources says SELECTED, no order was created
+// (ordering -> selected); the claim is kept for the resubmit.
+func (s *Store) ReconcileResubmit(ctx context.Context, a *Activation, now time.Time) error {
+	return s.transition(ctx, "reconcile resubmit", a, now, change{
+		to: StateSelected, keepClaim: true, step: "reconcile", outcome: "selected",
+	}, nil)
+}
+
+// ReconcileAdopt: queryResources says IN_USE, the order exists (ordering ->
+// submitted, adopted, order_id unknown, next_poll_at = nextPoll); the
+// reservation is consumed.
+func (s *Store) ReconcileAdopt(ctx context.Context, a *Activation, now, nextPoll time.Time) error {
+	return s.transition(ctx, "reconcile adopt", a, now, change{
+		to: StateSubmitted, set: `adopted = ?, next_poll_at = ?`, args: []any{true, s.t(nextPoll)},
+		step: "reconcile", outcome: "in_use",
+	}, func(tx *sqlx.Tx, _ *Activation) error { return s.settleReservation(ctx, tx, a.ID, "consumed", now) })
+}
+
+// ReconcileLapsed: queryResources says AVAILABLE, the reservation lapsed
+// (ordering -> pending, msn and reserved_at cleared, due now); the
+// reservation is released.
+func (s *Store) ReconcileLapsed(ctx context.Context, a *Activation, now time.Time) error {
+	return s.transition(ctx, "reconcile lapsed", a, now, change{
+		to: StatePending, set: `msn = '', reserved_at = NULL, next_attempt_at = ?`, args: []any{s.t(now)},
+		step: "reconcile", outcome: "available",
+	}, func(tx *sqlx.Tx, _ *Activation) error { return s.settleReservation(ctx, tx, a.ID, "released", now) })
+}
+
+// OrderCompleted records orderQuery COMPLETE: submitted -> completed (we
+// fetch the QR next; due now, attempts reset for the QR phase) when awaitQR,
+// else -> provisioned. Errors: ErrLostClaim.
+func (s *Store) OrderCompleted(ctx context.Context, a *Activation, serviceNumber string, awaitQR bool, now time.Time) error {
+	c := change{
+		to: StateProvisioned, set: `service_number = ?, completed_at = ?`, args: []any{serviceNumber, s.t(now)},
+		step: "orderQuery", outcome: "complete",
+	}
+	if awaitQR {
+		c.to = StateCompleted
+		c.set += `, attempts = 0, next_attempt_at = ?`
+		c.args = append(c.args, s.t(now))
+	}
+	return s.transition(ctx, "order completed", a, now, c, nil)
+}
+
+// QRReady stores the eSIM's activation code, QR image and ICCID (completed ->
+// qr_ready). Errors: ErrLostClaim.
+func (s *Store) QRReady(ctx context.Context, a *Activation, code string, png []byte, iccid string, now time.Time) error {
+	return s.transition(ctx, "qr ready", a, now, change{
+		to: StateQRReady, set: `activation_code = ?, qr_png = ?, iccid = ?`, args: []any{code, png, iccid},
+		step: "getEsimDetails", outcome: "ok",
+	}, nil)
+}
+
+// Activation returns one activation by id. Errors: ErrNotFound.
+func (s *Store) Activation(ctx context.Context, id int64) (Activation, error) {
+	var a Activation
+	err := s.db.GetContext(ctx, &a, s.q(`SELECT `+activationColumns+` FROM activations WHERE id = ?`), id)
+	if err != nil {
+		return a, fmt.Errorf("repo: activation %d: %w", id, notFound(err))
+	}
+	return a, nil
+}
+
+// ActivationByRef returns one activation by sales reference. Errors: ErrNotFound.
+func (s *Store) ActivationByRef(ctx context.Context, salesRef string) (Activation, error) {
+	var a Activation
+	err := s.db.GetContext(ctx, &a, s.q(`SELECT `+activationColumns+` FROM activations WHERE sales_ref = ?`), salesRef)
+	if err != nil {
+		return a, fmt.Errorf("repo: activation %q: %w", salesRef, notFound(err))
+	}
+	return a, nil
+}

@@ -1,0 +1,113 @@
+package repo
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// LeaseTTL is how long a SQLite run lock lasts without a Check; above a run
+// (the CronJob's activeDeadlineSeconds), so a live run never loses it.
+const LeaseTTL = 15 * time.Minute
+
+// RunLock is held by the one active runner of a key (an Octane credential).
+// On PostgreSQL it is a session advisory lock on a pinned connection (it dies
+// with the connection, so a dead pod never blocks); on SQLite a lease row in
+// run_locks that Check renews. The lease uses the wall clock: it guards
+// processes, not business time.
+type RunLock struct {
+	s      *Store
+	name   string
+	key    int64
+	conn   *sql.Conn // PostgreSQL
+	holder string    // SQLite
+}
+
+// AcquireRunLock takes the run lock for key without waiting. Errors:
+// ErrLocked (wrapped) when another runner holds it; the database's otherwise.
+func (s *Store) AcquireRunLock(ctx context.Context, key string) (*RunLock, error) {
+	l := &RunLock{s: s, name: key, key: lockKey(key)}
+	if s.dialect == DialectPostgres {
+		conn, err := s.db.Conn(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("repo: run lock %q: %w", key, err)
+		}
+		var ok bool
+		// Never in a CTE or multi-row query: one call, one lock.
+		if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, l.key).Scan(&ok); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("repo: run lock %q: %w", key, err)
+		}
+		if !ok {
+			conn.Close()
+			return nil, fmt.Errorf("repo: run lock %q: %w", key, ErrLocked)
+		}
+		l.conn = conn
+		return l, nil
+	}
+	l.holder = newToken()
+	now := time.Now()
+	res, err := s.db.ExecContext(ctx, `INSERT INTO run_locks (name, holder, expires_at) VALUES (?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+WHERE run_locks.expires_at < ?`, key, l.holder, s.t(now.Add(LeaseTTL)), s.t(now))
+	if err != nil {
+		return nil, fmt.Errorf("repo: run lock %q: %w", key, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil, fmt.Errorf("repo: run lock %q: %w", key, ErrLocked)
+	}
+	return l, nil
+}
+
+// Check confirms the lock is still held: it pings the pinned connection
+// (PostgreSQL) or renews the lease (SQLite). Call it at phase boundaries and
+// stop when it fails. Errors: ErrLocked when the lease was lost; the
+// connection's error when the advisory lock's session is gone.
+func (l *RunLock) Check(ctx context.Context) error {
+	if l.conn != nil {
+		var held bool
+		// The lock is ours if this very session still holds it.
+		err := l.conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
+WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
+AND classid = (($1::bigint >> 32) & 4294967295)::oid AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1)`,
+			l.key).Scan(&held)
+		if err != nil {
+			return fmt.Errorf("repo: run lock %q: %w", l.name, err)
+		}
+		if !held {
+			return fmt.Errorf("repo: run lock %q no longer held: %w", l.name, ErrLocked)
+		}
+		return nil
+	}
+	now := time.Now()
+	res, err := l.s.db.ExecContext(ctx, `UPDATE run_locks SET expires_at = ? WHERE name = ? AND holder = ? AND expires_at >= ?`,
+		l.s.t(now.Add(LeaseTTL)), l.name, l.holder, l.s.t(now))
+	if err != nil {
+		return fmt.Errorf("repo: run lock %q: %w", l.name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("repo: run lock %q lease lost: %w", l.name, ErrLocked)
+	}
+	return nil
+}
+
+// Release gives the lock up; it works even when ctx is cancelled (shutdown).
+func (l *RunLock) Release(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if l.conn != nil {
+		_, err := l.conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, l.key)
+		if cerr := l.conn.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("repo: release run lock %q: %w", l.name, err)
+		}
+		return nil
+	}
+	if _, err := l.s.db.ExecContext(ctx, `DELETE FROM run_locks WHERE name = ? AND holder = ?`, l.name, l.holder); err != nil {
+		return fmt.Errorf("repo: release run lock %q: %w", l.name, err)
+	}
+	return nil
+}

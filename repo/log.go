@@ -1,0 +1,226 @@
+package repo
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Event kinds.
+const (
+	EventCall  = "call"  // an Octane call made for the activation
+	EventState = "state" // a state change (or a same-state update such as a back-off)
+)
+
+// Event is one row of an activation's append-only log. Step is the phase step
+// or the Octane method. It never holds a secret or a QR payload.
+type Event struct {
+	ID           int64         `db:"id"`
+	At           time.Time     `db:"at"`
+	RunID        *int64        `db:"run_id"`
+	ActivationID int64         `db:"activation_id"`
+	Kind         string        `db:"kind"`
+	Step         string        `db:"step"`
+	FromState    State         `db:"from_state"`
+	ToState      State         `db:"to_state"`
+	Outcome      string        `db:"outcome"`
+	Code         string        `db:"code"`
+	Message      string        `db:"message"`
+	Duration     time.Duration `db:"duration_ns"`
+}
+
+// addEvent appends e inside q.
+func (s *Store) addEvent(ctx context.Context, q sqlx.ExecerContext, e Event) error {
+	_, err := q.ExecContext(ctx, s.q(`INSERT INTO events
+(at, run_id, activation_id, kind, step, from_state, to_state, outcome, code, message, duration_ns)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		s.t(e.At), e.RunID, e.ActivationID, e.Kind, e.Step, string(e.FromState), string(e.ToState),
+		e.Outcome, e.Code, e.Message, int64(e.Duration))
+	if err != nil {
+		return fmt.Errorf("append event: %w", err)
+	}
+	return nil
+}
+
+// Events returns an activation's log, oldest first (empty when none).
+func (s *Store) Events(ctx context.Context, activationID int64) ([]Event, error) {
+	var out []Event
+	err := s.db.SelectContext(ctx, &out, s.q(`SELECT id, at, run_id, activation_id, kind, step, from_state, to_state,
+outcome, code, message, duration_ns FROM events WHERE activation_id = ? ORDER BY id`), activationID)
+	if err != nil {
+		return nil, fmt.Errorf("repo: events of activation %d: %w", activationID, err)
+	}
+	return out, nil
+}
+
+// StartRun records the start of a run and returns its id.
+func (s *Store) StartRun(ctx context.Context, at time.Time, credential string, phases []string, dryRun bool) (int64, error) {
+	var id int64
+	err := s.db.GetContext(ctx, &id, s.q(`INSERT INTO runs (started_at, credential, phases, dry_run)
+VALUES (?, ?, ?, ?) RETURNING id`), s.t(at), credential, strings.Join(phases, ","), dryRun)
+	if err != nil {
+		return 0, fmt.Errorf("repo: start run: %w", err)
+	}
+	return id, nil
+}
+
+// FinishRun records a run's end, outcome, per-phase counts and error text.
+// Errors: ErrNotFound for an unknown run.
+func (s *Store) FinishRun(ctx context.Context, runID int64, at time.Time, outcome string, counts map[string]int, errMsg string) error {
+	if counts == nil {
+		counts = map[string]int{}
+	}
+	js, err := json.Marshal(counts)
+	if err != nil {
+		return fmt.Errorf("repo: finish run %d: %w", runID, err)
+	}
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE runs SET finished_at = ?, outcome = ?, counts = ?, error = ?
+WHERE id = ?`), s.t(at), outcome, string(js), errMsg, runID)
+	if err != nil {
+		return fmt.Errorf("repo: finish run %d: %w", runID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("repo: finish run %d: %w", runID, ErrNotFound)
+	}
+	return nil
+}
+
+// Run is a row of runs.
+type Run struct {
+	ID         int64          `db:"id"`
+	StartedAt  time.Time      `db:"started_at"`
+	FinishedAt *time.Time     `db:"finished_at"`
+	Credential string         `db:"credential"`
+	Phases     string         `db:"phases"`
+	DryRun     bool           `db:"dry_run"`
+	Outcome    string         `db:"outcome"`
+	CountsJSON string         `db:"counts"`
+	Error      string         `db:"error"`
+	Counts     map[string]int `db:"-"`
+}
+
+// Runs returns the latest runs, newest first, at most limit.
+func (s *Store) Runs(ctx context.Context, limit int) ([]Run, error) {
+	var out []Run
+	err := s.db.SelectContext(ctx, &out, s.q(`SELECT id, started_at, finished_at, credential, phases, dry_run,
+outcome, counts, error FROM runs ORDER BY id DESC LIMIT ?`), limit)
+	if err != nil {
+		return nil, fmt.Errorf("repo: runs: %w", err)
+	}
+	for i := range out {
+		out[i].Counts = map[string]int{}
+		if err := json.Unmarshal([]byte(out[i].CountsJSON), &out[i].Counts); err != nil {
+			return nil, fmt.Errorf("repo: run %d counts: %w", out[i].ID, err)
+		}
+	}
+	return out, nil
+}
+
+// Call is one Octane call as sent (faults and lost responses included).
+// Message must hold no secret or QR payload.
+type Call struct {
+	RunID        int64
+	ActivationID *int64
+	Credential   string
+	Method       string
+	SentAt       time.Time
+	Duration     time.Duration
+	Waited       time.Duration // time spent waiting for the rate limiter
+	Outcome      string
+	Code         string
+	Message      string
+	MSN          string
+	OrderID      string
+}
+
+// RecordCall appends c to the call log and, when it is for an activation,
+// a call event to that activation's log, in one transaction.
+func (s *Store) RecordCall(ctx context.Context, c Call) error {
+	return s.InTx(ctx, func(tx *sqlx.Tx) error {
+		var runID *int64
+		if c.RunID != 0 {
+			runID = &c.RunID
+		}
+		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO calls
+(run_id, activation_id, credential, method, sent_at, duration_ns, waited_ns, outcome, code, message, msn, order_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			runID, c.ActivationID, c.Credential, c.Method, s.t(c.SentAt), int64(c.Duration), int64(c.Waited),
+			c.Outcome, c.Code, c.Message, c.MSN, c.OrderID)
+		if err != nil {
+			return fmt.Errorf("repo: record call %s: %w", c.Method, err)
+		}
+		if c.ActivationID == nil {
+			return nil
+		}
+		err = s.addEvent(ctx, tx, Event{At: c.SentAt, RunID: runID, ActivationID: *c.ActivationID, Kind: EventCall,
+			Step: c.Method, Outcome: c.Outcome, Code: c.Code, Message: c.Message, Duration: c.Duration})
+		if err != nil {
+			return fmt.Errorf("repo: record call %s: %w", c.Method, err)
+		}
+		return nil
+	})
+}
+
+// RecentCalls returns the send times of credential's calls since since, per
+// method, oldest first: the rate limiter's seed.
+func (s *Store) RecentCalls(ctx context.Context, credential string, since time.Time) (map[string][]time.Time, error) {
+	var rows []struct {
+		Method string    `db:"method"`
+		SentAt time.Time `db:"sent_at"`
+	}
+	err := s.db.SelectContext(ctx, &rows, s.q(`SELECT method, sent_at FROM calls
+WHERE credential = ? AND sent_at >= ? ORDER BY sent_at, id`), credential, s.t(since))
+	if err != nil {
+		return nil, fmt.Errorf("repo: recent calls: %w", err)
+	}
+	out := map[string][]time.Time{}
+	for _, r := range rows {
+		out[r.Method] = append(out[r.Method], r.SentAt.UTC())
+	}
+	return out, nil
+}
+
+// MethodCalls counts calls of one method and outcome, with the rate-limit
+// wait they spent.
+type MethodCalls struct {
+	Method  string
+	Outcome string
+	Count   int
+	Waited  time.Duration
+}
+
+// CallStats counts the calls sent in [from, to) by method and outcome,
+// ordered by method then outcome.
+func (s *Store) CallStats(ctx context.Context, from, to time.Time) ([]MethodCalls, error) {
+	return s.callStats(ctx, s.db, from, to)
+}
+
+func (s *Store) callStats(ctx context.Context, q sqlx.QueryerContext, from, to time.Time) ([]MethodCalls, error) {
+	var rows []struct {
+		Method  string `db:"method"`
+		Outcome string `db:"outcome"`
+		Count   int    `db:"n"`
+		Waited  int64  `db:"waited"`
+	}
+	err := sqlx.SelectContext(ctx, q, &rows, s.q(`SELECT method, outcome, COUNT(*) AS n, COALESCE(SUM(waited_ns), 0) AS waited
+FROM calls WHERE sent_at >= ? AND sent_at < ? GROUP BY method, outcome`), s.t(from), s.t(to))
+	if err != nil {
+		return nil, fmt.Errorf("repo: call stats: %w", err)
+	}
+	out := make([]MethodCalls, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, MethodCalls{Method: r.Method, Outcome: r.Outcome, Count: r.Count, Waited: time.Duration(r.Waited)})
+	}
+	slices.SortFunc(out, func(a, b MethodCalls) int {
+		if c := strings.Compare(a.Method, b.Method); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Outcome, b.Outcome)
+	})
+	return out, nil
+}

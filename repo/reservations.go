@@ -1,0 +1,156 @@
+package repo
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Reservation states.
+const (
+	ReservationFree     = "free"     // held by a run, not yet given to an activation
+	ReservationAssigned = "assigned" // given to ActivationID
+	ReservationConsumed = "consumed" // its order was accepted
+	ReservationReleased = "released" // unreserved (or lapsed)
+)
+
+// Reservation is a number we hold in Octane. On input (SaveReservations)
+// only MSN and ReservationID matter.
+type Reservation struct {
+	ID            int64     `db:"id"`
+	MSN           string    `db:"msn"`
+	ReservationID string    `db:"reservation_id"`
+	RunID         int64     `db:"run_id"`
+	ReservedAt    time.Time `db:"reserved_at"`
+	State         string    `db:"state"`
+	ActivationID  *int64    `db:"activation_id"`
+	UpdatedAt     time.Time `db:"updated_at"`
+}
+
+const reservationColumns = `id, msn, reservation_id, run_id, reserved_at, state, activation_id, updated_at`
+
+func reservationCols(prefix string) string {
+	return prefix + "id, " + prefix + "msn, " + prefix + "reservation_id, " + prefix + "run_id, " +
+		prefix + "reserved_at, " + prefix + "state, " + prefix + "activation_id, " + prefix + "updated_at"
+}
+
+// SaveReservations stores the numbers one reserveResources call returned,
+// all free, reserved_at = sentAt (the request's send time), before any is
+// used. A number already held (free or assigned) is left with its holder.
+func (s *Store) SaveReservations(ctx context.Context, runID int64, sentAt time.Time, msns []Reservation) error {
+	return s.InTx(ctx, func(tx *sqlx.Tx) error {
+		for _, r := range msns {
+			_, err := tx.ExecContext(ctx, s.q(`INSERT INTO reservations (msn, reservation_id, run_id, reserved_at, state, updated_at)
+VALUES (?, ?, ?, ?, 'free', ?) ON CONFLICT (msn) WHERE state IN ('free', 'assigned') DO NOTHING`),
+				r.MSN, r.ReservationID, runID, s.t(sentAt), s.t(sentAt))
+			if err != nil {
+				return fmt.Errorf("repo: save reservation %s: %w", r.MSN, err)
+			}
+		}
+		return nil
+	})
+}
+
+// TakeReservation assigns one of the run's free numbers (oldest first) to the
+// claimed pending activation a and returns it; MarkSelected confirms it.
+// Errors: ErrNotFound when the run holds no free number, ErrLostClaim when a
+// is no longer pending under its claim.
+func (s *Store) TakeReservation(ctx context.Context, runID int64, a *Activation, now time.Time) (Reservation, error) {
+	var r Reservation
+	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
+		var ok int
+		err := tx.GetContext(ctx, &ok, s.q(`SELECT 1 FROM activations WHERE id = ? AND state = 'pending' AND claim_token = ?`),
+			a.ID, a.ClaimToken)
+		if errors.Is(err, sql.ErrNoRows) || a.ClaimToken == "" {
+			return fmt.Errorf("repo: take reservation for activation %d: %w", a.ID, ErrLostClaim)
+		}
+		if err != nil {
+			return fmt.Errorf("repo: take reservation: %w", err)
+		}
+		query, args := s.pickUpdate("reservations", `state = 'assigned', activation_id = ?, updated_at = ?`,
+			[]any{a.ID, s.t(now)}, `run_id = ? AND state = 'free'`, []any{runID}, `reserved_at, id`, 1, reservationCols)
+		if err := tx.GetContext(ctx, &r, query, args...); err != nil {
+			return fmt.Errorf("repo: take reservation for activation %d: %w", a.ID, notFound(err))
+		}
+		return nil
+	})
+	return r, err
+}
+
+// FreeReservations returns the run's numbers not given to any activation,
+// oldest first (empty when none).
+func (s *Store) FreeReservations(ctx context.Context, runID int64) ([]Reservation, error) {
+	var out []Reservation
+	err := s.db.SelectContext(ctx, &out, s.q(`SELECT `+reservationColumns+` FROM reservations
+WHERE run_id = ? AND state = 'free' ORDER BY reserved_at, id`), runID)
+	if err != nil {
+		return nil, fmt.Errorf("repo: free reservations: %w", err)
+	}
+	return out, nil
+}
+
+// DueReleases returns up to limit numbers the release phase must unreserve,
+// oldest first: free ones reserved at or before olderThan or left by an
+// earlier run (a crash); ones assigned to an unclaimed selected activation
+// and reserved at or before olderThan; ones assigned to an unclaimed pending
+// or failed activation (never used) that are that old or from an earlier run.
+// Numbers of ordering, submitted or later rows are never returned.
+func (s *Store) DueReleases(ctx context.Context, now, olderThan time.Time, runID int64, limit int) ([]Reservation, error) {
+	var out []Reservation
+	err := s.db.SelectContext(ctx, &out, s.q(`SELECT `+reservationCols("r.")+`
+FROM reservations r LEFT JOIN activations a ON a.id = r.activation_id
+WHERE r.state IN ('free', 'assigned') AND (
+     (r.state = 'free' AND (r.reserved_at <= ? OR r.run_id <> ?))
+  OR (r.state = 'assigned' AND a.state = 'selected' AND r.reserved_at <= ?
+      AND (a.claim_until IS NULL OR a.claim_until < ?))
+  OR (r.state = 'assigned' AND a.state IN ('pending', 'failed') AND (r.reserved_at <= ? OR r.run_id <> ?)
+      AND (a.claim_until IS NULL OR a.claim_until < ?)))
+ORDER BY r.reserved_at, r.id LIMIT ?`),
+		s.t(olderThan), runID, s.t(olderThan), s.t(now), s.t(olderThan), runID, s.t(now), limit)
+	if err != nil {
+		return nil, fmt.Errorf("repo: due releases: %w", err)
+	}
+	return out, nil
+}
+
+// ReleaseReservation records that r was unreserved: r -> released and, if its
+// activation is still selected with this number and unclaimed, that
+// activation -> pending (msn and reserved_at cleared, due now), with an event.
+// Errors: ErrLostClaim when r is no longer held (already released or consumed).
+func (s *Store) ReleaseReservation(ctx context.Context, r Reservation, now time.Time) error {
+	return s.InTx(ctx, func(tx *sqlx.Tx) error {
+		var held Reservation
+		err := tx.GetContext(ctx, &held, s.q(`UPDATE reservations SET state = 'released', updated_at = ?
+WHERE id = ? AND state IN ('free', 'assigned') RETURNING `+reservationColumns), s.t(now), r.ID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("repo: release reservation %d (%s): %w", r.ID, r.MSN, ErrLostClaim)
+		}
+		if err != nil {
+			return fmt.Errorf("repo: release reservation %d: %w", r.ID, err)
+		}
+		if held.ActivationID == nil {
+			return nil
+		}
+		var a Activation
+		err = tx.GetContext(ctx, &a, s.q(`UPDATE activations SET state = 'pending', msn = '', reserved_at = NULL,
+next_attempt_at = ?, updated_at = ?
+WHERE id = ? AND state = 'selected' AND msn = ? AND (claim_until IS NULL OR claim_until < ?)
+RETURNING `+activationColumns), s.t(now), s.t(now), *held.ActivationID, held.MSN, s.t(now))
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil // the activation has moved on (or never used this number)
+		}
+		if err != nil {
+			return fmt.Errorf("repo: release reservation %d: %w", r.ID, err)
+		}
+		err = s.addEvent(ctx, tx, Event{At: now, RunID: a.RunID, ActivationID: a.ID, Kind: EventState,
+			Step: "release", FromState: StateSelected, ToState: StatePending, Outcome: "released"})
+		if err != nil {
+			return fmt.Errorf("repo: release reservation %d: %w", r.ID, err)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,249 @@
+package repo
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	_ "github.com/lib/pq"  // "postgres" driver
+	_ "modernc.org/sqlite" // "sqlite" driver, pure Go
+)
+
+// Sentinel errors. Methods wrap them with the operation (and the activation
+// id where there is one): test with errors.Is.
+var (
+	// ErrNotFound: the row asked for does not exist (never nil, nil).
+	ErrNotFound = errors.New("repo: not found")
+	// ErrLostClaim: a guarded write matched no row: the activation is no
+	// longer in the expected state or no longer holds this claim token.
+	ErrLostClaim = errors.New("repo: claim lost (row moved or re-claimed)")
+	// ErrLocked: another runner holds the run lock.
+	ErrLocked = errors.New("repo: run lock held by another runner")
+	// ErrSchemaBehind: the database lacks migrations this binary has; run `batch migrate`.
+	ErrSchemaBehind = errors.New("repo: database schema is behind this binary; run `batch migrate`")
+	// ErrSchemaAhead: the database has migrations this binary does not know.
+	ErrSchemaAhead = errors.New("repo: database schema is newer than this binary")
+)
+
+// Dialect names returned by Store.Dialect.
+const (
+	DialectPostgres = "postgres"
+	DialectSQLite   = "sqlite"
+)
+
+// Store is the database: every method takes ctx first and is safe for
+// concurrent use.
+type Store struct {
+	db      *sqlx.DB
+	dialect string
+	// schema is the PostgreSQL schema in use (current_schema()), so that
+	// migrations of different schemas do not wait on one another.
+	schema string
+}
+
+// Open connects to url: "postgres://..." or "postgresql://..." is PostgreSQL
+// (lib/pq, at most 4 connections); anything else is a SQLite file path, with
+// or without a "file:" prefix (modernc.org/sqlite, one connection, WAL). Open
+// does not migrate. Errors: a failed connection or ping, wrapped.
+func Open(ctx context.Context, url string) (*Store, error) {
+	s := &Store{}
+	var err error
+	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
+		s.dialect = DialectPostgres
+		s.db, err = sqlx.Open("postgres", url)
+		if err != nil {
+			return nil, fmt.Errorf("repo: open postgres: %w", err)
+		}
+		s.db.SetMaxOpenConns(4)
+		s.db.SetMaxIdleConns(4)
+		s.db.SetConnMaxIdleTime(5 * time.Minute)
+	} else {
+		s.dialect = DialectSQLite
+		s.db, err = sqlx.Open("sqlite", sqliteDSN(url))
+		if err != nil {
+			return nil, fmt.Errorf("repo: open sqlite: %w", err)
+		}
+		// One writer: a single connection never meets SQLITE_BUSY inside
+		// the process; busy_timeout covers other processes.
+		s.db.SetMaxOpenConns(1)
+		s.db.SetMaxIdleConns(1)
+		s.db.SetConnMaxLifetime(0)
+		s.db.SetConnMaxIdleTime(0)
+	}
+	if err := s.db.PingContext(ctx); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("repo: connect (%s): %w", s.dialect, err)
+	}
+	if s.dialect == DialectPostgres {
+		if err := s.db.GetContext(ctx, &s.schema, `SELECT current_schema()`); err != nil {
+			s.db.Close()
+			return nil, fmt.Errorf("repo: current schema: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// sqliteDSN turns a path (or file: URI) into a DSN with the pragmas we rely
+// on: WAL, a busy timeout, foreign keys, immediate write transactions, and
+// TIMESTAMP text read back as time.Time.
+func sqliteDSN(url string) string {
+	dsn := url
+	if !strings.HasPrefix(dsn, "file:") {
+		dsn = "file:" + dsn
+	}
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	return dsn + sep + "_busy_timeout=10000&_journal_mode=WAL&_foreign_keys=1&_txlock=immediate&_texttotime=1"
+}
+
+// Close closes the connection pool.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("repo: close: %w", err)
+	}
+	return nil
+}
+
+// Dialect returns "postgres" or "sqlite".
+func (s *Store) Dialect() string { return s.dialect }
+
+// DB returns the underlying pool (for tests and tools; prefer the methods).
+func (s *Store) DB() *sqlx.DB { return s.db }
+
+// InTx runs fn in one transaction: committed when fn returns nil, rolled
+// back when it returns an error (returned as is) or panics (re-panicked).
+func (s *Store) InTx(ctx context.Context, fn func(tx *sqlx.Tx) error) (err error) {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("repo: begin: %w", err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = tx.Rollback()
+			panic(p)
+		}
+	}()
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("repo: commit: %w", err)
+	}
+	return nil
+}
+
+// --- The dialect differences, all in one place. ---
+
+// q rewrites a query written with ? placeholders for the dialect.
+func (s *Store) q(query string) string {
+	if s.dialect == DialectPostgres {
+		return sqlx.Rebind(sqlx.DOLLAR, query)
+	}
+	return query
+}
+
+// sqliteTime is the one text format for times on SQLite: UTC, fixed width,
+// six fractional digits, so text order is time order.
+const sqliteTime = "2006-01-02 15:04:05.000000"
+
+// t converts a time argument: microsecond precision on both dialects
+// (PostgreSQL's), and fixed-format text on SQLite.
+func (s *Store) t(x time.Time) any {
+	x = x.UTC().Truncate(time.Microsecond)
+	if s.dialect == DialectSQLite {
+		return x.Format(sqliteTime)
+	}
+	return x
+}
+
+// tn is t for an optional time (nil stays NULL).
+func (s *Store) tn(x *time.Time) any {
+	if x == nil {
+		return nil
+	}
+	return s.t(*x)
+}
+
+// pickUpdate builds the statement whose shape differs by dialect: choose up to
+// limit rows of table matching where, in order, and apply set to them,
+// returning the columns ret. On PostgreSQL the chosen rows are locked and busy
+// ones skipped (FOR UPDATE SKIP LOCKED), so concurrent callers never pick the
+// same row; SQLite has one writer and no writes in a CTE.
+func (s *Store) pickUpdate(table, set string, setArgs []any, where string, whereArgs []any, order string, limit int, cols func(prefix string) string) (string, []any) {
+	var b strings.Builder
+	var args []any
+	if s.dialect == DialectPostgres {
+		fmt.Fprintf(&b, `WITH c AS (SELECT id FROM %s WHERE %s ORDER BY %s LIMIT ? FOR UPDATE SKIP LOCKED)
+UPDATE %s AS t SET %s FROM c WHERE t.id = c.id RETURNING %s`, table, where, order, table, set, cols("t."))
+		args = append(append(append(args, whereArgs...), limit), setArgs...)
+	} else {
+		fmt.Fprintf(&b, `UPDATE %s SET %s WHERE id IN (SELECT id FROM %s WHERE %s ORDER BY %s LIMIT ?) RETURNING %s`,
+			table, set, table, where, order, cols(""))
+		args = append(append(append(args, setArgs...), whereArgs...), limit)
+	}
+	return s.q(b.String()), args
+}
+
+// newToken returns a random claim token or lease holder.
+func newToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}
+
+// lockKey is the advisory lock key for name: FNV-64a of "esimbatch:"+name.
+func lockKey(name string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("esimbatch:" + name))
+	return int64(h.Sum64())
+}
+
+// notFound maps sql.ErrNoRows to ErrNotFound.
+func notFound(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	return err
+}
+
+// nullTime scans a time that may come back as NULL, time.Time or text
+// (aggregates on SQLite carry no declared type).
+type nullTime struct{ T *time.Time }
+
+func (n *nullTime) Scan(v any) error {
+	switch x := v.(type) {
+	case nil:
+		n.T = nil
+	case time.Time:
+		u := x.UTC()
+		n.T = &u
+	case string:
+		return n.parse(x)
+	case []byte:
+		return n.parse(string(x))
+	default:
+		return fmt.Errorf("repo: cannot scan %T as a time", v)
+	}
+	return nil
+}
+
+func (n *nullTime) parse(x string) error {
+	for _, layout := range []string{sqliteTime, time.RFC3339Nano, "2006-01-02 15:04:05.999999999-07:00"} {
+		if t, err := time.Parse(layout, x); err == nil {
+			u := t.UTC()
+			n.T = &u
+			return nil
+		}
+	}
+	return fmt.Errorf("repo: cannot parse time %q", x)
+}
