@@ -128,10 +128,13 @@ func (p *pass) submitOne(ctx context.Context, a *repo.Activation, u *unclaimer) 
 		u.add(a)
 		return
 	}
+	var fresh *repo.Reservation
 	if a.State == repo.StatePending {
-		if !p.prepare(ctx, a, u) {
+		r, ok := p.prepare(ctx, a, u)
+		if !ok {
 			return
 		}
+		fresh = &r
 	}
 	if a.State != repo.StateSelected && !p.r.cfg.DryRun {
 		p.log.Error("claimed row in unexpected state; skipped", "activation_id", a.ID, "state", a.State)
@@ -139,10 +142,36 @@ func (p *pass) submitOne(ctx context.Context, a *repo.Activation, u *unclaimer) 
 		return
 	}
 	if p.halted(ctx) || p.submitStop() != "" {
+		if fresh != nil && p.submitStop() != "" {
+			// Submitting stopped between select and order: give the number
+			// back so the row waits as pending, not holding a number.
+			p.unselect(ctx, a, *fresh)
+			return
+		}
 		u.add(a)
 		return
 	}
 	p.order(ctx, a, u)
+}
+
+// unselect frees a's claim, unreserves its number and records the release
+// (the row goes back to pending). On failure the row stays selected and the
+// release phase retries later.
+func (p *pass) unselect(ctx context.Context, a *repo.Activation, r repo.Reservation) {
+	c, cancel := wctx(ctx)
+	defer cancel()
+	if err := p.r.store.Unclaim(c, a); err != nil {
+		p.storeErr(err, a, "unclaim")
+		return
+	}
+	if !p.giveBack(ctx, a.MSN) {
+		return
+	}
+	if err := p.r.store.ReleaseReservation(c, r, p.r.now()); err != nil {
+		p.log.Error("release reservation", "msn", r.MSN, "err", err)
+		return
+	}
+	p.add("submit.unselected", 1)
 }
 
 // onError applies the contract's error table to a failed call for row a.
@@ -204,7 +233,8 @@ func (p *pass) phaseOf(step string) string {
 // prepare creates the customer, checks a physical SIM, reserves and
 // selects a number: pending -> selected. It returns false when the row is
 // done for this pass.
-func (p *pass) prepare(ctx context.Context, a *repo.Activation, u *unclaimer) bool {
+func (p *pass) prepare(ctx context.Context, a *repo.Activation, u *unclaimer) (repo.Reservation, bool) {
+	var none repo.Reservation
 	dry := p.r.cfg.DryRun
 	if a.CustNo == nil {
 		if dry {
@@ -213,14 +243,14 @@ func (p *pass) prepare(ctx context.Context, a *repo.Activation, u *unclaimer) bo
 			custNo, err := p.r.client.AddCustomer(ctx, customerOf(a))
 			if err != nil {
 				p.onError(ctx, a, "customer", err, u)
-				return false
+				return none, false
 			}
 			c, cancel := wctx(ctx)
 			err = p.r.store.SetCustomer(c, a, custNo, p.r.now())
 			cancel()
 			if err != nil {
 				p.storeErr(err, a, "set customer")
-				return false
+				return none, false
 			}
 			p.add("submit.customers", 1)
 		}
@@ -228,54 +258,54 @@ func (p *pass) prepare(ctx context.Context, a *repo.Activation, u *unclaimer) bo
 	if a.SIMType == "physical" {
 		if p.halted(ctx) {
 			u.add(a)
-			return false
+			return none, false
 		}
 		res, err := p.r.client.QueryResources(ctx, a.SIMSerial)
 		if err != nil {
 			p.onError(ctx, a, "sim_check", err, u)
-			return false
+			return none, false
 		}
 		if reason := simProblem(a.SIMSerial, res); reason != "" {
 			if dry {
 				p.log.Info("dry run: row would fail", "activation_id", a.ID, "step", "sim_check", "message", reason)
 				u.add(a)
-				return false
+				return none, false
 			}
 			p.failRow(ctx, a, "sim_check", "invalid_sim", reason)
-			return false
+			return none, false
 		}
 	}
 	if dry {
 		p.log.Info("dry run: would reserve and select a number, then orderCreate", "activation_id", a.ID,
 			"sales_ref", a.SalesRef, "sim_type", a.SIMType, "plan_no", a.PlanNo)
 		u.add(a)
-		return false
+		return none, false
 	}
 	if p.halted(ctx) || p.submitStop() != "" {
 		u.add(a)
-		return false
+		return none, false
 	}
 	r, err := p.takeNumber(ctx, a)
 	if err != nil {
 		if p.isStoreErr(err) {
 			p.storeErr(err, a, "take reservation")
-			return false
+			return none, false
 		}
 		p.onError(ctx, a, "reserve", err, u)
-		return false
+		return none, false
 	}
 	if err := p.r.client.SelectResource(ctx, r.MSN); err != nil {
 		p.dropNumber(ctx, r)
 		p.onError(ctx, a, "select", err, u)
-		return false
+		return none, false
 	}
 	c, cancel := wctx(ctx)
 	defer cancel()
 	if err := p.r.store.MarkSelected(c, a, r, p.r.now()); err != nil {
 		p.storeErr(err, a, "mark selected")
-		return false
+		return none, false
 	}
-	return true
+	return r, true
 }
 
 // failRow fails a row for a reason found by the job itself.
