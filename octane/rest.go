@@ -74,23 +74,24 @@ func decodeREST(method string, status int, body []byte, out restAnswer) error {
 	if msg == "" && derr != nil {
 		msg = http.StatusText(status)
 	}
+	// An error status without an errorCode is reported with the status as
+	// its code.
+	code := strings.TrimSpace(string(st.ErrorCode))
+	if code == "" && status != http.StatusOK {
+		code = strconv.Itoa(status)
+	}
 	switch {
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		return answerError(method, status, string(st.ErrorCode), msg, errUnauthorizedStatus)
+		return answerError(method, status, code, msg, errUnauthorizedStatus)
 	case status == http.StatusTooManyRequests:
-		return answerError(method, status, FaultCodeRateLimited, msg, errRateLimitStatus)
+		return answerError(method, status, code, msg, errRateLimitStatus)
 	case status >= 500 || status < 200:
 		return &TransportError{Method: method, MayHaveReached: true, Err: fmt.Errorf("HTTP %d", status)}
 	case status >= 300:
-		code := string(st.ErrorCode)
-		if code == "" {
-			code = strconv.Itoa(status)
-		}
 		return answerError(method, status, code, msg, nil)
 	case derr != nil:
 		return &TransportError{Method: method, MayHaveReached: true, Err: fmt.Errorf("undecodable answer: %w", derr)}
 	case !strings.EqualFold(strings.TrimSpace(string(st.Success)), RESTSuccessTrue):
-		code := strings.TrimSpace(string(st.ErrorCode))
 		if code == "" {
 			code = "0"
 		}

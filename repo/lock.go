@@ -22,6 +22,7 @@ type RunLock struct {
 	key    int64
 	conn   *sql.Conn // PostgreSQL
 	holder string    // SQLite
+	done   bool      // released
 }
 
 // AcquireRunLock takes the run lock for key without waiting. Errors:
@@ -65,6 +66,9 @@ WHERE run_locks.expires_at < ?`, key, l.holder, s.t(now.Add(LeaseTTL)), s.t(now)
 // stop when it fails. Errors: ErrLocked when the lease was lost; the
 // connection's error when the advisory lock's session is gone.
 func (l *RunLock) Check(ctx context.Context) error {
+	if l.done {
+		return fmt.Errorf("repo: run lock %q released: %w", l.name, ErrLocked)
+	}
 	if l.conn != nil {
 		var held bool
 		// The lock is ours if this very session still holds it.
@@ -92,8 +96,13 @@ AND classid = (($1::bigint >> 32) & 4294967295)::oid AND objid = ($1::bigint & 4
 	return nil
 }
 
-// Release gives the lock up; it works even when ctx is cancelled (shutdown).
+// Release gives the lock up; it works even when ctx is cancelled (shutdown)
+// and a second call does nothing. Not safe for concurrent use with Check.
 func (l *RunLock) Release(ctx context.Context) error {
+	if l.done {
+		return nil
+	}
+	l.done = true
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if l.conn != nil {

@@ -121,6 +121,8 @@ func (s *Store) DB() *sqlx.DB { return s.db }
 
 // InTx runs fn in one transaction: committed when fn returns nil, rolled
 // back when it returns an error (returned as is) or panics (re-panicked).
+// fn must use tx only: on SQLite the pool has one connection, so a call on
+// the Store inside fn would wait forever.
 func (s *Store) InTx(ctx context.Context, fn func(tx *sqlx.Tx) error) (err error) {
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {

@@ -83,7 +83,7 @@ CREATE TABLE activations (
     last_error_message text NOT NULL DEFAULT '',
     claim_token        text NOT NULL DEFAULT '',
     claim_until        TIMESTAMP,
-    run_id             bigint REFERENCES runs (id),
+    run_id             bigint,
     reported_at        TIMESTAMP,
     import_id          bigint REFERENCES imports (id),
     source_line        integer NOT NULL DEFAULT 0,

@@ -1,0 +1,279 @@
+package repo
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Report is one report run: its rows are fixed when it is built, before any
+// send, so each terminal activation and each reject is in exactly one report.
+type Report struct {
+	ID          int64      `db:"id"`
+	Number      int64      `db:"number"`
+	CreatedAt   time.Time  `db:"created_at"`
+	PeriodFrom  time.Time  `db:"period_from"`
+	PeriodTo    time.Time  `db:"period_to"`
+	MessageID   string     `db:"message_id"`
+	File        string     `db:"file"`
+	DeliveredAt *time.Time `db:"delivered_at"`
+	Activations int        `db:"activations"`
+	Rejects     int        `db:"rejects"`
+}
+
+const reportColumns = `id, number, created_at, period_from, period_to, message_id, file, delivered_at, activations, rejects`
+
+// PendingReport returns the oldest report built but not delivered.
+// Errors: ErrNotFound when every report was delivered.
+func (s *Store) PendingReport(ctx context.Context) (Report, error) {
+	var r Report
+	err := s.db.GetContext(ctx, &r, `SELECT `+reportColumns+` FROM reports WHERE delivered_at IS NULL ORDER BY number LIMIT 1`)
+	if err != nil {
+		return r, fmt.Errorf("repo: pending report: %w", notFound(err))
+	}
+	return r, nil
+}
+
+// NewReport builds the next report in one transaction: number = last + 1,
+// period from the previous report's end to now; it takes every unreported
+// terminal activation in no report (qr_ready rows capped at maxQRRows, oldest
+// first, when maxQRRows > 0; provisioned and failed rows all) and every
+// unreported import reject. The UNIQUE report_items.activation_id and
+// report_rejects.reject_id make a second report of a row impossible.
+// Errors: ErrNotFound when there is nothing to report (nothing written).
+func (s *Store) NewReport(ctx context.Context, now time.Time, maxQRRows int) (Report, error) {
+	var rep Report
+	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
+		var last struct {
+			Number int64    `db:"number"`
+			To     nullTime `db:"period_to"`
+		}
+		err := tx.GetContext(ctx, &last, `SELECT number, period_to FROM reports ORDER BY number DESC LIMIT 1`)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		from := now
+		if last.To.T != nil {
+			from = *last.To.T
+		} else {
+			// First report: from the first import.
+			var first nullTime
+			if err := tx.QueryRowxContext(ctx, `SELECT MIN(imported_at) FROM imports`).Scan(&first); err != nil {
+				return err
+			}
+			if first.T != nil && first.T.Before(now) {
+				from = *first.T
+			}
+		}
+		if err := tx.GetContext(ctx, &rep.ID, s.q(`INSERT INTO reports (number, created_at, period_from, period_to)
+VALUES (?, ?, ?, ?) RETURNING id`), last.Number+1, s.t(now), s.t(from), s.t(now)); err != nil {
+			return err
+		}
+		const unreported = `reported_at IS NULL AND NOT EXISTS (SELECT 1 FROM report_items i WHERE i.activation_id = activations.id)`
+		qrLimit := ""
+		args := []any{rep.ID}
+		if maxQRRows > 0 {
+			qrLimit = ` LIMIT ?`
+			args = append(args, maxQRRows)
+		}
+		var n int64
+		for _, q := range []struct {
+			sql  string
+			args []any
+		}{
+			{`INSERT INTO report_items (report_id, activation_id) SELECT ?, id FROM activations
+WHERE state = 'qr_ready' AND ` + unreported + ` ORDER BY completed_at, id` + qrLimit, args},
+			{`INSERT INTO report_items (report_id, activation_id) SELECT ?, id FROM activations
+WHERE state IN ('provisioned', 'failed') AND ` + unreported + ` ORDER BY id`, []any{rep.ID}},
+		} {
+			res, err := tx.ExecContext(ctx, s.q(q.sql), q.args...)
+			if err != nil {
+				return err
+			}
+			k, _ := res.RowsAffected()
+			n += k
+		}
+		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO report_rejects (report_id, reject_id) SELECT ?, id FROM import_rejects
+WHERE reported_at IS NULL AND NOT EXISTS (SELECT 1 FROM report_rejects x WHERE x.reject_id = import_rejects.id) ORDER BY id`), rep.ID)
+		if err != nil {
+			return err
+		}
+		k, _ := res.RowsAffected()
+		if n == 0 && k == 0 {
+			return ErrNotFound // rolls the empty report back
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE reports SET activations = ?, rejects = ? WHERE id = ?`), n, k, rep.ID); err != nil {
+			return err
+		}
+		return tx.GetContext(ctx, &rep, s.q(`SELECT `+reportColumns+` FROM reports WHERE id = ?`), rep.ID)
+	})
+	if err != nil {
+		return Report{}, fmt.Errorf("repo: new report: %w", err)
+	}
+	return rep, nil
+}
+
+// SetReportMessage records the built workbook's file and the mail's message
+// id (reused if the send is retried). Errors: ErrNotFound.
+func (s *Store) SetReportMessage(ctx context.Context, reportID int64, messageID, file string) error {
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE reports SET message_id = ?, file = ? WHERE id = ?`), messageID, file, reportID)
+	if err != nil {
+		return fmt.Errorf("repo: set report %d message: %w", reportID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("repo: set report %d message: %w", reportID, ErrNotFound)
+	}
+	return nil
+}
+
+// RejectRow is an import reject as reported.
+type RejectRow struct {
+	ID         int64     `db:"id"`
+	File       string    `db:"file"`
+	Line       int       `db:"line"`
+	Reason     string    `db:"reason"`
+	Raw        string    `db:"raw"`
+	ImportedAt time.Time `db:"imported_at"`
+}
+
+// ReportContent is everything a report's workbook shows.
+type ReportContent struct {
+	Report      Report
+	Activations []Activation  // in this report, by id
+	Rejects     []RejectRow   // in this report, by file and line
+	Totals      map[State]int // all activations to date, by state
+	Calls       []MethodCalls // calls sent in the report's period
+}
+
+// ReportContent reads a report's fixed content (the same on every retry of
+// its send). Errors: ErrNotFound for an unknown report.
+func (s *Store) ReportContent(ctx context.Context, reportID int64) (ReportContent, error) {
+	var c ReportContent
+	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
+		if err := tx.GetContext(ctx, &c.Report, s.q(`SELECT `+reportColumns+` FROM reports WHERE id = ?`), reportID); err != nil {
+			return notFound(err)
+		}
+		if err := tx.SelectContext(ctx, &c.Activations, s.q(`SELECT `+activationCols("a.")+`
+FROM activations a JOIN report_items i ON i.activation_id = a.id WHERE i.report_id = ? ORDER BY a.id`), reportID); err != nil {
+			return err
+		}
+		if err := tx.SelectContext(ctx, &c.Rejects, s.q(`SELECT r.id, r.file, r.line, r.reason, r.raw, r.imported_at
+FROM import_rejects r JOIN report_rejects x ON x.reject_id = r.id WHERE x.report_id = ? ORDER BY r.import_id, r.line, r.id`), reportID); err != nil {
+			return err
+		}
+		var err error
+		if c.Totals, err = s.countByState(ctx, tx); err != nil {
+			return err
+		}
+		c.Calls, err = s.callStats(ctx, tx, c.Report.PeriodFrom, c.Report.PeriodTo)
+		return err
+	})
+	if err != nil {
+		return ReportContent{}, fmt.Errorf("repo: report %d content: %w", reportID, err)
+	}
+	return c, nil
+}
+
+// countByState counts all activations by state (every state present, 0 if none).
+func (s *Store) countByState(ctx context.Context, q sqlx.QueryerContext) (map[State]int, error) {
+	var rows []struct {
+		State State `db:"state"`
+		N     int   `db:"n"`
+	}
+	if err := sqlx.SelectContext(ctx, q, &rows, `SELECT state, COUNT(*) AS n FROM activations GROUP BY state`); err != nil {
+		return nil, err
+	}
+	out := make(map[State]int, len(States()))
+	for _, st := range States() {
+		out[st] = 0
+	}
+	for _, r := range rows {
+		out[r.State] = r.N
+	}
+	return out, nil
+}
+
+// MarkReportDelivered records the send: the report's delivered_at and the
+// reported_at of its activations and rejects. Delivering twice changes
+// nothing. Errors: ErrNotFound for an unknown report.
+func (s *Store) MarkReportDelivered(ctx context.Context, reportID int64, at time.Time) error {
+	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
+		var delivered nullTime
+		if err := tx.QueryRowxContext(ctx, s.q(`SELECT delivered_at FROM reports WHERE id = ?`), reportID).Scan(&delivered); err != nil {
+			return notFound(err)
+		}
+		if delivered.T != nil {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE reports SET delivered_at = ? WHERE id = ?`), s.t(at), reportID); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE activations SET reported_at = ?
+WHERE id IN (SELECT activation_id FROM report_items WHERE report_id = ?)`), s.t(at), reportID); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, s.q(`UPDATE import_rejects SET reported_at = ?
+WHERE id IN (SELECT reject_id FROM report_rejects WHERE report_id = ?)`), s.t(at), reportID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("repo: mark report %d delivered: %w", reportID, err)
+	}
+	return nil
+}
+
+// Status is what `batch status` shows.
+type Status struct {
+	Counts        map[State]int
+	OldestPending *time.Time // created_at of the oldest pending row
+	PollsDue      int
+	ReleasesDue   int
+	NextPoll      *time.Time // earliest next_poll_at of a submitted row
+	NextRelease   *time.Time // when the oldest held number reaches the release age
+}
+
+// Status counts activations by state and the work due at now; numbers
+// reserved at or before releaseBefore (now - RELEASE_AFTER) are due for release.
+func (s *Store) Status(ctx context.Context, now, releaseBefore time.Time) (Status, error) {
+	var st Status
+	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
+		var err error
+		if st.Counts, err = s.countByState(ctx, tx); err != nil {
+			return err
+		}
+		var oldest, nextPoll, oldestHeld nullTime
+		if err := tx.QueryRowxContext(ctx, `SELECT MIN(created_at) FROM activations WHERE state = 'pending'`).Scan(&oldest); err != nil {
+			return err
+		}
+		if err := tx.QueryRowxContext(ctx, s.q(`SELECT COUNT(*) FROM activations WHERE state = 'submitted' AND next_poll_at <= ?`),
+			s.t(now)).Scan(&st.PollsDue); err != nil {
+			return err
+		}
+		if err := tx.QueryRowxContext(ctx, `SELECT MIN(next_poll_at) FROM activations WHERE state = 'submitted'`).Scan(&nextPoll); err != nil {
+			return err
+		}
+		const held = `FROM reservations r LEFT JOIN activations a ON a.id = r.activation_id
+WHERE (r.state = 'free' OR (r.state = 'assigned' AND a.state IN ('pending', 'selected', 'failed')))`
+		if err := tx.QueryRowxContext(ctx, s.q(`SELECT COUNT(*) `+held+` AND r.reserved_at <= ?`),
+			s.t(releaseBefore)).Scan(&st.ReleasesDue); err != nil {
+			return err
+		}
+		if err := tx.QueryRowxContext(ctx, `SELECT MIN(r.reserved_at) `+held).Scan(&oldestHeld); err != nil {
+			return err
+		}
+		st.OldestPending, st.NextPoll = oldest.T, nextPoll.T
+		if oldestHeld.T != nil {
+			next := oldestHeld.T.Add(now.Sub(releaseBefore))
+			st.NextRelease = &next
+		}
+		return nil
+	})
+	if err != nil {
+		return Status{}, fmt.Errorf("repo: status: %w", err)
+	}
+	return st, nil
+}
