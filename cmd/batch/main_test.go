@@ -188,3 +188,16 @@ func TestScheduleDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestStatus(t *testing.T) {
+	vars, _, _ := runEnv(t, "pw")
+	e, out, stderr := testEnv(vars)
+	if err := run(context.Background(), []string{"status"}, e); err != nil {
+		t.Fatalf("status: %v\n%s", err, stderr)
+	}
+	for _, want := range []string{"pending      43", "orderCreate", "2000/2000"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status output lacks %q:\n%s", want, out)
+		}
+	}
+}
