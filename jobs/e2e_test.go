@@ -395,3 +395,30 @@ func TestEmptyEsimPoolLeavesRowsPending(t *testing.T) {
 		}
 	}
 }
+
+func TestDryRunWritesNothing(t *testing.T) {
+	h := newHarness(t, octanetest.Faults{})
+	h.load(20)
+	before := h.activations()
+	h.config.DryRun = true
+	res, err := h.runner(h.client("secret", octane.WithReadOnly())).Pass(context.Background(), nil)
+	if err != nil {
+		t.Fatalf("dry run: %v", err)
+	}
+	for _, e := range h.sim.Ledger() {
+		switch e.Method {
+		case octane.MethodQueryResources, octane.MethodOrderQuery, octane.MethodGetEsimDetails:
+		default:
+			t.Errorf("dry run sent %s", e.Method)
+		}
+	}
+	for ref, a := range h.activations() {
+		b := before[ref]
+		if a.State != b.State || a.Attempts != b.Attempts || a.ClaimToken != "" || a.CustNo != nil {
+			t.Errorf("%s changed in a dry run", ref)
+		}
+	}
+	if res.Counts["submit.claimed"] != 20 {
+		t.Errorf("dry run looked at %d rows, want 20", res.Counts["submit.claimed"])
+	}
+}
