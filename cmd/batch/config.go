@@ -74,6 +74,58 @@ type config struct {
 	TimeOffset time.Duration `env:"BATCH_TIME_OFFSET, default=0s"`
 	// LogFormat is json (default, for production) or text.
 	LogFormat string `env:"LOG_FORMAT, default=json"`
+
+	// Schedules for `batch schedule`: one 5-field UTC cron spec per phase.
+	Schedule struct {
+		Import  string `env:"IMPORT, default=*/15 * * * *"`
+		Release string `env:"RELEASE, default=17 * * * *"`
+		Submit  string `env:"SUBMIT, default=*/10 * * * *"`
+		Poll    string `env:"POLL, default=*/5 * * * *"`
+		QR      string `env:"QR, default=*/5 * * * *"`
+		Report  string `env:"REPORT, default=0 * * * *"`
+	} `env:", prefix=SCHEDULE_"`
+}
+
+// schedules returns the per-phase cron specs.
+func (c *config) schedules() map[string]string {
+	return map[string]string{
+		"import": c.Schedule.Import, "release": c.Schedule.Release, "submit": c.Schedule.Submit,
+		"poll": c.Schedule.Poll, "qr": c.Schedule.QR, "report": c.Schedule.Report,
+	}
+}
+
+// LogValue is the redacted view of the configuration logged at start: no
+// password, and the database URL without its credentials.
+func (c *config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("database", redactURL(c.DatabaseURL)),
+		slog.String("octane_soap_url", c.Octane.SOAPURL),
+		slog.String("octane_rest_url", c.Octane.RESTURL),
+		slog.String("octane_username", c.Octane.Username),
+		slog.Any("octane_password", c.Octane.Password),
+		slog.Int("octane_group_no", c.Octane.GroupNo),
+		slog.Bool("octane_qr_by_email", c.Octane.QRByEmail),
+		slog.Int("batch_size", c.BatchSize),
+		slog.Int("max_submit_per_run", c.MaxSubmitPerRun),
+		slog.Int("reserve_batch", c.ReserveBatch),
+		slog.Duration("poll_interval", c.PollInterval),
+		slog.Duration("release_after", c.ReleaseAfter),
+		slog.Duration("run_deadline", c.RunDeadline),
+		slog.Duration("time_offset", c.TimeOffset),
+		slog.String("import_dir", c.ImportDir),
+	)
+}
+
+// redactURL drops the user info of a URL (a SQLite path is returned as is).
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return s
+	}
+	if u.User != nil {
+		u.User = url.User("***")
+	}
+	return u.String()
 }
 
 // loadConfig decodes and validates the environment. Errors are configError.
@@ -151,6 +203,9 @@ func (c *config) requireOctane() error {
 		if strings.TrimSpace(v) == "" {
 			errs = append(errs, fmt.Errorf("%s: required", name))
 		}
+	}
+	if c.Octane.GroupNo <= 0 {
+		errs = append(errs, fmt.Errorf("OCTANE_GROUP_NO: %d must be a positive wholesaler group number", c.Octane.GroupNo))
 	}
 	for name, v := range map[string]string{"OCTANE_SOAP_URL": c.Octane.SOAPURL, "OCTANE_REST_URL": c.Octane.RESTURL} {
 		if v == "" {

@@ -3,9 +3,141 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/esimbatch/esimbatch/jobs"
+	"github.com/esimbatch/esimbatch/octane"
+	"github.com/esimbatch/esimbatch/repo"
 )
 
-// cmdRun is not built yet.
+// cmdRun is `batch run [--phases ...] [--dry-run]`: one pass, then exit.
 func cmdRun(ctx context.Context, args []string, e env) error {
-	return errors.New("batch run: not implemented yet")
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	phasesFlag := fs.String("phases", strings.Join(jobs.AllPhases, ","), "comma-separated phases to run, in pass order")
+	dryRun := fs.Bool("dry-run", false, "make every read and selection; no mutating Octane call, no row change")
+	if err := fs.Parse(args); err != nil {
+		return configError{err}
+	}
+	phases, err := jobs.ParsePhases(*phasesFlag)
+	if err != nil {
+		return badConfig("--phases: %w", err)
+	}
+	cfg, err := loadConfig(ctx, e.lookup)
+	if err != nil {
+		return err
+	}
+	if err := cfg.requireOctane(); err != nil {
+		return err
+	}
+	log := newLogger(cfg, e.stderr)
+	log.Info("batch run", "config", cfg, "phases", strings.Join(phases, ","), "dry_run", *dryRun)
+
+	w, err := wire(ctx, cfg, log, *dryRun, nil)
+	if err != nil {
+		return err
+	}
+	defer w.store.Close()
+	res, err := w.runner.Pass(ctx, phases)
+	if res.Skipped {
+		fmt.Fprintln(e.stdout, "another run holds the lock; nothing done")
+		return nil
+	}
+	printResult(e.stdout, res)
+	if err != nil {
+		return fmt.Errorf("batch run: %w", err)
+	}
+	return nil
+}
+
+// newLogger builds the process logger (JSON in production, text on request).
+func newLogger(cfg *config, w io.Writer) *slog.Logger {
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, nil))
+	}
+	return slog.New(slog.NewJSONHandler(w, nil))
+}
+
+// wired is what a command that runs passes needs.
+type wired struct {
+	store  *repo.Store
+	client *octane.Client
+	runner *jobs.Runner
+	now    func() time.Time
+}
+
+// wire opens the store, checks its schema, builds the client (limiter seeded
+// from the call log, every call recorded) and the runner. clock nil: wall
+// time shifted by BATCH_TIME_OFFSET. Errors: configError for a schema that
+// needs `batch migrate` or a bad client setting, plain errors otherwise.
+func wire(ctx context.Context, cfg *config, log *slog.Logger, dryRun bool, clock func() time.Time, opts ...octane.Option) (*wired, error) {
+	if clock == nil {
+		off := cfg.TimeOffset
+		clock = func() time.Time { return time.Now().UTC().Add(off) }
+	}
+	store, err := repo.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if err := store.CheckSchema(ctx); err != nil {
+		store.Close()
+		if errors.Is(err, repo.ErrSchemaBehind) || errors.Is(err, repo.ErrSchemaAhead) {
+			return nil, badConfig("database schema: %w: run `batch migrate` with the matching version", err)
+		}
+		return nil, fmt.Errorf("check schema: %w", err)
+	}
+	cred := cfg.Octane.Username
+	seed, err := store.RecentCalls(ctx, cred, clock().Add(-time.Hour))
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("read call log: %w", err)
+	}
+	copts := []octane.Option{
+		octane.WithGroupNo(cfg.Octane.GroupNo),
+		octane.WithLogger(log),
+		octane.WithSeed(seed),
+		octane.WithCallHook(jobs.CallRecorder(store, cred, log)),
+	}
+	if dryRun {
+		copts = append(copts, octane.WithReadOnly())
+	}
+	client, err := octane.New(cfg.Octane.SOAPURL, cfg.Octane.RESTURL, cred, cfg.Octane.Password.Reveal(), append(copts, opts...)...)
+	if err != nil {
+		store.Close()
+		return nil, badConfig("octane client: %w", err)
+	}
+	runner := jobs.NewRunner(store, client, jobs.Config{
+		Credential:      cred,
+		BatchSize:       cfg.BatchSize,
+		MaxSubmitPerRun: cfg.MaxSubmitPerRun,
+		ReserveBatch:    cfg.ReserveBatch,
+		QRByEmail:       cfg.Octane.QRByEmail,
+		PollInterval:    cfg.PollInterval,
+		ReleaseAfter:    cfg.ReleaseAfter,
+		RunDeadline:     cfg.RunDeadline,
+		DryRun:          dryRun,
+	}, jobs.WithClock(clock), jobs.WithLogger(log))
+	return &wired{store: store, client: client, runner: runner, now: clock}, nil
+}
+
+// printResult writes a pass's counts, one per line, sorted.
+func printResult(w io.Writer, res jobs.Result) {
+	fmt.Fprintf(w, "run %d\n", res.RunID)
+	keys := make([]string, 0, len(res.Counts))
+	for k := range res.Counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "  %-32s %d\n", k, res.Counts[k])
+	}
+	if res.SubmitStopped != "" {
+		fmt.Fprintf(w, "submitting stopped: %s\n", res.SubmitStopped)
+	}
 }

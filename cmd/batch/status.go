@@ -2,10 +2,82 @@ package main
 
 import (
 	"context"
-	"errors"
+	"flag"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/esimbatch/esimbatch/octane"
+	"github.com/esimbatch/esimbatch/repo"
 )
 
-// cmdStatus is not built yet.
+// cmdStatus is `batch status`: counts by state, oldest waiting row, polls
+// and releases due, and the Octane budget left this hour per method.
 func cmdStatus(ctx context.Context, args []string, e env) error {
-	return errors.New("batch status: not implemented yet")
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	if err := fs.Parse(args); err != nil {
+		return configError{err}
+	}
+	cfg, err := loadConfig(ctx, e.lookup)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(cfg.DatabaseURL) == "" {
+		return badConfig("DATABASE_URL: required")
+	}
+	now := time.Now().UTC().Add(cfg.TimeOffset)
+	store, err := repo.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer store.Close()
+	st, err := store.Status(ctx, now, now.Add(-cfg.ReleaseAfter))
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	w := e.stdout
+	fmt.Fprintf(w, "at %s\n\nactivations by state:\n", now.Format(time.RFC3339))
+	for _, s := range []repo.State{repo.StatePending, repo.StateSelected, repo.StateOrdering, repo.StateSubmitted,
+		repo.StateCompleted, repo.StateQRReady, repo.StateProvisioned, repo.StateFailed} {
+		fmt.Fprintf(w, "  %-12s %d\n", s, st.Counts[s])
+	}
+	fmt.Fprintf(w, "\noldest pending:  %s\n", fmtTime(st.OldestPending))
+	fmt.Fprintf(w, "polls due:       %d (next %s)\n", st.PollsDue, fmtTime(st.NextPoll))
+	fmt.Fprintf(w, "releases due:    %d (next %s)\n", st.ReleasesDue, fmtTime(st.NextRelease))
+	if cfg.Octane.Username == "" {
+		fmt.Fprintln(w, "\nbudget: OCTANE_USERNAME not set")
+		return nil
+	}
+	calls, err := store.RecentCalls(ctx, cfg.Octane.Username, now.Add(-time.Hour))
+	if err != nil {
+		return fmt.Errorf("recent calls: %w", err)
+	}
+	fmt.Fprintf(w, "\nbudget left for %s (last hour / last minute):\n", cfg.Octane.Username)
+	limits := octane.DefaultLimits()
+	methods := make([]string, 0, len(limits))
+	for m := range limits {
+		methods = append(methods, m)
+	}
+	sort.Strings(methods)
+	for _, m := range methods {
+		hour, minute := 0, 0
+		for _, t := range calls[m] {
+			hour++
+			if !t.Before(now.Add(-time.Minute)) {
+				minute++
+			}
+		}
+		l := limits[m]
+		fmt.Fprintf(w, "  %-20s %5d/%-5d %4d/%-4d\n", m, max(0, l.PerHour-hour), l.PerHour, max(0, l.PerMinute-minute), l.PerMinute)
+	}
+	return nil
+}
+
+func fmtTime(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
 }

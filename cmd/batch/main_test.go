@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/esimbatch/esimbatch/jobs"
+	"github.com/esimbatch/esimbatch/octane/octanetest"
+	"github.com/esimbatch/esimbatch/repo"
+	"github.com/esimbatch/esimbatch/repo/repotest"
+)
+
+// testEnv runs the program in-process with a map environment.
+func testEnv(vars map[string]string) (env, *bytes.Buffer, *bytes.Buffer) {
+	var out, errb bytes.Buffer
+	return env{
+		lookup: func(k string) (string, bool) { v, ok := vars[k]; return v, ok },
+		stdout: &out, stderr: &errb,
+	}, &out, &errb
+}
+
+func TestRunExitCodes(t *testing.T) {
+	base := map[string]string{
+		"DATABASE_URL": "postgres://nobody@127.0.0.1:1/none", "OCTANE_SOAP_URL": "http://127.0.0.1:1/tiab",
+		"OCTANE_REST_URL": "http://127.0.0.1:1/tiab/api", "OCTANE_USERNAME": "u", "OCTANE_PASSWORD": "p",
+		"OCTANE_GROUP_NO": "1",
+	}
+	with := func(k, v string) map[string]string {
+		m := map[string]string{}
+		for a, b := range base {
+			m[a] = b
+		}
+		if v == "" {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+		return m
+	}
+	tests := []struct {
+		name string
+		args []string
+		vars map[string]string
+		want int
+	}{
+		{"unknown phase", []string{"run", "--phases", "launch"}, base, exitConfig},
+		{"reserve batch too big", []string{"run"}, with("RESERVE_BATCH", "9"), exitConfig},
+		{"poll interval too short", []string{"run"}, with("POLL_INTERVAL", "5m"), exitConfig},
+		{"missing password", []string{"run"}, with("OCTANE_PASSWORD", ""), exitConfig},
+		{"missing group", []string{"run"}, with("OCTANE_GROUP_NO", ""), exitConfig},
+		{"bad schedule", []string{"schedule"}, with("SCHEDULE_SUBMIT", "every ten minutes"), exitConfig},
+		{"six-field schedule", []string{"schedule"}, with("SCHEDULE_POLL", "0 */5 * * * *"), exitConfig},
+		{"database unreachable", []string{"run"}, base, exitFailed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, _, stderr := testEnv(tt.vars)
+			err := run(context.Background(), tt.args, e)
+			if got := exitCode(err); got != tt.want {
+				t.Fatalf("exit %d (%v), want %d; stderr:\n%s", got, err, tt.want, stderr)
+			}
+		})
+	}
+}
+
+// runEnv is a migrated PostgreSQL schema with sample rows and a simulator.
+func runEnv(t *testing.T, password string) (map[string]string, *repo.Store, *octanetest.Server) {
+	t.Helper()
+	url := repotest.PostgresURL(t)
+	store, err := repo.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	if err := store.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cred := fmt.Sprintf("cmd-%d", time.Now().UnixNano())
+	sim := octanetest.New(octanetest.Config{Username: cred, Password: "pw", OrderLatency: time.Minute, Faults: octanetest.Faults{Latency: 2 * time.Millisecond}})
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	rows, err := parseDemoSales(demoSales)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var esim []repo.NewActivation
+	for _, r := range rows {
+		if r.SIMType == "esim" && r.CustNo == nil {
+			esim = append(esim, r)
+		}
+	}
+	if _, err := store.Import(context.Background(), repo.ImportFile{Name: "s.csv", Hash: cred, DataRows: len(esim)}, esim, nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{
+		"DATABASE_URL": url, "OCTANE_SOAP_URL": srv.URL + "/tiab", "OCTANE_REST_URL": srv.URL + "/tiab/api",
+		"OCTANE_USERNAME": cred, "OCTANE_PASSWORD": password, "OCTANE_GROUP_NO": "3", "LOG_FORMAT": "text",
+	}, store, sim
+}
+
+func TestRunPassAndLock(t *testing.T) {
+	vars, _, sim := runEnv(t, "pw")
+	var wg sync.WaitGroup
+	codes := make([]int, 2)
+	outs := make([]string, 2)
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e, out, _ := testEnv(vars)
+			codes[i] = exitCode(run(context.Background(), []string{"run", "--phases", "release,submit,poll,qr"}, e))
+			outs[i] = out.String()
+		}()
+	}
+	wg.Wait()
+	if codes[0] != 0 || codes[1] != 0 {
+		t.Fatalf("exit codes %v, want 0 and 0; outputs:\n%s\n%s", codes, outs[0], outs[1])
+	}
+	skipped := 0
+	for _, o := range outs {
+		if strings.Contains(o, "another run holds the lock") {
+			skipped++
+		}
+	}
+	if skipped != 1 {
+		t.Fatalf("%d runs skipped on the lock, want 1; outputs:\n%s\n%s", skipped, outs[0], outs[1])
+	}
+	if n := len(sim.Orders()); n == 0 {
+		t.Fatal("no order was created")
+	}
+}
+
+func TestRunBadCredentialsExit1(t *testing.T) {
+	vars, store, sim := runEnv(t, "wrong")
+	e, _, stderr := testEnv(vars)
+	err := run(context.Background(), []string{"run"}, e)
+	if got := exitCode(err); got != exitFailed {
+		t.Fatalf("exit %d (%v), want 1", got, err)
+	}
+	if strings.Contains(stderr.String(), "wrong") {
+		t.Error("the password appears in the log")
+	}
+	if len(sim.Orders()) != 0 {
+		t.Error("orders were created with a refused credential")
+	}
+	a, err := store.ActivationByRef(context.Background(), "DEMO-0001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.State != repo.StatePending || a.Attempts != 0 || a.ClaimToken != "" {
+		t.Errorf("row changed: state %s attempts %d claim %q", a.State, a.Attempts, a.ClaimToken)
+	}
+}
+
+func TestDemo(t *testing.T) {
+	e, out, stderr := testEnv(map[string]string{})
+	start := time.Now()
+	err := run(context.Background(), []string{"demo", "--out", t.TempDir()}, e)
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, stderr)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("demo took %s, want < 30s", d)
+	}
+	for _, want := range []string{"qr_ready     45", "provisioned  1", "failed       4"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestScheduleDefaults(t *testing.T) {
+	cfg, err := loadConfig(context.Background(), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs := cfg.schedules()
+	if specs["submit"] != "*/10 * * * *" || specs["release"] != "17 * * * *" {
+		t.Fatalf("default schedules = %v", specs)
+	}
+	if err := jobs.ValidateSchedules(specs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStatus(t *testing.T) {
+	vars, _, _ := runEnv(t, "pw")
+	e, out, stderr := testEnv(vars)
+	if err := run(context.Background(), []string{"status"}, e); err != nil {
+		t.Fatalf("status: %v\n%s", err, stderr)
+	}
+	for _, want := range []string{"pending      43", "orderCreate", "2000/2000"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status output lacks %q:\n%s", want, out)
+		}
+	}
+}

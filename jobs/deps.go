@@ -1,0 +1,129 @@
+package jobs
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/esimbatch/esimbatch/octane"
+	"github.com/esimbatch/esimbatch/repo"
+)
+
+// Store is what the phases need from the store (*repo.Store satisfies it).
+// Every guarded method returns repo.ErrLostClaim when the row moved under us.
+type Store interface {
+	StartRun(ctx context.Context, at time.Time, credential string, phases []string, dryRun bool) (int64, error)
+	FinishRun(ctx context.Context, runID int64, at time.Time, outcome string, counts map[string]int, errMsg string) error
+	RecordCall(ctx context.Context, c repo.Call) error
+
+	ClaimPending(ctx context.Context, now time.Time, runID int64, limit int, lease time.Duration) ([]repo.Activation, error)
+	SetCustomer(ctx context.Context, a *repo.Activation, custNo int64, now time.Time) error
+	SaveReservations(ctx context.Context, runID int64, sentAt time.Time, msns []repo.Reservation) error
+	TakeReservation(ctx context.Context, runID int64, a *repo.Activation, now time.Time) (repo.Reservation, error)
+	MarkSelected(ctx context.Context, a *repo.Activation, r repo.Reservation, now time.Time) error
+	BeginOrder(ctx context.Context, a *repo.Activation, qrByEmail bool, now time.Time) error
+	OrderAccepted(ctx context.Context, a *repo.Activation, orderID string, now, nextPoll time.Time) error
+	Fail(ctx context.Context, a *repo.Activation, step, code, msg string, now time.Time) error
+	Backoff(ctx context.Context, a *repo.Activation, step, code, msg string, now time.Time, maxAttempts int) (bool, error)
+	Unclaim(ctx context.Context, a *repo.Activation) error
+	FreeReservations(ctx context.Context, runID int64) ([]repo.Reservation, error)
+	ReleaseReservation(ctx context.Context, r repo.Reservation, now time.Time) error
+
+	ClaimUnknownOrders(ctx context.Context, now time.Time, runID int64, limit int, lease time.Duration) ([]repo.Activation, error)
+	ReconcileResubmit(ctx context.Context, a *repo.Activation, now time.Time) error
+	ReconcileAdopt(ctx context.Context, a *repo.Activation, now, nextPoll time.Time) error
+	ReconcileLapsed(ctx context.Context, a *repo.Activation, now time.Time) error
+
+	DueReleases(ctx context.Context, now, olderThan time.Time, runID int64, limit int) ([]repo.Reservation, error)
+
+	ClaimPolls(ctx context.Context, now, nextPoll time.Time, runID int64, limit int, lease time.Duration) ([]repo.Activation, error)
+	OrderCompleted(ctx context.Context, a *repo.Activation, serviceNumber string, awaitQR bool, now time.Time) error
+	ClaimQR(ctx context.Context, now time.Time, runID int64, limit int, lease time.Duration) ([]repo.Activation, error)
+	QRReady(ctx context.Context, a *repo.Activation, code string, png []byte, iccid string, now time.Time) error
+}
+
+// Octane is what the phases need from the Octane client (*octane.Client
+// satisfies it). Errors are the client's: *octane.APIError kinds and
+// *octane.TransportError.
+type Octane interface {
+	AddCustomer(ctx context.Context, c octane.Customer) (int64, error)
+	QueryResources(ctx context.Context, value string) ([]octane.PooledResource, error)
+	ReserveResources(ctx context.Context, n int) ([]octane.Reservation, error)
+	SelectResource(ctx context.Context, msn string) error
+	UnreserveResource(ctx context.Context, msn string) error
+	OrderCreate(ctx context.Context, req octane.OrderRequest) (string, error)
+	OrderQuery(ctx context.Context, orderID string) (octane.OrderStatus, error)
+	GetEsimQR(ctx context.Context, msn string) (octane.EsimQR, error)
+	GetSIMDetails(ctx context.Context, msn string) (octane.SIMDetails, error)
+}
+
+// Lock is a held run lock.
+type Lock interface {
+	Release(ctx context.Context) error
+}
+
+// Locker takes the run lock for a key; it returns an error wrapping
+// repo.ErrLocked when another run holds it.
+type Locker func(ctx context.Context, key string) (Lock, error)
+
+// repoLocker is the store's lock method, as *repo.Store declares it.
+type repoLocker interface {
+	AcquireRunLock(ctx context.Context, key string) (*repo.RunLock, error)
+}
+
+// PhaseFunc is a pluggable phase (import, report): it runs at the injected
+// time now and returns counts for the run record and the phase log line.
+type PhaseFunc func(ctx context.Context, now time.Time) (map[string]int, error)
+
+type ctxKey int
+
+const (
+	keyRun ctxKey = iota
+	keyActivation
+)
+
+func withRun(ctx context.Context, runID int64) context.Context {
+	return context.WithValue(ctx, keyRun, runID)
+}
+
+func withActivation(ctx context.Context, id int64) context.Context {
+	return context.WithValue(ctx, keyActivation, id)
+}
+
+// CallRecorder returns the hook for octane.WithCallHook: it writes every
+// Octane call to the store's call log (repo.Store.RecordCall) with the run id
+// and the activation id the jobs package put in the call's context. Build the
+// client with it before the Runner: the hook only needs the store, so there
+// is no cycle. A failed write is logged, never returned (the call happened).
+func CallRecorder(rec interface {
+	RecordCall(ctx context.Context, c repo.Call) error
+}, credential string, log *slog.Logger) func(context.Context, octane.CallEvent) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return func(ctx context.Context, ev octane.CallEvent) {
+		c := repo.Call{
+			Credential: credential,
+			Method:     ev.Method,
+			SentAt:     ev.SentAt,
+			Duration:   ev.Duration,
+			Waited:     ev.Waited,
+			Outcome:    ev.Outcome,
+			Code:       ev.Code,
+			Message:    ev.Message,
+			MSN:        ev.MSN,
+			OrderID:    ev.OrderID,
+		}
+		if id, ok := ctx.Value(keyRun).(int64); ok {
+			c.RunID = id
+		}
+		if id, ok := ctx.Value(keyActivation).(int64); ok {
+			c.ActivationID = &id
+		}
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := rec.RecordCall(wctx, c); err != nil {
+			log.Error("record octane call", "method", ev.Method, "run_id", c.RunID, "err", err)
+		}
+	}
+}

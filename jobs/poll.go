@@ -1,0 +1,293 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/esimbatch/esimbatch/octane"
+	"github.com/esimbatch/esimbatch/repo"
+)
+
+// release unreserves numbers held too long (or orphaned by a crashed run)
+// and puts their activations back to pending.
+func (p *pass) release(ctx context.Context) error {
+	now := p.r.now()
+	seen := map[int64]bool{}
+	for !p.halted(ctx) {
+		rs, err := p.r.store.DueReleases(ctx, now, now.Add(-p.r.cfg.ReleaseAfter), p.runID, 500)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("due releases: %w", err)
+		}
+		var fresh []repo.Reservation
+		for _, r := range rs {
+			if !seen[r.ID] {
+				seen[r.ID] = true
+				fresh = append(fresh, r)
+			}
+		}
+		if len(fresh) == 0 {
+			return nil
+		}
+		prog := p.newProgress(PhaseRelease, len(fresh))
+		for _, r := range fresh {
+			if p.halted(ctx) {
+				return nil
+			}
+			p.releaseOne(ctx, r)
+			prog.tick(1)
+		}
+	}
+	return nil
+}
+
+func (p *pass) releaseOne(ctx context.Context, r repo.Reservation) {
+	if p.r.cfg.DryRun {
+		p.log.Info("dry run: would release number", "msn", r.MSN, "reserved_at", r.ReservedAt)
+		p.add("release.would_release", 1)
+		return
+	}
+	if r.ActivationID != nil {
+		ctx = withActivation(ctx, *r.ActivationID)
+	}
+	if err := p.r.client.UnreserveResource(ctx, r.MSN); err != nil {
+		switch classify(ctx, err) {
+		case kindUnauthorized:
+			p.setFatal(err)
+			return
+		case kindRejected:
+			// Octane no longer holds it for us (lapsed): record it released.
+		default:
+			p.add("release.errors", 1)
+			p.log.Warn("unreserve failed; retried next pass", "msn", r.MSN, "err", err)
+			return
+		}
+	}
+	c, cancel := wctx(ctx)
+	defer cancel()
+	if err := p.r.store.ReleaseReservation(c, r, p.r.now()); err != nil {
+		p.log.Error("record released number", "msn", r.MSN, "err", err)
+		p.add("release.errors", 1)
+		return
+	}
+	p.add("release.released", 1)
+}
+
+// poll asks Octane about submitted orders whose poll slot has come. The claim
+// stamps the next slot, so a crash never causes an early second query.
+func (p *pass) poll(ctx context.Context) error {
+	cfg := p.r.cfg
+	if cfg.DryRun {
+		// A poll claim spends the order's slot (a write): a dry run skips orderQuery.
+		p.log.Info("dry run: orderQuery skipped")
+		return nil
+	}
+	prog := p.newProgress(PhasePoll, 0)
+	u := &unclaimer{}
+	defer p.flush(ctx, u)
+	seen := map[int64]bool{}
+	for !p.halted(ctx) {
+		now := p.r.now()
+		rows, err := p.r.store.ClaimPolls(ctx, now, now.Add(cfg.PollInterval), p.runID, cfg.BatchSize, cfg.Lease)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("claim polls: %w", err)
+		}
+		fresh := rows[:0]
+		for _, a := range rows {
+			if seen[a.ID] {
+				u.add(&a)
+				continue
+			}
+			seen[a.ID] = true
+			fresh = append(fresh, a)
+		}
+		if len(fresh) == 0 {
+			return nil
+		}
+		p.add("poll.claimed", len(fresh))
+		p.runBatch(ctx, fresh, prog, func(ctx context.Context, a *repo.Activation) { p.pollOne(ctx, a, u) })
+	}
+	return nil
+}
+
+func (p *pass) pollOne(ctx context.Context, a *repo.Activation, u *unclaimer) {
+	if p.halted(ctx) {
+		u.add(a)
+		return
+	}
+	if a.OrderID == "" {
+		p.pollAdopted(ctx, a, u)
+		return
+	}
+	st, err := p.r.client.OrderQuery(ctx, a.OrderID)
+	if err != nil {
+		// The slot is spent either way; the next poll comes after the interval.
+		if classify(ctx, err) == kindUnauthorized {
+			p.setFatal(err)
+		}
+		p.add("poll.errors", 1)
+		p.log.Warn("orderQuery failed; polled again next slot", "activation_id", a.ID, "order_id", a.OrderID, "err", err)
+		u.add(a)
+		return
+	}
+	c, cancel := wctx(ctx)
+	defer cancel()
+	now := p.r.now()
+	switch st.Status {
+	case octane.StatusComplete:
+		sn := st.ServiceNumber
+		if sn == "" {
+			sn = a.MSN
+		}
+		if err := p.r.store.OrderCompleted(c, a, sn, p.awaitQR(a), now); err != nil {
+			p.storeErr(err, a, "order completed")
+			return
+		}
+		p.add("poll.completed", 1)
+	case octane.StatusRejected, octane.StatusCancelled:
+		msg := st.ErrorMessage
+		if msg == "" {
+			msg = "order " + st.Status
+		}
+		p.failRow(ctx, a, "poll", st.Status, msg)
+	case octane.StatusOpen, octane.StatusInProgress:
+		p.add("poll.open", 1)
+		u.add(a)
+	default:
+		if _, dup := p.r.unknownStatus.LoadOrStore(st.Status, true); !dup {
+			p.log.Warn("unknown order status; kept polling", "status", st.Status, "order_id", a.OrderID)
+		}
+		p.add("poll.unknown_status", 1)
+		u.add(a)
+	}
+}
+
+// awaitQR says whether a completed row still needs its QR fetched.
+func (p *pass) awaitQR(a *repo.Activation) bool {
+	return a.SIMType != "physical" && !a.QRByEmail
+}
+
+// pollAdopted checks an order adopted by reconcile (no order id) by its number.
+func (p *pass) pollAdopted(ctx context.Context, a *repo.Activation, u *unclaimer) {
+	var (
+		q   octane.EsimQR
+		err error
+	)
+	if a.SIMType == "physical" {
+		_, err = p.r.client.GetSIMDetails(ctx, a.MSN)
+	} else {
+		q, err = p.r.client.GetEsimQR(ctx, a.MSN)
+	}
+	if err != nil {
+		if classify(ctx, err) == kindUnauthorized {
+			p.setFatal(err)
+		}
+		p.add("poll.open", 1)
+		u.add(a)
+		return
+	}
+	c, cancel := wctx(ctx)
+	defer cancel()
+	now := p.r.now()
+	await := p.awaitQR(a)
+	if err := p.r.store.OrderCompleted(c, a, a.MSN, await, now); err != nil {
+		p.storeErr(err, a, "adopted order completed")
+		return
+	}
+	p.add("poll.completed", 1)
+	if await && (q.ActivationCode != "" || len(q.QRCode) > 0) {
+		if err := p.r.store.QRReady(c, a, q.ActivationCode, q.QRCode, q.ICCID, now); err != nil {
+			p.storeErr(err, a, "qr ready")
+			return
+		}
+		p.add("qr.ready", 1)
+	}
+}
+
+// qr fetches the activation code and QR image of completed eSIM services.
+func (p *pass) qr(ctx context.Context) error {
+	cfg := p.r.cfg
+	if cfg.DryRun {
+		// Storing a QR is a write and a claim is one too: a dry run fetches none.
+		p.log.Info("dry run: QR fetch skipped")
+		return nil
+	}
+	u := &unclaimer{}
+	defer p.flush(ctx, u)
+	prog := p.newProgress(PhaseQR, 0)
+	seen := map[int64]bool{}
+	for !p.halted(ctx) {
+		rows, err := p.r.store.ClaimQR(ctx, p.r.now(), p.runID, cfg.BatchSize, cfg.Lease)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("claim qr: %w", err)
+		}
+		fresh := rows[:0]
+		for _, a := range rows {
+			if seen[a.ID] {
+				u.add(&a)
+				continue
+			}
+			seen[a.ID] = true
+			fresh = append(fresh, a)
+		}
+		if len(fresh) == 0 {
+			return nil
+		}
+		p.runBatch(ctx, fresh, prog, func(ctx context.Context, a *repo.Activation) { p.qrOne(ctx, a, u) })
+	}
+	return nil
+}
+
+func (p *pass) qrOne(ctx context.Context, a *repo.Activation, u *unclaimer) {
+	if p.halted(ctx) {
+		u.add(a)
+		return
+	}
+	msn := a.ServiceNumber
+	if msn == "" {
+		msn = a.MSN
+	}
+	q, err := p.r.client.GetEsimQR(ctx, msn)
+	if err == nil && q.ActivationCode == "" && len(q.QRCode) == 0 {
+		err = fmt.Errorf("getEsimDetails for %s: answer has neither activation code nor QR image", msn)
+	}
+	if err != nil {
+		switch classify(ctx, err) {
+		case kindUnauthorized:
+			p.setFatal(err)
+			u.add(a)
+		case kindCancelled, kindRateLimited:
+			u.add(a)
+		default: // not ready yet, or transport: try again later, bounded by MaxAttempts
+			code, msg := apiCode(err)
+			c, cancel := wctx(ctx)
+			defer cancel()
+			failed, berr := p.r.store.Backoff(c, a, "qr", code, msg, p.r.now(), p.r.cfg.MaxAttempts)
+			if berr != nil {
+				p.storeErr(berr, a, "qr backoff")
+				return
+			}
+			p.add("qr.backoff", 1)
+			if failed {
+				p.add("qr.failed", 1)
+			}
+			p.log.Warn("QR fetch failed; backing off", "activation_id", a.ID, "attempts", a.Attempts, "gave_up", failed, "err", err)
+		}
+		return
+	}
+	c, cancel := wctx(ctx)
+	defer cancel()
+	if err := p.r.store.QRReady(c, a, q.ActivationCode, q.QRCode, q.ICCID, p.r.now()); err != nil {
+		p.storeErr(err, a, "qr ready")
+		return
+	}
+	p.add("qr.ready", 1)
+}

@@ -1,0 +1,459 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/esimbatch/esimbatch/octane"
+	"github.com/esimbatch/esimbatch/repo"
+)
+
+// Phase names, in the order a pass runs them.
+const (
+	PhaseImport  = "import"
+	PhaseRelease = "release"
+	PhaseSubmit  = "submit"
+	PhasePoll    = "poll"
+	PhaseQR      = "qr"
+	PhaseReport  = "report"
+)
+
+// AllPhases is every phase in pass order.
+var AllPhases = []string{PhaseImport, PhaseRelease, PhaseSubmit, PhasePoll, PhaseQR, PhaseReport}
+
+// ParsePhases parses a comma-separated phase list ("" = all) and returns it
+// in pass order; an unknown name is an error.
+func ParsePhases(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return append([]string(nil), AllPhases...), nil
+	}
+	want := map[string]bool{}
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		ok := false
+		for _, k := range AllPhases {
+			if k == p {
+				ok = true
+			}
+		}
+		if !ok {
+			return nil, fmt.Errorf("unknown phase %q (want some of %s)", p, strings.Join(AllPhases, ","))
+		}
+		want[p] = true
+	}
+	var out []string
+	for _, k := range AllPhases {
+		if want[k] {
+			out = append(out, k)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no phase given")
+	}
+	return out, nil
+}
+
+// Config is the throttling and timing of a pass.
+type Config struct {
+	// Credential is the Octane user name: the run-lock key and the call-log key.
+	Credential string
+	// BatchSize rows are claimed at a time; MaxSubmitPerRun caps a pass.
+	BatchSize, MaxSubmitPerRun int
+	// ReserveBatch numbers are asked for per reserveResources call (1..5).
+	ReserveBatch int
+	// QRByEmail sets isQRcode: Octane emails the QR, we fetch none.
+	QRByEmail bool
+	// PollInterval (>= 30m) between two orderQuery calls for one order.
+	PollInterval time.Duration
+	// ReleaseAfter: age at which an unused reservation is released (< 24h).
+	ReleaseAfter time.Duration
+	// RunDeadline bounds a whole pass (0: none).
+	RunDeadline time.Duration
+	// Lease is how long a claim stays ours (default RunDeadline + 1m, min 5m).
+	Lease time.Duration
+	// Workers run a batch's activations concurrently (default 4).
+	Workers int
+	// MaxAttempts transport failures before a row fails (default 8).
+	MaxAttempts int
+	// DryRun: reads and selections only; no mutating Octane call, no row change.
+	DryRun bool
+	// ProgressEvery is the wall-time gap between progress lines (default 10s).
+	ProgressEvery time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.BatchSize <= 0 {
+		c.BatchSize = 50
+	}
+	if c.ReserveBatch < 1 {
+		c.ReserveBatch = 1
+	}
+	if c.ReserveBatch > 5 {
+		c.ReserveBatch = 5
+	}
+	if c.PollInterval < 30*time.Minute {
+		c.PollInterval = 30 * time.Minute
+	}
+	if c.ReleaseAfter <= 0 || c.ReleaseAfter >= 24*time.Hour {
+		c.ReleaseAfter = 23 * time.Hour
+	}
+	if c.Lease <= 0 {
+		c.Lease = c.RunDeadline + time.Minute
+		if c.Lease < 5*time.Minute {
+			c.Lease = 5 * time.Minute
+		}
+	}
+	if c.Workers <= 0 {
+		c.Workers = 4
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 8
+	}
+	if c.ProgressEvery <= 0 {
+		c.ProgressEvery = 10 * time.Second
+	}
+}
+
+// Runner runs passes. It is safe to call Pass from several goroutines: the
+// run lock lets one through per credential.
+type Runner struct {
+	store  Store
+	client Octane
+	lock   Locker
+	cfg    Config
+	now    func() time.Time
+	log    *slog.Logger
+
+	importFn, reportFn PhaseFunc
+
+	unknownStatus sync.Map // order status values already logged once
+}
+
+// Option configures a Runner.
+type Option func(*Runner)
+
+// WithClock injects the clock (time.Now otherwise).
+func WithClock(now func() time.Time) Option { return func(r *Runner) { r.now = now } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(r *Runner) { r.log = l } }
+
+// WithLocker replaces the run lock (the store's AcquireRunLock otherwise).
+func WithLocker(l Locker) Option { return func(r *Runner) { r.lock = l } }
+
+// WithImport plugs in the import phase.
+func WithImport(f PhaseFunc) Option { return func(r *Runner) { r.importFn = f } }
+
+// WithReport plugs in the report phase.
+func WithReport(f PhaseFunc) Option { return func(r *Runner) { r.reportFn = f } }
+
+// NewRunner returns a Runner over the store and the client. When the store
+// has AcquireRunLock (as *repo.Store does) it provides the run lock. The
+// client should be built with CallRecorder as its call hook, and with
+// octane.WithReadOnly when cfg.DryRun is set.
+func NewRunner(store Store, client Octane, cfg Config, opts ...Option) *Runner {
+	cfg.defaults()
+	r := &Runner{store: store, client: client, cfg: cfg, now: time.Now, log: slog.New(slog.DiscardHandler)}
+	if rl, ok := store.(repoLocker); ok {
+		r.lock = func(ctx context.Context, key string) (Lock, error) {
+			l, err := rl.AcquireRunLock(ctx, key)
+			if err != nil {
+				return nil, err
+			}
+			return l, nil
+		}
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// Result is what a pass did.
+type Result struct {
+	RunID int64
+	// Skipped is true when another run held the lock: nothing was done.
+	Skipped bool
+	// Counts per "phase.metric".
+	Counts map[string]int
+	// SubmitStopped says why submitting stopped early ("" if it did not).
+	SubmitStopped string
+	// Cancelled is true when the context ended the pass early.
+	Cancelled bool
+}
+
+// ErrStopped wraps the cause of a pass that stopped on an infrastructure or
+// credential failure (octane.ErrUnauthorized, a store error): exit 1.
+var ErrStopped = errors.New("pass stopped")
+
+// pass is the state of one Pass.
+type pass struct {
+	r     *Runner
+	runID int64
+	log   *slog.Logger
+
+	mu            sync.Mutex
+	counts        map[string]int
+	fatal         error  // stops the whole pass (unauthorized, store failure)
+	submitStopped string // stops submitting (pool exhausted)
+
+	poolMu sync.Mutex // serializes reservation taking and reserveResources
+}
+
+func (p *pass) add(key string, n int) {
+	p.mu.Lock()
+	p.counts[key] += n
+	p.mu.Unlock()
+}
+
+func (p *pass) setFatal(err error) {
+	p.mu.Lock()
+	if p.fatal == nil {
+		p.fatal = err
+	}
+	p.mu.Unlock()
+}
+
+func (p *pass) fatalErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.fatal
+}
+
+func (p *pass) stopSubmit(reason string) {
+	p.mu.Lock()
+	if p.submitStopped == "" {
+		p.submitStopped = reason
+	}
+	p.mu.Unlock()
+}
+
+func (p *pass) submitStop() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.submitStopped
+}
+
+// Pass runs one pass of the given phases (all when empty), in pass order,
+// under the run lock. Another run holding the lock is not an error: Result
+// has Skipped set. The error wraps ErrStopped and its cause for a credential
+// refusal (octane.ErrUnauthorized) or a store failure; failed rows are not
+// errors. On context cancellation the pass stops claiming, lets an in-flight
+// orderCreate finish, records outcomes, releases its claims, and returns
+// the context's error.
+func (r *Runner) Pass(ctx context.Context, phases []string) (Result, error) {
+	if len(phases) == 0 {
+		phases = AllPhases
+	}
+	res := Result{Counts: map[string]int{}}
+	if r.lock == nil {
+		return res, fmt.Errorf("%w: no run lock configured", ErrStopped)
+	}
+	lock, err := r.lock(ctx, r.cfg.Credential)
+	if errors.Is(err, repo.ErrLocked) {
+		r.log.Info("another run holds the lock; nothing to do", "credential", r.cfg.Credential)
+		res.Skipped = true
+		return res, nil
+	}
+	if err != nil {
+		return res, fmt.Errorf("%w: acquire run lock: %w", ErrStopped, err)
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := lock.Release(rctx); err != nil {
+			r.log.Error("release run lock", "err", err)
+		}
+	}()
+
+	if r.cfg.RunDeadline > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.cfg.RunDeadline)
+		defer cancel()
+	}
+	start := r.now()
+	wstart := time.Now()
+	runID, err := r.store.StartRun(ctx, start, r.cfg.Credential, phases, r.cfg.DryRun)
+	if err != nil {
+		return res, fmt.Errorf("%w: start run: %w", ErrStopped, err)
+	}
+	res.RunID = runID
+	p := &pass{r: r, runID: runID, counts: res.Counts, log: r.log.With("run_id", runID)}
+	if r.cfg.DryRun {
+		p.log = p.log.With("dry_run", true)
+	}
+	ctx = withRun(ctx, runID)
+	p.log.Info("pass start", "phases", strings.Join(phases, ","), "credential", r.cfg.Credential)
+
+	var passErr error
+	for _, ph := range phases {
+		if ctx.Err() != nil || p.fatalErr() != nil {
+			break
+		}
+		if err := p.runPhase(ctx, ph); err != nil {
+			p.setFatal(err)
+		}
+	}
+	res.SubmitStopped = p.submitStop()
+	outcome := "ok"
+	errMsg := ""
+	switch {
+	case p.fatalErr() != nil:
+		passErr = fmt.Errorf("%w: %w", ErrStopped, p.fatalErr())
+		outcome, errMsg = "failed", p.fatalErr().Error()
+		if errors.Is(p.fatalErr(), octane.ErrUnauthorized) {
+			outcome = "unauthorized"
+		}
+	case ctx.Err() != nil:
+		res.Cancelled = true
+		passErr = ctx.Err()
+		outcome, errMsg = "cancelled", ctx.Err().Error()
+	}
+	if res.SubmitStopped != "" && errMsg == "" {
+		errMsg = "submit stopped: " + res.SubmitStopped
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	p.mu.Lock()
+	counts := make(map[string]int, len(p.counts))
+	for k, v := range p.counts {
+		counts[k] = v
+	}
+	p.mu.Unlock()
+	res.Counts = counts
+	if err := r.store.FinishRun(wctx, runID, r.now(), outcome, counts, errMsg); err != nil {
+		p.log.Error("finish run", "err", err)
+		if passErr == nil {
+			passErr = fmt.Errorf("%w: finish run: %w", ErrStopped, err)
+		}
+	}
+	lvl := slog.LevelInfo
+	if passErr != nil {
+		lvl = slog.LevelError
+	}
+	p.log.Log(ctx, lvl, "pass end", "outcome", outcome, "duration_ms", time.Since(wstart).Milliseconds(),
+		"submit_stopped", res.SubmitStopped, "err", errMsg)
+	return res, passErr
+}
+
+func (p *pass) runPhase(ctx context.Context, ph string) error {
+	t0 := time.Now()
+	before := p.snapshot(ph)
+	var err error
+	switch ph {
+	case PhaseImport:
+		err = p.plugged(ctx, ph, p.r.importFn)
+	case PhaseRelease:
+		err = p.release(ctx)
+	case PhaseSubmit:
+		err = p.submit(ctx)
+	case PhasePoll:
+		err = p.poll(ctx)
+	case PhaseQR:
+		err = p.qr(ctx)
+	case PhaseReport:
+		err = p.plugged(ctx, ph, p.r.reportFn)
+	}
+	attrs := []any{"phase", ph, "duration_ms", time.Since(t0).Milliseconds()}
+	for k, v := range p.snapshot(ph) {
+		attrs = append(attrs, strings.TrimPrefix(k, ph+"."), v-before[k])
+	}
+	if ph == PhaseSubmit {
+		if s := p.submitStop(); s != "" {
+			attrs = append(attrs, "stopped", s)
+		}
+	}
+	if err != nil {
+		p.log.Error("phase failed", append(attrs, "err", err)...)
+		return err
+	}
+	p.log.Info("phase done", attrs...)
+	return nil
+}
+
+func (p *pass) snapshot(ph string) map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range p.counts {
+		if strings.HasPrefix(k, ph+".") {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func (p *pass) plugged(ctx context.Context, ph string, f PhaseFunc) error {
+	if f == nil {
+		p.add(ph+".skipped", 1)
+		return nil
+	}
+	if p.r.cfg.DryRun {
+		p.log.Info("dry run: would run phase", "phase", ph)
+		p.add(ph+".skipped", 1)
+		return nil
+	}
+	counts, err := f(ctx, p.r.now())
+	for k, v := range counts {
+		p.add(ph+"."+k, v)
+	}
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%s: %w", ph, err)
+	}
+	return nil
+}
+
+// progress logs done/total, rate and ETA at most every ProgressEvery.
+type progress struct {
+	p         *pass
+	phase     string
+	total     int
+	start     time.Time
+	last      time.Time
+	mu        sync.Mutex
+	done      int
+	everyWall time.Duration
+}
+
+func (p *pass) newProgress(phase string, total int) *progress {
+	now := time.Now()
+	return &progress{p: p, phase: phase, total: total, start: now, last: now, everyWall: p.r.cfg.ProgressEvery}
+}
+
+func (g *progress) tick(n int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.done += n
+	now := time.Now()
+	if now.Sub(g.last) < g.everyWall {
+		return
+	}
+	g.last = now
+	el := now.Sub(g.start).Seconds()
+	rate := 0.0
+	if el > 0 {
+		rate = float64(g.done) / el
+	}
+	attrs := []any{"phase", g.phase, "done", g.done, "rate_per_s", fmt.Sprintf("%.2f", rate)}
+	if g.total > 0 {
+		attrs = append(attrs, "total", g.total)
+	}
+	if rate > 0 && g.total > g.done {
+		attrs = append(attrs, "eta_s", int(float64(g.total-g.done)/rate))
+	}
+	g.p.log.Info("progress", attrs...)
+}
+
+// wctx is a context for store writes that must happen even when the pass is
+// being cancelled (recording an outcome, releasing a claim).
+func wctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+}

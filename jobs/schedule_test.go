@@ -1,0 +1,93 @@
+package jobs
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestValidateSchedules(t *testing.T) {
+	tests := []struct {
+		name    string
+		specs   map[string]string
+		wantErr bool
+	}{
+		{"defaults", DefaultSchedules, false},
+		{"five fields", map[string]string{PhaseSubmit: "*/10 * * * *"}, false},
+		{"six fields refused", map[string]string{PhaseSubmit: "0 */10 * * * *"}, true},
+		{"garbage", map[string]string{PhasePoll: "every ten minutes"}, true},
+		{"unknown phase", map[string]string{"launch": "* * * * *"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := ValidateSchedules(tt.specs)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("ValidateSchedules(%v) = %v, want error %v", tt.specs, err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// A firing that panics must not stop later firings (NOTES 6: with Recover
+// outside SkipIfStillRunning, v3.0.1 skips forever after one panic).
+func TestSchedulerSurvivesPanic(t *testing.T) {
+	var runs atomic.Int32
+	s, err := NewScheduler(map[string]string{PhasePoll: "@every 1s"}, 5*time.Second, 2*time.Second, nil,
+		func(ctx context.Context, phase string) {
+			if runs.Add(1) == 1 {
+				panic("first firing blows up")
+			}
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	deadline := time.After(10 * time.Second)
+	for runs.Load() < 3 {
+		select {
+		case <-deadline:
+			t.Fatalf("only %d firings in 10s after a panic; later firings must still run", runs.Load())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run after cancel: %v", err)
+	}
+}
+
+// Stopping waits for a running firing, which sees its context cancelled.
+func TestSchedulerGracefulStop(t *testing.T) {
+	started := make(chan struct{}, 1)
+	var sawCancel atomic.Bool
+	s, err := NewScheduler(map[string]string{PhaseSubmit: "@every 1s"}, time.Minute, 5*time.Second, nil,
+		func(ctx context.Context, phase string) {
+			select {
+			case started <- struct{}{}:
+			default:
+			}
+			<-ctx.Done()
+			sawCancel.Store(true)
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no firing within 5s")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if !sawCancel.Load() {
+		t.Fatal("the running firing did not see its context cancelled before Run returned")
+	}
+}

@@ -1,0 +1,628 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/esimbatch/esimbatch/octane"
+	"github.com/esimbatch/esimbatch/repo"
+)
+
+// orderCreateGrace bounds an in-flight orderCreate that is allowed to finish
+// after the pass was cancelled (its outcome must be recorded).
+const orderCreateGrace = 30 * time.Second
+
+// unclaimer collects rows whose claim is released at the end of a phase, so
+// a phase never claims the same row twice (dry run, stopped submitting).
+type unclaimer struct {
+	mu   sync.Mutex
+	rows []*repo.Activation
+}
+
+func (u *unclaimer) add(a *repo.Activation) {
+	u.mu.Lock()
+	u.rows = append(u.rows, a)
+	u.mu.Unlock()
+}
+
+func (p *pass) flush(ctx context.Context, u *unclaimer) {
+	u.mu.Lock()
+	rows := u.rows
+	u.rows = nil
+	u.mu.Unlock()
+	for _, a := range rows {
+		c, cancel := wctx(ctx)
+		err := p.r.store.Unclaim(c, a)
+		cancel()
+		if err != nil && !p.lost(err, a, "unclaim") {
+			p.log.Error("unclaim", "activation_id", a.ID, "err", err)
+		}
+	}
+}
+
+// runBatch runs fn over rows on the worker pool.
+func (p *pass) runBatch(ctx context.Context, rows []repo.Activation, prog *progress, fn func(context.Context, *repo.Activation)) {
+	ch := make(chan *repo.Activation)
+	var wg sync.WaitGroup
+	workers := min(p.r.cfg.Workers, len(rows))
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for a := range ch {
+				fn(withActivation(ctx, a.ID), a)
+				if prog != nil {
+					prog.tick(1)
+				}
+			}
+		}()
+	}
+	for i := range rows {
+		ch <- &rows[i]
+	}
+	close(ch)
+	wg.Wait()
+}
+
+// halted reports whether the pass must not start new work.
+func (p *pass) halted(ctx context.Context) bool {
+	return ctx.Err() != nil || p.fatalErr() != nil
+}
+
+// submit reconciles unknown orders, then claims and submits due rows.
+func (p *pass) submit(ctx context.Context) error {
+	u := &unclaimer{}
+	defer p.flush(ctx, u)
+	defer p.releaseLeftovers(ctx)
+
+	p.reconcile(ctx, u)
+	if p.halted(ctx) {
+		return nil
+	}
+
+	cfg := p.r.cfg
+	limit := cfg.MaxSubmitPerRun
+	if limit <= 0 {
+		limit = int(^uint(0) >> 1)
+	}
+	prog := p.newProgress(PhaseSubmit, 0)
+	seen := map[int64]bool{}
+	claimed := 0
+	for claimed < limit && !p.halted(ctx) && p.submitStop() == "" {
+		rows, err := p.r.store.ClaimPending(ctx, p.r.now(), p.runID, min(cfg.BatchSize, limit-claimed), cfg.Lease)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("claim pending: %w", err)
+		}
+		fresh := rows[:0]
+		for _, a := range rows {
+			if seen[a.ID] {
+				u.add(&a)
+				continue
+			}
+			seen[a.ID] = true
+			fresh = append(fresh, a)
+		}
+		if len(fresh) == 0 {
+			break
+		}
+		claimed += len(fresh)
+		p.add("submit.claimed", len(fresh))
+		p.runBatch(ctx, fresh, prog, func(ctx context.Context, a *repo.Activation) { p.submitOne(ctx, a, u) })
+	}
+	if s := p.submitStop(); s != "" {
+		p.log.Warn("submitting stopped for this run; rows stay pending", "reason", s)
+	}
+	return nil
+}
+
+// submitOne takes one claimed row as far as an accepted order.
+func (p *pass) submitOne(ctx context.Context, a *repo.Activation, u *unclaimer) {
+	if p.halted(ctx) || p.submitStop() != "" {
+		u.add(a)
+		return
+	}
+	var fresh *repo.Reservation
+	if a.State == repo.StatePending {
+		r, ok := p.prepare(ctx, a, u)
+		if !ok {
+			return
+		}
+		fresh = &r
+	}
+	if a.State != repo.StateSelected && !p.r.cfg.DryRun {
+		p.log.Error("claimed row in unexpected state; skipped", "activation_id", a.ID, "state", a.State)
+		u.add(a)
+		return
+	}
+	if p.halted(ctx) || p.submitStop() != "" {
+		if fresh != nil && p.submitStop() != "" {
+			// Submitting stopped between select and order: give the number
+			// back so the row waits as pending, not holding a number.
+			p.unselect(ctx, a, *fresh)
+			return
+		}
+		u.add(a)
+		return
+	}
+	p.order(ctx, a, u)
+}
+
+// unselect frees a's claim, unreserves its number and records the release
+// (the row goes back to pending). On failure the row stays selected and the
+// release phase retries later.
+func (p *pass) unselect(ctx context.Context, a *repo.Activation, r repo.Reservation) {
+	c, cancel := wctx(ctx)
+	defer cancel()
+	if err := p.r.store.Unclaim(c, a); err != nil {
+		p.storeErr(err, a, "unclaim")
+		return
+	}
+	if !p.giveBack(ctx, a.MSN) {
+		return
+	}
+	if err := p.r.store.ReleaseReservation(c, r, p.r.now()); err != nil {
+		p.log.Error("release reservation", "msn", r.MSN, "err", err)
+		return
+	}
+	p.add("submit.unselected", 1)
+}
+
+// onError applies the contract's error table to a failed call for row a.
+func (p *pass) onError(ctx context.Context, a *repo.Activation, step string, err error, u *unclaimer) {
+	code, msg := apiCode(err)
+	switch classify(ctx, err) {
+	case kindUnauthorized:
+		p.setFatal(err)
+		u.add(a)
+	case kindUnavailable:
+		p.stopSubmit(fmt.Sprintf("%s: %s", step, msg))
+		u.add(a)
+	case kindRateLimited, kindCancelled, kindReadOnly:
+		u.add(a)
+	case kindRejected:
+		if p.r.cfg.DryRun {
+			p.log.Info("dry run: row would fail", "activation_id", a.ID, "step", step, "code", code, "message", msg)
+			u.add(a)
+			return
+		}
+		c, cancel := wctx(ctx)
+		defer cancel()
+		if err := p.r.store.Fail(c, a, step, code, msg, p.r.now()); err != nil {
+			p.storeErr(err, a, "fail")
+			return
+		}
+		p.add(p.phaseOf(step)+".failed", 1)
+		p.log.Info("activation failed", "activation_id", a.ID, "sales_ref", a.SalesRef, "step", step, "code", code, "message", msg)
+	default: // transport, or an unknown outcome of a call that is safe to redo
+		if p.r.cfg.DryRun {
+			u.add(a)
+			return
+		}
+		c, cancel := wctx(ctx)
+		defer cancel()
+		failed, berr := p.r.store.Backoff(c, a, step, code, msg, p.r.now(), p.r.cfg.MaxAttempts)
+		if berr != nil {
+			p.storeErr(berr, a, "backoff")
+			return
+		}
+		p.add(p.phaseOf(step)+".backoff", 1)
+		if failed {
+			p.add(p.phaseOf(step)+".failed", 1)
+		}
+		p.log.Warn("octane call failed; backing off", "activation_id", a.ID, "step", step, "attempts", a.Attempts, "gave_up", failed, "err", err)
+	}
+}
+
+func (p *pass) phaseOf(step string) string {
+	switch step {
+	case "poll":
+		return PhasePoll
+	case "qr":
+		return PhaseQR
+	}
+	return PhaseSubmit
+}
+
+// prepare creates the customer, checks a physical SIM, reserves and
+// selects a number: pending -> selected. It returns false when the row is
+// done for this pass.
+func (p *pass) prepare(ctx context.Context, a *repo.Activation, u *unclaimer) (repo.Reservation, bool) {
+	var none repo.Reservation
+	dry := p.r.cfg.DryRun
+	if a.CustNo == nil {
+		if dry {
+			p.log.Info("dry run: would add customer", "activation_id", a.ID, "sales_ref", a.SalesRef)
+		} else {
+			custNo, err := p.r.client.AddCustomer(ctx, customerOf(a))
+			if err != nil {
+				p.onError(ctx, a, "customer", err, u)
+				return none, false
+			}
+			c, cancel := wctx(ctx)
+			err = p.r.store.SetCustomer(c, a, custNo, p.r.now())
+			cancel()
+			if err != nil {
+				p.storeErr(err, a, "set customer")
+				return none, false
+			}
+			p.add("submit.customers", 1)
+		}
+	}
+	if a.SIMType == "physical" {
+		if p.halted(ctx) {
+			u.add(a)
+			return none, false
+		}
+		res, err := p.r.client.QueryResources(ctx, a.SIMSerial)
+		if err != nil {
+			p.onError(ctx, a, "sim_check", err, u)
+			return none, false
+		}
+		if reason := simProblem(a.SIMSerial, res); reason != "" {
+			if dry {
+				p.log.Info("dry run: row would fail", "activation_id", a.ID, "step", "sim_check", "message", reason)
+				u.add(a)
+				return none, false
+			}
+			p.failRow(ctx, a, "sim_check", "invalid_sim", reason)
+			return none, false
+		}
+	}
+	if dry {
+		p.log.Info("dry run: would reserve and select a number, then orderCreate", "activation_id", a.ID,
+			"sales_ref", a.SalesRef, "sim_type", a.SIMType, "plan_no", a.PlanNo)
+		u.add(a)
+		return none, false
+	}
+	if p.halted(ctx) || p.submitStop() != "" {
+		u.add(a)
+		return none, false
+	}
+	r, err := p.takeNumber(ctx, a)
+	if err != nil {
+		if p.isStoreErr(err) {
+			p.storeErr(err, a, "take reservation")
+			return none, false
+		}
+		p.onError(ctx, a, "reserve", err, u)
+		return none, false
+	}
+	if err := p.r.client.SelectResource(ctx, r.MSN); err != nil {
+		p.dropNumber(ctx, r)
+		p.onError(ctx, a, "select", err, u)
+		return none, false
+	}
+	c, cancel := wctx(ctx)
+	defer cancel()
+	if err := p.r.store.MarkSelected(c, a, r, p.r.now()); err != nil {
+		p.storeErr(err, a, "mark selected")
+		return none, false
+	}
+	return r, true
+}
+
+// failRow fails a row for a reason found by the job itself.
+func (p *pass) failRow(ctx context.Context, a *repo.Activation, step, code, msg string) {
+	c, cancel := wctx(ctx)
+	defer cancel()
+	if err := p.r.store.Fail(c, a, step, code, msg, p.r.now()); err != nil {
+		p.storeErr(err, a, "fail")
+		return
+	}
+	p.add(p.phaseOf(step)+".failed", 1)
+	p.log.Info("activation failed", "activation_id", a.ID, "sales_ref", a.SalesRef, "step", step, "code", code, "message", msg)
+}
+
+// storeError marks an error as the store's, not Octane's.
+type storeError struct{ err error }
+
+func (e storeError) Error() string { return e.err.Error() }
+func (e storeError) Unwrap() error { return e.err }
+
+func (p *pass) isStoreErr(err error) bool {
+	var se storeError
+	return errors.As(err, &se)
+}
+
+// takeNumber hands out one of the run's reserved numbers, reserving
+// RESERVE_BATCH more (and storing them before any is used) when none is left.
+func (p *pass) takeNumber(ctx context.Context, a *repo.Activation) (repo.Reservation, error) {
+	p.poolMu.Lock()
+	defer p.poolMu.Unlock()
+	c, cancel := wctx(ctx)
+	defer cancel()
+	r, err := p.r.store.TakeReservation(c, p.runID, a, p.r.now())
+	if err == nil {
+		return r, nil
+	}
+	if !errors.Is(err, repo.ErrNotFound) {
+		return r, storeError{fmt.Errorf("take reservation: %w", err)}
+	}
+	if p.submitStop() != "" || p.halted(ctx) {
+		return r, context.Canceled
+	}
+	sent := p.r.now()
+	got, err := p.r.client.ReserveResources(ctx, p.r.cfg.ReserveBatch)
+	if err != nil {
+		return r, err
+	}
+	rs := make([]repo.Reservation, 0, len(got))
+	for _, g := range got {
+		rs = append(rs, repo.Reservation{MSN: g.MSN, ReservationID: g.ReservationID})
+	}
+	if err := p.r.store.SaveReservations(c, p.runID, sent, rs); err != nil {
+		return r, storeError{fmt.Errorf("save reservations: %w", err)}
+	}
+	p.add("submit.reserved", len(rs))
+	r, err = p.r.store.TakeReservation(c, p.runID, a, p.r.now())
+	if err != nil {
+		return r, storeError{fmt.Errorf("take reservation: %w", err)}
+	}
+	return r, nil
+}
+
+// dropNumber gives a number back to Octane after a failed select; when that
+// fails too the number stays recorded and a later release phase retries.
+func (p *pass) dropNumber(ctx context.Context, r repo.Reservation) {
+	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+	defer cancel()
+	if err := p.r.client.UnreserveResource(c, r.MSN); err != nil && classify(c, err) != kindRejected {
+		p.log.Warn("unreserve after failed select", "msn", r.MSN, "err", err)
+		return
+	}
+	if err := p.r.store.ReleaseReservation(c, r, p.r.now()); err != nil {
+		p.log.Error("release reservation", "msn", r.MSN, "err", err)
+	}
+}
+
+// order writes the intent, then sends orderCreate once: selected -> submitted.
+func (p *pass) order(ctx context.Context, a *repo.Activation, u *unclaimer) {
+	cfg := p.r.cfg
+	req := octane.OrderRequest{
+		CustNo:            deref(a.CustNo),
+		LineName:          strings.TrimSpace(a.GivenNames + " " + a.Surname),
+		PlanNo:            a.PlanNo,
+		MSN:               a.MSN,
+		IsEsim:            a.SIMType != "physical",
+		IsQRCode:          cfg.QRByEmail,
+		NotificationEmail: a.Email,
+		OrderNotes:        a.SalesRef,
+	}
+	if !req.IsEsim {
+		req.SIMNo = a.SIMSerial
+	}
+	if cfg.DryRun {
+		p.log.Info("dry run: would orderCreate", "activation_id", a.ID, "sales_ref", a.SalesRef, "msn", a.MSN, "plan_no", a.PlanNo)
+		u.add(a)
+		return
+	}
+	c, cancel := wctx(ctx)
+	defer cancel()
+	if err := p.r.store.BeginOrder(c, a, cfg.QRByEmail, p.r.now()); err != nil {
+		p.storeErr(err, a, "begin order")
+		return
+	}
+	// The intent is stored: from here the call runs to its end even if the
+	// pass is cancelled, so its outcome can be recorded.
+	octx, ocancel := context.WithTimeout(context.WithoutCancel(ctx), orderCreateGrace)
+	orderID, err := p.r.client.OrderCreate(octx, req)
+	ocancel()
+	now := p.r.now()
+	if err == nil {
+		if err := p.r.store.OrderAccepted(c, a, orderID, now, now.Add(cfg.PollInterval)); err != nil {
+			// the order id is in the call log; reconcile adopts the row if needed
+			p.log.Error("record accepted order", "activation_id", a.ID, "order_id", orderID, "err", err)
+			p.storeErr(err, a, "order accepted")
+			return
+		}
+		p.add("submit.ordered", 1)
+		return
+	}
+	code, msg := apiCode(err)
+	switch k := classify(octx, err); k {
+	case kindRejected:
+		p.giveBack(ctx, a.MSN)
+		p.failRow(ctx, a, "order", code, msg)
+	case kindUnavailable:
+		p.stopSubmit("order: " + msg)
+		if p.giveBack(ctx, a.MSN) {
+			if err := p.r.store.ReconcileLapsed(c, a, now); err != nil {
+				p.storeErr(err, a, "back to pending")
+			}
+			return
+		}
+		p.leaveOrdering(ctx, a, err)
+	case kindUnauthorized:
+		p.setFatal(err)
+		p.leaveOrdering(ctx, a, err)
+	case kindTransport:
+		// provably not sent: the same number can be ordered later
+		failed, berr := p.r.store.Backoff(c, a, "order", code, msg, now, cfg.MaxAttempts)
+		if berr != nil {
+			p.storeErr(berr, a, "backoff")
+			return
+		}
+		p.add("submit.backoff", 1)
+		if failed {
+			p.add("submit.failed", 1)
+		}
+	default: // unknown outcome, rate limited after waiting, cancelled: reconcile
+		p.leaveOrdering(ctx, a, err)
+	}
+}
+
+// leaveOrdering keeps the row in `ordering` and frees the claim: the next
+// submit phase reconciles it with queryResources on its number.
+func (p *pass) leaveOrdering(ctx context.Context, a *repo.Activation, err error) {
+	p.add("submit.unknown_outcome", 1)
+	p.log.Warn("orderCreate outcome unknown; left for reconcile", "activation_id", a.ID, "msn", a.MSN, "err", err)
+	c, cancel := wctx(ctx)
+	defer cancel()
+	if err := p.r.store.Unclaim(c, a); err != nil {
+		p.storeErr(err, a, "unclaim")
+	}
+}
+
+// giveBack unreserves a number no order consumed; it reports success.
+func (p *pass) giveBack(ctx context.Context, msn string) bool {
+	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+	defer cancel()
+	if err := p.r.client.UnreserveResource(c, msn); err != nil {
+		p.log.Warn("unreserve", "msn", msn, "err", err)
+		return false
+	}
+	return true
+}
+
+// releaseLeftovers unreserves the run's numbers no activation took.
+func (p *pass) releaseLeftovers(ctx context.Context) {
+	if p.r.cfg.DryRun {
+		return
+	}
+	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	free, err := p.r.store.FreeReservations(c, p.runID)
+	if err != nil {
+		p.log.Error("list leftover reservations", "err", err)
+		return
+	}
+	for _, r := range free {
+		if err := p.r.client.UnreserveResource(c, r.MSN); err != nil && classify(c, err) != kindRejected {
+			p.log.Warn("unreserve leftover; the release phase retries", "msn", r.MSN, "err", err)
+			continue
+		}
+		if err := p.r.store.ReleaseReservation(c, r, p.r.now()); err != nil {
+			p.log.Error("release leftover reservation", "msn", r.MSN, "err", err)
+			continue
+		}
+		p.add("submit.leftovers_released", 1)
+	}
+}
+
+// reconcile settles rows whose orderCreate outcome is unknown (contract 5).
+func (p *pass) reconcile(ctx context.Context, u *unclaimer) {
+	seen := map[int64]bool{}
+	for !p.halted(ctx) {
+		rows, err := p.r.store.ClaimUnknownOrders(ctx, p.r.now(), p.runID, p.r.cfg.BatchSize, p.r.cfg.Lease)
+		if err != nil {
+			if ctx.Err() == nil {
+				p.setFatal(fmt.Errorf("claim unknown orders: %w", err))
+			}
+			return
+		}
+		fresh := rows[:0]
+		for _, a := range rows {
+			if seen[a.ID] {
+				u.add(&a)
+				continue
+			}
+			seen[a.ID] = true
+			fresh = append(fresh, a)
+		}
+		if len(fresh) == 0 {
+			return
+		}
+		p.runBatch(ctx, fresh, nil, func(ctx context.Context, a *repo.Activation) { p.reconcileOne(ctx, a, u) })
+	}
+}
+
+func (p *pass) reconcileOne(ctx context.Context, a *repo.Activation, u *unclaimer) {
+	if p.halted(ctx) {
+		u.add(a)
+		return
+	}
+	res, err := p.r.client.QueryResources(ctx, a.MSN)
+	if err != nil {
+		if classify(ctx, err) == kindUnauthorized {
+			p.setFatal(err)
+		}
+		p.log.Warn("reconcile: queryResources failed; retried next run", "activation_id", a.ID, "msn", a.MSN, "err", err)
+		u.add(a)
+		return
+	}
+	status := ""
+	for _, r := range res {
+		if r.Value == a.MSN || len(res) == 1 {
+			status = r.InternalStatus
+		}
+	}
+	p.log.Info("reconcile", "activation_id", a.ID, "msn", a.MSN, "number_state", status)
+	if p.r.cfg.DryRun {
+		u.add(a)
+		return
+	}
+	c, cancel := wctx(ctx)
+	defer cancel()
+	now := p.r.now()
+	switch status {
+	case octane.NumberReserved:
+		if err := p.r.client.SelectResource(ctx, a.MSN); err != nil {
+			p.log.Warn("reconcile: reselect failed; retried next run", "activation_id", a.ID, "err", err)
+			u.add(a)
+			return
+		}
+		fallthrough
+	case octane.NumberSelected:
+		if err := p.r.store.ReconcileResubmit(c, a, now); err != nil {
+			p.storeErr(err, a, "reconcile resubmit")
+			return
+		}
+		p.add("submit.reconciled_resubmit", 1)
+		u.add(a) // free the claim; the claim loop picks the row up as selected
+	case octane.NumberInUse:
+		if err := p.r.store.ReconcileAdopt(c, a, now, now); err != nil {
+			p.storeErr(err, a, "reconcile adopt")
+			return
+		}
+		p.add("submit.reconciled_adopted", 1)
+	case octane.NumberAvailable:
+		if err := p.r.store.ReconcileLapsed(c, a, now); err != nil {
+			p.storeErr(err, a, "reconcile lapsed")
+			return
+		}
+		p.add("submit.reconciled_lapsed", 1)
+	default:
+		p.log.Warn("reconcile: number state not understood; retried next run", "activation_id", a.ID, "msn", a.MSN, "number_state", status)
+		u.add(a)
+	}
+}
+
+func customerOf(a *repo.Activation) octane.Customer {
+	return octane.Customer{
+		Type:       "R",
+		GivenNames: a.GivenNames,
+		Surname:    a.Surname,
+		Address: octane.Address{Line1: a.AddressLine1, Suburb: a.Suburb, State: a.AddrState,
+			Postcode: a.Postcode, CountryCode: "AU"},
+		Email:  a.Email,
+		PlanNo: a.PlanNo,
+	}
+}
+
+// simProblem says why a physical SIM serial cannot be used ("" if it can).
+func simProblem(serial string, res []octane.PooledResource) string {
+	for _, r := range res {
+		if r.Value != serial && len(res) > 1 {
+			continue
+		}
+		if r.InternalStatus == octane.NumberAvailable && strings.EqualFold(r.ProviderStatus, "r") {
+			return ""
+		}
+		return fmt.Sprintf("SIM %s is not usable: status %s, provider status %q", serial, r.InternalStatus, r.ProviderStatus)
+	}
+	return fmt.Sprintf("SIM %s is unknown to Octane", serial)
+}
+
+func deref(p *int64) int64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
