@@ -142,6 +142,15 @@ func (h *harness) checkOneOrder(acts map[string]repo.Activation) {
 		switch n := perRef[ref]; {
 		case n > 1:
 			h.t.Errorf("%s: %d accepted orders, want at most 1", ref, n)
+			for _, o := range h.sim.Orders() {
+				if o.Notes == ref {
+					h.t.Logf("  order %s msn %s status %s created %s", o.ID, o.MSN, o.Status, o.CreatedAt.Format(time.TimeOnly))
+				}
+			}
+			evs, _ := h.store.Events(context.Background(), a.ID)
+			for _, e := range evs {
+				h.t.Logf("  event %+v", e)
+			}
 		case a.State == repo.StateQRReady && n != 1:
 			h.t.Errorf("%s: qr_ready with %d orders", ref, n)
 		}

@@ -52,6 +52,7 @@ type Client struct {
 	attempts           int           // tries of a call on transport errors, when repeating is safe
 	backoff            time.Duration // first pause between those tries; doubles
 	rateLimitRetries   int           // retries of a call answered with fault 233
+	inflightGrace      time.Duration // how long a sent mutating call may finish after its ctx is cancelled
 	unknownStatus      sync.Map      // order statuses already logged as unknown
 }
 
@@ -107,6 +108,13 @@ func WithRetries(attempts int, backoff time.Duration) Option {
 	return func(c *Client) { c.attempts, c.backoff = attempts, backoff }
 }
 
+// WithInflightGrace sets how long a mutating call (addCustomer, reserve,
+// select, unreserve, orderCreate) that has passed the limiter may run on
+// after its context is cancelled (20 s by default, inside the CronJob's
+// termination grace). Abandoning a sent call mid-flight would turn a known
+// outcome (numbers reserved, order accepted) into an unknown one.
+func WithInflightGrace(d time.Duration) Option { return func(c *Client) { c.inflightGrace = d } }
+
 // WithRateLimitRetries sets how many times a call answered with fault 233 is
 // retried after waiting for Octane's window to reset (3 by default).
 func WithRateLimitRetries(n int) Option { return func(c *Client) { c.rateLimitRetries = n } }
@@ -123,6 +131,7 @@ func New(soapURL, restURL, username, password string, opts ...Option) (*Client, 
 		attempts:         3,
 		backoff:          100 * time.Millisecond,
 		rateLimitRetries: 3,
+		inflightGrace:    20 * time.Second,
 	}
 	for _, o := range opts {
 		o(c)
@@ -214,7 +223,7 @@ func (c *Client) call(ctx context.Context, s *spec, do func(context.Context, *at
 		}
 		at := &attempt{}
 		start := time.Now()
-		err = do(ctx, at)
+		err = c.try(ctx, s, at, do)
 		end := time.Now()
 		ev := CallEvent{Duration: end.Sub(start), Waited: waited, Outcome: outcome(err), Sent: at.reached.Load()}
 		if ev.Sent {
@@ -267,6 +276,20 @@ func (c *Client) call(ctx context.Context, s *spec, do func(context.Context, *at
 		case <-t.C:
 		}
 	}
+}
+
+// try runs one attempt. A mutating call runs on a context detached from
+// the caller's cancellation (bounded by the in-flight grace): once the
+// limiter let it go it is sent and its answer read, so a SIGTERM or a
+// deadline does not lose numbers Octane reserved or an order it accepted.
+// The caller still sees its own cancellation on the next call.
+func (c *Client) try(ctx context.Context, s *spec, at *attempt, do func(context.Context, *attempt) error) error {
+	if !s.write || c.inflightGrace <= 0 || ctx.Err() != nil {
+		return do(ctx, at)
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.inflightGrace)
+	defer cancel()
+	return do(dctx, at)
 }
 
 // report logs one try and hands it to the hook. It never logs a secret: the

@@ -294,3 +294,35 @@ func TestTransportAfterSend(t *testing.T) {
 		})
 	}
 }
+
+// A cancelled caller (SIGTERM, run deadline) must not turn a sent mutating
+// call into an unknown outcome: the numbers Octane reserved must reach us.
+func TestSentWriteFinishesAfterCancel(t *testing.T) {
+	e := newEnv(t, octanetest.Config{Faults: octanetest.Faults{Latency: 300 * time.Millisecond, Methods: []string{octane.MethodReserveResources}}})
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	got, err := e.client.ReserveResources(ctx, 2)
+	if err != nil {
+		t.Fatalf("reserve cancelled mid-flight: %v", err)
+	}
+	for _, r := range got {
+		if st := e.sim.NumberState(r.MSN); st != octane.NumberReserved {
+			t.Errorf("%s is %s, want RESERVED", r.MSN, st)
+		}
+	}
+	// A read is abandoned at once: nothing to lose.
+	ctx, cancel = context.WithCancel(context.Background())
+	e.sim.SetFaults(octanetest.Faults{Latency: 300 * time.Millisecond})
+	time.AfterFunc(50*time.Millisecond, cancel)
+	start := time.Now()
+	if _, err := e.client.QueryResources(ctx, got[0].MSN); err == nil {
+		t.Fatal("query survived its cancelled context")
+	}
+	if d := time.Since(start); d > 250*time.Millisecond {
+		t.Errorf("cancelled query took %s", d)
+	}
+	// A call not yet sent when the context is cancelled is not sent at all.
+	if _, err := e.client.ReserveResources(ctx, 1); err == nil || octane.OutcomeUnknown(err) {
+		t.Errorf("reserve on a cancelled context: %v, want a not-sent error", err)
+	}
+}

@@ -96,7 +96,8 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 }
 
 func TestCmdSimServesUntilCancelled(t *testing.T) {
-	out := &lineWriter{line: make(chan string, 1)}
+	lines := make(chan string, 1) // read here, never through out.line (the writer clears it)
+	out := &lineWriter{line: lines}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -105,7 +106,7 @@ func TestCmdSimServesUntilCancelled(t *testing.T) {
 	}()
 	var line string
 	select {
-	case line = <-out.line:
+	case line = <-lines:
 	case err := <-done:
 		t.Fatalf("sim ended early: %v", err)
 	case <-time.After(10 * time.Second):
