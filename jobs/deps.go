@@ -95,6 +95,7 @@ func withActivation(ctx context.Context, id int64) context.Context {
 // and the activation id the jobs package put in the call's context. Build the
 // client with it before the Runner: the hook only needs the store, so there
 // is no cycle. A failed write is logged, never returned (the call happened).
+// Only calls that may have reached Octane are recorded.
 func CallRecorder(rec interface {
 	RecordCall(ctx context.Context, c repo.Call) error
 }, credential string, log *slog.Logger) func(context.Context, octane.CallEvent) {
@@ -102,6 +103,12 @@ func CallRecorder(rec interface {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return func(ctx context.Context, ev octane.CallEvent) {
+		if !ev.Sent {
+			// Never left the process (limiter wait or dial failed): not an
+			// Octane call, nothing for Octane's counters or the call log.
+			// The row's own last error still says what happened.
+			return
+		}
 		c := repo.Call{
 			Credential: credential,
 			Method:     ev.Method,

@@ -115,9 +115,9 @@ func (h *harness) checkPolls() {
 	h.t.Helper()
 	last := map[string]time.Time{}
 	for _, e := range h.sim.Ledger() {
-		// A dropped call got no answer: the client's retry of that same
-		// call (orderQuery is safe to repeat) is not a second poll slot.
-		if e.Method != octane.MethodOrderQuery || e.OrderID == "" || e.Outcome == octanetest.OutcomeDropped {
+		// Dropped calls count too: Octane may have processed them, so the
+		// client never resends an orderQuery that may have reached it.
+		if e.Method != octane.MethodOrderQuery || e.OrderID == "" {
 			continue
 		}
 		if prev, ok := last[e.OrderID]; ok && e.At.Sub(prev) < 30*time.Minute {
@@ -429,5 +429,68 @@ func TestDryRunWritesNothing(t *testing.T) {
 	}
 	if res.Counts["submit.claimed"] != 20 {
 		t.Errorf("dry run looked at %d rows, want 20", res.Counts["submit.claimed"])
+	}
+}
+
+// A lost orderCreate answer whose order Octane then rejected hands the number
+// back long before a reservation could lapse. Reconcile must not read that
+// AVAILABLE as "lapsed" and order again (invariant 1): the row fails with a
+// reason ops can act on.
+func TestLostOrderThenRejectedIsNotReordered(t *testing.T) {
+	h := newHarness(t, octanetest.Faults{})
+	h.load(1)
+	r := h.runner(h.client("secret"))
+	ctx := context.Background()
+	h.sim.SetFaults(octanetest.Faults{Drop: 1, AsyncReject: 1, Methods: []string{octane.MethodOrderCreate}})
+	if _, err := r.Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
+		t.Fatal(err)
+	}
+	h.sim.SetFaults(octanetest.Faults{})
+	if a := h.activations()["S-00001"]; a.State != repo.StateOrdering {
+		t.Fatalf("after a lost answer the row is %s, want ordering", a.State)
+	}
+	for pass := 0; pass < 3; pass++ {
+		h.clock.Advance(31 * time.Minute)
+		if _, err := r.Pass(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := h.activations()["S-00001"]
+	if a.State != repo.StateFailed || a.LastErrorStep != "reconcile" || !strings.Contains(a.LastErrorMessage, "check the order") {
+		t.Errorf("row %s step %q: %q, want failed at reconcile with advice", a.State, a.LastErrorStep, a.LastErrorMessage)
+	}
+	if n := len(h.sim.Orders()); n != 1 {
+		t.Errorf("%d orders, want exactly the one Octane rejected", n)
+	}
+}
+
+// When the reservation really lapsed (no run for over 24 h after a lost
+// answer that Octane never processed), reconcile starts the row again and it
+// completes with one order.
+func TestLapsedReservationStartsAgain(t *testing.T) {
+	h := newHarness(t, octanetest.Faults{})
+	h.load(1)
+	r := h.runner(h.client("secret"))
+	ctx := context.Background()
+	h.sim.FailNext(octane.MethodOrderCreate, octanetest.FaultTransport, 1) // hung up before processing
+	if _, err := r.Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
+		t.Fatal(err)
+	}
+	if a := h.activations()["S-00001"]; a.State != repo.StateOrdering {
+		t.Fatalf("after a lost answer the row is %s, want ordering", a.State)
+	}
+	h.clock.Advance(25 * time.Hour)
+	for pass := 0; pass < 3; pass++ {
+		if _, err := r.Pass(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		h.clock.Advance(31 * time.Minute)
+	}
+	if a := h.activations()["S-00001"]; a.State != repo.StateQRReady {
+		t.Errorf("row %s (%s), want qr_ready after starting again", a.State, a.LastErrorMessage)
+	}
+	h.checkOneOrder(h.activations())
+	if n := len(h.sim.Orders()); n != 1 {
+		t.Errorf("%d orders, want 1", n)
 	}
 }

@@ -583,6 +583,15 @@ func (p *pass) reconcileOne(ctx context.Context, a *repo.Activation, u *unclaime
 		}
 		p.add("submit.reconciled_adopted", 1)
 	case octane.NumberAvailable:
+		if a.ReservedAt != nil && now.Sub(*a.ReservedAt) < octane.ReservationLifetime {
+			// Too young to have lapsed: an order consumed the number and
+			// ended REJECTED or CANCELLED, which hands it back (contract 5).
+			// Resubmitting would be a second accepted order (invariant 1).
+			p.failRow(ctx, a, "reconcile", "order_lost",
+				fmt.Sprintf("the orderCreate answer was lost and number %s was AVAILABLE again %s after its reservation, before it could lapse: Octane most likely accepted the order and then rejected or cancelled it; check the order in Octane before resubmitting",
+					a.MSN, now.Sub(*a.ReservedAt).Round(time.Minute)))
+			return
+		}
 		if err := p.r.store.ReconcileLapsed(c, a, now); err != nil {
 			p.storeErr(err, a, "reconcile lapsed")
 			return

@@ -32,6 +32,10 @@ const (
 	MethodGetEsimDetails     = "getEsimDetails"
 )
 
+// ReservationLifetime is how long Octane holds a reserved number that no
+// order consumed before it returns to AVAILABLE (contract 3.3).
+const ReservationLifetime = 24 * time.Hour
+
 // Customer is the body of addCustomer (contract 3.1).
 type Customer struct {
 	Type       string // "R" residential (default) or "B" business
