@@ -40,6 +40,9 @@ type Store interface {
 	OrderCompleted(ctx context.Context, a *repo.Activation, serviceNumber string, awaitQR bool, now time.Time) error
 	ClaimQR(ctx context.Context, now time.Time, runID int64, limit int, lease time.Duration) ([]repo.Activation, error)
 	QRReady(ctx context.Context, a *repo.Activation, code string, png []byte, iccid string, now time.Time) error
+
+	// Status sizes a phase for its progress lines (total and ETA).
+	Status(ctx context.Context, now, releaseBefore time.Time) (repo.Status, error)
 }
 
 // Octane is what the phases need from the Octane client (*octane.Client

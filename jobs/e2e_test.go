@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http/httptest"
 	"strings"
@@ -494,3 +495,41 @@ func TestLapsedReservationStartsAgain(t *testing.T) {
 		t.Errorf("%d orders, want 1", n)
 	}
 }
+
+// Long phases log progress lines with done/total, rate and ETA.
+func TestProgressLinesCarryTotals(t *testing.T) {
+	h := newHarness(t, octanetest.Faults{})
+	h.load(12)
+	h.config.ProgressEvery = time.Nanosecond
+	h.config.BatchSize = 4
+	var buf syncBuf
+	r := jobs.NewRunner(h.store, h.client("secret"), h.config, jobs.WithClock(h.clock.Now),
+		jobs.WithLogger(slog.New(slog.NewJSONHandler(&buf, nil))))
+	if _, err := r.Pass(context.Background(), []string{jobs.PhaseSubmit}); err != nil {
+		t.Fatal(err)
+	}
+	var seen bool
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if !strings.Contains(line, `"msg":"progress"`) || !strings.Contains(line, `"phase":"submit"`) {
+			continue
+		}
+		seen = true
+		if !strings.Contains(line, `"total":12`) || !strings.Contains(line, `"rate_per_s"`) {
+			t.Errorf("progress line without total 12 or rate: %s", line)
+		}
+	}
+	if !seen {
+		t.Fatalf("no submit progress line in:\n%s", buf.String())
+	}
+	if !strings.Contains(buf.String(), `"eta_s"`) {
+		t.Error("no progress line carried an ETA")
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

@@ -84,7 +84,7 @@ func (p *pass) poll(ctx context.Context) error {
 		p.log.Info("dry run: orderQuery skipped")
 		return nil
 	}
-	prog := p.newProgress(PhasePoll, 0)
+	prog := p.newProgress(PhasePoll, p.workload(ctx, PhasePoll, 0))
 	u := &unclaimer{}
 	defer p.flush(ctx, u)
 	seen := map[int64]bool{}
@@ -219,7 +219,7 @@ func (p *pass) qr(ctx context.Context) error {
 	}
 	u := &unclaimer{}
 	defer p.flush(ctx, u)
-	prog := p.newProgress(PhaseQR, 0)
+	prog := p.newProgress(PhaseQR, p.workload(ctx, PhaseQR, 0))
 	seen := map[int64]bool{}
 	for !p.halted(ctx) {
 		rows, err := p.r.store.ClaimQR(ctx, p.r.now(), p.runID, cfg.BatchSize, cfg.Lease)

@@ -423,6 +423,31 @@ type progress struct {
 	everyWall time.Duration
 }
 
+// workload estimates how many rows a phase will handle, for progress lines:
+// rows waiting in its state (submit: capped at limit; poll: polls due now).
+// It is an estimate (rows backing off count too); 0 when the store cannot say.
+func (p *pass) workload(ctx context.Context, phase string, limit int) int {
+	now := p.r.now()
+	st, err := p.r.store.Status(ctx, now, now.Add(-p.r.cfg.ReleaseAfter))
+	if err != nil {
+		p.log.Debug("phase size unknown", "phase", phase, "err", err)
+		return 0
+	}
+	switch phase {
+	case PhaseSubmit:
+		n := st.Counts[repo.StatePending] + st.Counts[repo.StateSelected]
+		if limit > 0 && n > limit {
+			n = limit
+		}
+		return n
+	case PhasePoll:
+		return st.PollsDue
+	case PhaseQR:
+		return st.Counts[repo.StateCompleted]
+	}
+	return 0
+}
+
 func (p *pass) newProgress(phase string, total int) *progress {
 	now := time.Now()
 	return &progress{p: p, phase: phase, total: total, start: now, last: now, everyWall: p.r.cfg.ProgressEvery}

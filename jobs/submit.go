@@ -89,7 +89,7 @@ func (p *pass) submit(ctx context.Context) error {
 	if limit <= 0 {
 		limit = int(^uint(0) >> 1)
 	}
-	prog := p.newProgress(PhaseSubmit, 0)
+	prog := p.newProgress(PhaseSubmit, p.workload(ctx, PhaseSubmit, limit))
 	seen := map[int64]bool{}
 	claimed := 0
 	for claimed < limit && !p.halted(ctx) && p.submitStop() == "" {
