@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/esimbatch/esimbatch/jobs"
+	"github.com/esimbatch/esimbatch/jobs/sales"
 	"github.com/esimbatch/esimbatch/octane/octanetest"
 	"github.com/esimbatch/esimbatch/repo"
 	"github.com/esimbatch/esimbatch/repo/repotest"
@@ -69,6 +70,25 @@ func TestRunExitCodes(t *testing.T) {
 	}
 }
 
+// sampleActivations is the demo sample's accepted rows, read by the real
+// sales reader.
+func sampleActivations(t *testing.T) []repo.NewActivation {
+	t.Helper()
+	f, err := sales.Read(bytes.NewReader(demoSales), "sample-sales.csv", sales.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]repo.NewActivation, len(f.Rows))
+	for i, r := range f.Rows {
+		out[i] = repo.NewActivation{
+			Line: r.Line, SalesRef: r.SalesRef, GivenNames: r.GivenNames, Surname: r.Surname, Email: r.Email,
+			AddressLine1: r.AddressLine1, Suburb: r.Suburb, AddrState: r.State, Postcode: r.Postcode, Notes: r.Notes,
+			CustNo: r.CustNo, PlanNo: r.PlanNo, SIMType: r.SIMType, SIMSerial: r.SIMSerial,
+		}
+	}
+	return out
+}
+
 // runEnv is a migrated PostgreSQL schema with sample rows and a simulator.
 func runEnv(t *testing.T, password string) (map[string]string, *repo.Store, *octanetest.Server) {
 	t.Helper()
@@ -85,12 +105,8 @@ func runEnv(t *testing.T, password string) (map[string]string, *repo.Store, *oct
 	sim := octanetest.New(octanetest.Config{Username: cred, Password: "pw", OrderLatency: time.Minute, Faults: octanetest.Faults{Latency: 2 * time.Millisecond}})
 	srv := httptest.NewServer(sim)
 	t.Cleanup(srv.Close)
-	rows, err := parseDemoSales(demoSales)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var esim []repo.NewActivation
-	for _, r := range rows {
+	for _, r := range sampleActivations(t) {
 		if r.SIMType == "esim" && r.CustNo == nil {
 			esim = append(esim, r)
 		}
@@ -155,23 +171,6 @@ func TestRunBadCredentialsExit1(t *testing.T) {
 	}
 	if a.State != repo.StatePending || a.Attempts != 0 || a.ClaimToken != "" {
 		t.Errorf("row changed: state %s attempts %d claim %q", a.State, a.Attempts, a.ClaimToken)
-	}
-}
-
-func TestDemo(t *testing.T) {
-	e, out, stderr := testEnv(map[string]string{})
-	start := time.Now()
-	err := run(context.Background(), []string{"demo", "--out", t.TempDir()}, e)
-	if err != nil {
-		t.Fatalf("demo: %v\n%s", err, stderr)
-	}
-	if d := time.Since(start); d > 30*time.Second {
-		t.Errorf("demo took %s, want < 30s", d)
-	}
-	for _, want := range []string{"qr_ready     45", "provisioned  1", "failed       4"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("demo output lacks %q:\n%s", want, out)
-		}
 	}
 }
 

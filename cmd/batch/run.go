@@ -14,6 +14,7 @@ import (
 	"github.com/esimbatch/esimbatch/jobs"
 	"github.com/esimbatch/esimbatch/octane"
 	"github.com/esimbatch/esimbatch/repo"
+	"github.com/esimbatch/esimbatch/reports"
 )
 
 // cmdRun is `batch run [--phases ...] [--dry-run]`: one pass, then exit.
@@ -122,8 +123,44 @@ func wire(ctx context.Context, cfg *config, log *slog.Logger, dryRun bool, clock
 		ReleaseAfter:    cfg.ReleaseAfter,
 		RunDeadline:     cfg.RunDeadline,
 		DryRun:          dryRun,
-	}, jobs.WithClock(clock), jobs.WithLogger(log))
+	}, jobs.WithClock(clock), jobs.WithLogger(log),
+		jobs.WithImport(importPhase(cfg, store, log)),
+		jobs.WithReport(jobs.NewReporter(store, log, reportOptions(cfg)).Phase))
 	return &wired{store: store, client: client, runner: runner, now: clock}, nil
+}
+
+// importPhase picks up IMPORT_DIR; without it the phase only says it has
+// nothing to read (sales files then come through `batch import`).
+func importPhase(cfg *config, store *repo.Store, log *slog.Logger) jobs.PhaseFunc {
+	if strings.TrimSpace(cfg.ImportDir) == "" {
+		return func(ctx context.Context, _ time.Time) (map[string]int, error) {
+			log.InfoContext(ctx, "import phase skipped: IMPORT_DIR is not set")
+			return map[string]int{"skipped": 1}, nil
+		}
+	}
+	return jobs.NewImporter(store, log, jobs.ImportOptions{}).DirPhase(cfg.ImportDir)
+}
+
+// reportOptions maps REPORT_* and SMTP_* to the report phase: without
+// SMTP_HOST each report is written as a .eml file under REPORT_DIR (which
+// counts as delivered); with it, TLS is required unless the host is
+// loopback (reports.Mailer decides).
+func reportOptions(cfg *config) jobs.ReportOptions {
+	o := jobs.ReportOptions{
+		Dir:      cfg.Report.Dir,
+		Password: cfg.Report.Password.Reveal(),
+		From:     cfg.SMTP.From,
+		To:       cfg.Report.To,
+	}
+	if strings.TrimSpace(cfg.SMTP.Host) != "" {
+		o.SMTP = &reports.SMTPConfig{
+			Host:     cfg.SMTP.Host,
+			Port:     cfg.SMTP.Port,
+			Username: cfg.SMTP.Username,
+			Password: cfg.SMTP.Password.Reveal(),
+		}
+	}
+	return o
 }
 
 // printResult writes a pass's counts, one per line, sorted.
