@@ -20,10 +20,11 @@ import (
 // testEnv runs the program in-process with a map environment.
 func testEnv(vars map[string]string) (env, *bytes.Buffer, *bytes.Buffer) {
 	var out, errb bytes.Buffer
-	return env{
-		lookup: func(k string) (string, bool) { v, ok := vars[k]; return v, ok },
-		stdout: &out, stderr: &errb,
-	}, &out, &errb
+	return env{lookup: testEnvLookup(vars), stdout: &out, stderr: &errb}, &out, &errb
+}
+
+func testEnvLookup(vars map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
 }
 
 func TestRunExitCodes(t *testing.T) {
@@ -90,7 +91,7 @@ func sampleActivations(t *testing.T) []repo.NewActivation {
 }
 
 // runEnv is a migrated PostgreSQL schema with sample rows and a simulator.
-func runEnv(t *testing.T, password string) (map[string]string, *repo.Store, *octanetest.Server) {
+func runEnv(t *testing.T, password string, latency time.Duration) (map[string]string, *repo.Store, *octanetest.Server) {
 	t.Helper()
 	url := repotest.PostgresURL(t)
 	store, err := repo.Open(context.Background(), url)
@@ -102,7 +103,7 @@ func runEnv(t *testing.T, password string) (map[string]string, *repo.Store, *oct
 		t.Fatal(err)
 	}
 	cred := fmt.Sprintf("cmd-%d", time.Now().UnixNano())
-	sim := octanetest.New(octanetest.Config{Username: cred, Password: "pw", OrderLatency: time.Minute, Faults: octanetest.Faults{Latency: 2 * time.Millisecond}})
+	sim := octanetest.New(octanetest.Config{Username: cred, Password: "pw", OrderLatency: time.Minute, Faults: octanetest.Faults{Latency: latency}})
 	srv := httptest.NewServer(sim)
 	t.Cleanup(srv.Close)
 	var esim []repo.NewActivation
@@ -117,43 +118,85 @@ func runEnv(t *testing.T, password string) (map[string]string, *repo.Store, *oct
 	return map[string]string{
 		"DATABASE_URL": url, "OCTANE_SOAP_URL": srv.URL + "/tiab", "OCTANE_REST_URL": srv.URL + "/tiab/api",
 		"OCTANE_USERNAME": cred, "OCTANE_PASSWORD": password, "OCTANE_GROUP_NO": "3", "LOG_FORMAT": "text",
+		"REPORT_DIR": t.TempDir(),
 	}, store, sim
 }
 
-func TestRunPassAndLock(t *testing.T) {
-	vars, _, sim := runEnv(t, "pw")
-	var wg sync.WaitGroup
-	codes := make([]int, 2)
-	outs := make([]string, 2)
-	for i := range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			e, out, _ := testEnv(vars)
-			codes[i] = exitCode(run(context.Background(), []string{"run", "--phases", "release,submit,poll,qr"}, e))
-			outs[i] = out.String()
-		}()
+// signalWriter collects a log and closes seen once it contains match.
+type signalWriter struct {
+	mu    sync.Mutex
+	buf   strings.Builder
+	match string
+	seen  chan struct{}
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	had := strings.Contains(w.buf.String(), w.match)
+	w.buf.Write(p)
+	if !had && strings.Contains(w.buf.String(), w.match) {
+		close(w.seen)
 	}
-	wg.Wait()
-	if codes[0] != 0 || codes[1] != 0 {
-		t.Fatalf("exit codes %v, want 0 and 0; outputs:\n%s\n%s", codes, outs[0], outs[1])
+	return len(p), nil
+}
+
+func (w *signalWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// TestTwoRunsAtOnce starts a second `batch run` while the first holds the
+// run lock (its pass has started and its Octane calls are slow): the second
+// exits 0 at once saying so, and the first completes its pass.
+func TestTwoRunsAtOnce(t *testing.T) {
+	vars, _, sim := runEnv(t, "pw", 150*time.Millisecond)
+	vars["MAX_SUBMIT_PER_RUN"], vars["BATCH_SIZE"] = "4", "4"
+	phases := []string{"run", "--phases", "release,submit,poll,qr"}
+
+	var firstOut bytes.Buffer
+	firstLog := &signalWriter{match: `msg="pass start"`, seen: make(chan struct{})}
+	firstDone := make(chan error, 1)
+	go func() {
+		firstDone <- run(context.Background(), phases, env{lookup: testEnvLookup(vars), stdout: &firstOut, stderr: firstLog})
+	}()
+	select {
+	case <-firstLog.seen:
+	case err := <-firstDone:
+		t.Fatalf("first run ended before its pass started: %v\n%s", err, firstLog)
+	case <-time.After(20 * time.Second):
+		t.Fatal("first run never started its pass")
 	}
-	skipped := 0
-	for _, o := range outs {
-		if strings.Contains(o, "another run holds the lock") {
-			skipped++
-		}
+
+	start := time.Now()
+	code, out, stderr, err := batchCmd(vars, phases...)
+	took := time.Since(start)
+	if code != exitOK || !strings.Contains(out, "another run holds the lock") {
+		t.Fatalf("second run: exit %d (%v), output %q, want exit 0 saying another run holds the lock\n%s", code, err, out, stderr)
 	}
-	if skipped != 1 {
-		t.Fatalf("%d runs skipped on the lock, want 1; outputs:\n%s\n%s", skipped, outs[0], outs[1])
+	if took > 5*time.Second {
+		t.Errorf("second run took %s to give way", took)
 	}
-	if n := len(sim.Orders()); n == 0 {
-		t.Fatal("no order was created")
+	select {
+	case <-firstDone:
+		t.Fatal("the first run ended before the second gave way: the test proved nothing; slow the simulator down")
+	default:
+	}
+
+	if err := <-firstDone; err != nil {
+		t.Fatalf("first run: %v\n%s", err, firstLog)
+	}
+	if strings.Contains(firstOut.String(), "another run holds the lock") {
+		t.Fatal("the first run gave way too")
+	}
+	if n := len(sim.Orders()); n != 4 {
+		t.Fatalf("%d orders, want the first run's 4", n)
 	}
 }
 
 func TestRunBadCredentialsExit1(t *testing.T) {
-	vars, store, sim := runEnv(t, "wrong")
+	vars, store, sim := runEnv(t, "wrong", 2*time.Millisecond)
 	e, _, stderr := testEnv(vars)
 	err := run(context.Background(), []string{"run"}, e)
 	if got := exitCode(err); got != exitFailed {
@@ -189,7 +232,7 @@ func TestScheduleDefaults(t *testing.T) {
 }
 
 func TestStatus(t *testing.T) {
-	vars, _, _ := runEnv(t, "pw")
+	vars, _, _ := runEnv(t, "pw", 2*time.Millisecond)
 	e, out, stderr := testEnv(vars)
 	if err := run(context.Background(), []string{"status"}, e); err != nil {
 		t.Fatalf("status: %v\n%s", err, stderr)

@@ -50,7 +50,7 @@ func cmdRun(ctx context.Context, args []string, e env) error {
 		fmt.Fprintln(e.stdout, "another run holds the lock; nothing done")
 		return nil
 	}
-	printResult(e.stdout, res)
+	printResult(e.stdout, res, *dryRun)
 	if err != nil {
 		return fmt.Errorf("batch run: %w", err)
 	}
@@ -86,15 +86,14 @@ func wire(ctx context.Context, cfg *config, log *slog.Logger, dryRun bool, clock
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	if err := store.CheckSchema(ctx); err != nil {
+	if err := checkSchema(ctx, store); err != nil {
 		store.Close()
-		if errors.Is(err, repo.ErrSchemaBehind) || errors.Is(err, repo.ErrSchemaAhead) {
-			return nil, badConfig("database schema: %w: run `batch migrate` with the matching version", err)
-		}
-		return nil, fmt.Errorf("check schema: %w", err)
+		return nil, err
 	}
 	cred := cfg.Octane.Username
-	seed, err := store.RecentCalls(ctx, cred, clock().Add(-time.Hour))
+	// Octane counts on wall time and so does the client's limiter: seed it
+	// from the last wall-clock hour, whatever BATCH_TIME_OFFSET says.
+	seed, err := store.RecentCalls(ctx, cred, time.Now().Add(-time.Hour))
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("read call log: %w", err)
@@ -163,9 +162,33 @@ func reportOptions(cfg *config) jobs.ReportOptions {
 	return o
 }
 
+// checkSchema refuses a database whose schema does not match this binary:
+// a configError (exit 2: a retry cannot help) telling the operator to run
+// `batch migrate`, or a plain error when the database cannot be read.
+func checkSchema(ctx context.Context, store *repo.Store) error {
+	err := store.CheckSchema(ctx)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, repo.ErrSchemaBehind): // its text says to run `batch migrate`
+		return badConfig("database schema: %w", err)
+	case errors.Is(err, repo.ErrSchemaAhead):
+		return badConfig("database schema: %w: deploy the binary that migrated it", err)
+	default:
+		return fmt.Errorf("check schema: %w", err)
+	}
+}
+
 // printResult writes a pass's counts, one per line, sorted.
-func printResult(w io.Writer, res jobs.Result) {
-	fmt.Fprintf(w, "run %d\n", res.RunID)
+func printResult(w io.Writer, res jobs.Result, dryRun bool) {
+	switch {
+	case dryRun:
+		fmt.Fprintf(w, "run %d (dry run: no order placed, no row changed; counts are what a run would start with)\n", res.RunID)
+	case res.Cancelled:
+		fmt.Fprintf(w, "run %d (stopped before the end; the next run picks up)\n", res.RunID)
+	default:
+		fmt.Fprintf(w, "run %d\n", res.RunID)
+	}
 	keys := make([]string, 0, len(res.Counts))
 	for k := range res.Counts {
 		keys = append(keys, k)
