@@ -58,6 +58,7 @@ func TestRunExitCodes(t *testing.T) {
 		{"missing group", []string{"run"}, with("OCTANE_GROUP_NO", ""), exitConfig},
 		{"bad schedule", []string{"schedule"}, with("SCHEDULE_SUBMIT", "every ten minutes"), exitConfig},
 		{"six-field schedule", []string{"schedule"}, with("SCHEDULE_POLL", "0 */5 * * * *"), exitConfig},
+		{"import dir missing", []string{"run"}, with("IMPORT_DIR", "/nonexistent/esimbatch-inbox"), exitConfig},
 		{"database unreachable", []string{"run"}, base, exitFailed},
 	}
 	for _, tt := range tests {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -81,6 +82,13 @@ func wire(ctx context.Context, cfg *config, log *slog.Logger, dryRun bool, clock
 	if clock == nil {
 		off := cfg.TimeOffset
 		clock = func() time.Time { return time.Now().UTC().Add(off) }
+	}
+	if dir := strings.TrimSpace(cfg.ImportDir); dir != "" {
+		// A missing folder would fail every pass at its first phase: say so
+		// once, as configuration, before anything runs.
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return nil, badConfig("IMPORT_DIR: %q is not a readable folder", dir)
+		}
 	}
 	store, err := repo.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
