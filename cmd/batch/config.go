@@ -113,6 +113,14 @@ func (c *config) LogValue() slog.Value {
 		slog.Duration("run_deadline", c.RunDeadline),
 		slog.Duration("time_offset", c.TimeOffset),
 		slog.String("import_dir", c.ImportDir),
+		slog.String("smtp_host", c.SMTP.Host),
+		slog.Int("smtp_port", c.SMTP.Port),
+		slog.String("smtp_username", c.SMTP.Username),
+		slog.Any("smtp_password", c.SMTP.Password),
+		slog.String("smtp_from", c.SMTP.From),
+		slog.Any("report_to", c.Report.To),
+		slog.String("report_dir", c.Report.Dir),
+		slog.Any("report_password", c.Report.Password),
 	)
 }
 

@@ -1,23 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	_ "embed"
-	"encoding/csv"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -27,13 +21,19 @@ import (
 	"github.com/esimbatch/esimbatch/repo"
 )
 
+// demoSales is the bundled sample: 50 good rows (a few of which the
+// simulator refuses) and 2 rows the importer rejects.
+//
 //go:embed testdata/sample-sales.csv
 var demoSales []byte
+
+// demoMaxPasses bounds the demo: the sample settles in well under it.
+const demoMaxPasses = 20
 
 // Demo fixtures the simulator must know: the one physical SIM in stock and
 // the customers that already exist.
 var (
-	demoSIMs      = []string{"8961010000000000012"}
+	demoSIMs      = []string{"8961010000000000011"}
 	demoCustomers = []int64{500010, 500020, 500030, 500040, 500050}
 )
 
@@ -56,15 +56,26 @@ func (c *simClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// cmdDemo is `batch demo [--out DIR]`: the whole pipeline on an embedded
-// SQLite store, the simulator on a loopback port and a simulated clock.
+// cmdDemo is `batch demo [--out DIR] [-v]`: the whole pipeline on an
+// embedded SQLite store, the simulator on a loopback port and a simulated
+// clock. The sample goes through the real importer, passes run until every
+// activation is terminal, then one report pass writes the workbook and its
+// .eml into the folder; the command prints the counts and the paths.
+// Errors: configError for bad flags or a folder that already holds a demo
+// database; plain errors otherwise.
 func cmdDemo(ctx context.Context, args []string, e env) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	out := fs.String("out", "", "folder for the database (a new temporary folder when empty)")
+	out := fs.String("out", "", "folder for the database, sample, workbook and email (a new temporary folder when empty)")
 	verbose := fs.Bool("v", false, "log every phase")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return configError{err}
+	}
+	if fs.NArg() > 0 {
+		return badConfig("demo: unexpected argument %q", fs.Arg(0))
 	}
 	dir := *out
 	if dir == "" {
@@ -88,12 +99,22 @@ func cmdDemo(ctx context.Context, args []string, e env) error {
 	w := e.stdout
 	fmt.Fprintf(w, "demo: %d activations, %d passes over %s of simulated time (%s wall)\n",
 		res.total, res.passes, res.simulated.Round(time.Minute), res.wall.Round(time.Millisecond))
+	fmt.Fprintf(w, "import: %s\n", res.imported.Summary())
 	for _, s := range repo.States() {
 		if n := res.counts[s]; n > 0 {
 			fmt.Fprintf(w, "  %-12s %d\n", s, n)
 		}
 	}
 	fmt.Fprintf(w, "octane orders: %d accepted\n", res.orders)
+	fmt.Fprintf(w, "reported: %d activations and %d rejected rows in %d report(s)\n",
+		res.report.Activations, res.report.Rejects, res.report.Reports)
+	for _, f := range res.report.Files {
+		label := "workbook:"
+		if filepath.Ext(f) == ".eml" {
+			label = "email:   "
+		}
+		fmt.Fprintf(w, "%s %s\n", label, f)
+	}
 	fmt.Fprintf(w, "database: %s\n", res.db)
 	return nil
 }
@@ -101,16 +122,31 @@ func cmdDemo(ctx context.Context, args []string, e env) error {
 type demoResult struct {
 	total, passes, orders int
 	counts                map[repo.State]int
+	imported              jobs.FileResult
+	report                jobs.ReportResult
 	simulated, wall       time.Duration
 	db                    string
 }
 
-// runDemo runs passes until every sample activation is terminal.
+// runDemo writes the sample into dir, imports it, runs passes until every
+// activation is terminal, then a report pass.
 func runDemo(ctx context.Context, dir string, log *slog.Logger) (demoResult, error) {
 	wall := time.Now()
 	clock := &simClock{t: time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)}
 	start := clock.Now()
 	res := demoResult{db: filepath.Join(dir, "esimbatch.db")}
+
+	// A second demo in the same folder would find its sample already
+	// imported and its rows reported: refuse rather than mislead.
+	if _, err := os.Stat(res.db); err == nil {
+		return res, badConfig("demo: %s already holds a demo database; give --out a new or empty folder", dir)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return res, fmt.Errorf("demo: %w", err)
+	}
+	sample := filepath.Join(dir, "sample-sales.csv")
+	if err := os.WriteFile(sample, demoSales, 0o644); err != nil {
+		return res, fmt.Errorf("demo: write sample: %w", err)
+	}
 
 	store, err := repo.Open(ctx, res.db)
 	if err != nil {
@@ -134,44 +170,54 @@ func runDemo(ctx context.Context, dir string, log *slog.Logger) (demoResult, err
 	defer srv.Close()
 	base := "http://" + ln.Addr().String() + "/tiab"
 
-	rows, err := parseDemoSales(demoSales)
+	results, err := jobs.NewImporter(store, log, jobs.ImportOptions{}).ImportFiles(ctx, []string{sample}, clock.Now())
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("demo: %w", err)
 	}
-	sum := sha256.Sum256(demoSales)
-	imp, err := store.Import(ctx, repo.ImportFile{Name: "sample-sales.csv", Hash: hex.EncodeToString(sum[:]), DataRows: len(rows)},
-		rows, nil, clock.Now())
-	if err != nil {
-		return res, fmt.Errorf("demo: import: %w", err)
+	if len(results) != 1 || results[0].Err != nil {
+		return res, fmt.Errorf("demo: sample not imported: %v", results)
 	}
-	log.Info("demo sample loaded", "accepted", imp.Accepted, "duplicate", imp.Duplicate)
+	res.imported = results[0]
+	res.total = res.imported.Accepted
 
 	client, err := octane.New(base, base+"/api", "demo", "demo",
 		octane.WithGroupNo(1), octane.WithLogger(log), octane.WithCallHook(jobs.CallRecorder(store, "demo", log)))
 	if err != nil {
 		return res, fmt.Errorf("demo: client: %w", err)
 	}
+	reporter := jobs.NewReporter(store, log, jobs.ReportOptions{Dir: dir})
+	reportPhase := func(ctx context.Context, now time.Time) (map[string]int, error) {
+		r, err := reporter.Run(ctx, now)
+		res.report.Reports += r.Reports
+		res.report.Resent += r.Resent
+		res.report.Activations += r.Activations
+		res.report.Rejects += r.Rejects
+		res.report.Files = append(res.report.Files, r.Files...)
+		return map[string]int{"reports": r.Reports, "reported_activations": r.Activations, "reported_rejects": r.Rejects}, err
+	}
 	runner := jobs.NewRunner(store, client, jobs.Config{
 		Credential: "demo", BatchSize: 25, MaxSubmitPerRun: 2000, ReserveBatch: 5,
 		PollInterval: 30 * time.Minute, ReleaseAfter: 23 * time.Hour, RunDeadline: time.Minute,
-	}, jobs.WithClock(clock.Now), jobs.WithLogger(log))
+	}, jobs.WithClock(clock.Now), jobs.WithLogger(log), jobs.WithReport(reportPhase))
 
-	phases := []string{jobs.PhaseRelease, jobs.PhaseSubmit, jobs.PhasePoll, jobs.PhaseQR}
-	for res.passes < 20 {
-		if _, err := runner.Pass(ctx, phases); err != nil {
+	work := []string{jobs.PhaseRelease, jobs.PhaseSubmit, jobs.PhasePoll, jobs.PhaseQR}
+	for {
+		if res.passes == demoMaxPasses {
+			return res, fmt.Errorf("demo: activations still open after %d passes: %v", res.passes, res.counts)
+		}
+		if _, err := runner.Pass(ctx, work); err != nil {
 			return res, fmt.Errorf("demo: pass %d: %w", res.passes+1, err)
 		}
 		res.passes++
-		res.counts, res.total = map[repo.State]int{}, len(rows)
+		st, err := store.Status(ctx, clock.Now(), clock.Now().Add(-23*time.Hour))
+		if err != nil {
+			return res, fmt.Errorf("demo: status: %w", err)
+		}
+		res.counts = st.Counts
 		open := 0
-		for _, row := range rows {
-			a, err := store.ActivationByRef(ctx, row.SalesRef)
-			if err != nil {
-				return res, fmt.Errorf("demo: read %s: %w", row.SalesRef, err)
-			}
-			res.counts[a.State]++
-			if !a.State.Terminal() {
-				open++
+		for s, n := range st.Counts {
+			if !s.Terminal() {
+				open += n
 			}
 		}
 		if open == 0 {
@@ -179,56 +225,18 @@ func runDemo(ctx context.Context, dir string, log *slog.Logger) (demoResult, err
 		}
 		clock.Advance(31 * time.Minute)
 	}
+	// Every activation is terminal: one report pass puts them all, and the
+	// rejected sample rows, in one workbook and one email.
+	if _, err := runner.Pass(ctx, []string{jobs.PhaseReport}); err != nil {
+		return res, fmt.Errorf("demo: report pass: %w", err)
+	}
+	res.passes++
+	if res.report.Activations != res.total || res.report.Rejects != res.imported.Rejected {
+		return res, fmt.Errorf("demo: reported %d of %d activations and %d of %d rejected rows",
+			res.report.Activations, res.total, res.report.Rejects, res.imported.Rejected)
+	}
 	res.orders = len(sim.Orders())
 	res.simulated = clock.Now().Sub(start)
 	res.wall = time.Since(wall)
 	return res, nil
-}
-
-// parseDemoSales reads the bundled sample (DESIGN's sales columns).
-func parseDemoSales(b []byte) ([]repo.NewActivation, error) {
-	r := csv.NewReader(bytes.NewReader(b))
-	header, err := r.Read()
-	if err != nil {
-		return nil, fmt.Errorf("demo sample: %w", err)
-	}
-	col := map[string]int{}
-	for i, h := range header {
-		col[strings.TrimSpace(h)] = i
-	}
-	var out []repo.NewActivation
-	for line := 2; ; line++ {
-		rec, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("demo sample line %d: %w", line, err)
-		}
-		get := func(k string) string {
-			if i, ok := col[k]; ok && i < len(rec) {
-				return strings.TrimSpace(rec[i])
-			}
-			return ""
-		}
-		plan, err := strconv.Atoi(get("plan_no"))
-		if err != nil {
-			return nil, fmt.Errorf("demo sample line %d: plan_no: %w", line, err)
-		}
-		a := repo.NewActivation{Line: line, SalesRef: get("sales_ref"), GivenNames: get("given_names"),
-			Surname: get("surname"), Email: get("email"), PlanNo: plan, SIMType: get("sim_type"),
-			SIMSerial: get("sim_serial"), AddressLine1: get("address_line1"), Suburb: get("suburb"),
-			AddrState: get("state"), Postcode: get("postcode"), Notes: get("notes")}
-		if a.SIMType == "" {
-			a.SIMType = "esim"
-		}
-		if c := get("cust_no"); c != "" {
-			n, err := strconv.ParseInt(c, 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("demo sample line %d: cust_no: %w", line, err)
-			}
-			a.CustNo = &n
-		}
-		out = append(out, a)
-	}
 }

@@ -53,10 +53,7 @@ func cmdImport(ctx context.Context, args []string, e env) error {
 		return fmt.Errorf("import: %w", err)
 	}
 	defer store.Close()
-	if err := store.CheckSchema(ctx); err != nil {
-		if errors.Is(err, repo.ErrSchemaBehind) {
-			return badConfig("import: %w", err)
-		}
+	if err := checkSchema(ctx, store); err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/esimbatch/esimbatch/jobs"
+	"github.com/esimbatch/esimbatch/jobs/sales"
 	"github.com/esimbatch/esimbatch/octane/octanetest"
 	"github.com/esimbatch/esimbatch/repo"
 	"github.com/esimbatch/esimbatch/repo/repotest"
@@ -19,10 +20,11 @@ import (
 // testEnv runs the program in-process with a map environment.
 func testEnv(vars map[string]string) (env, *bytes.Buffer, *bytes.Buffer) {
 	var out, errb bytes.Buffer
-	return env{
-		lookup: func(k string) (string, bool) { v, ok := vars[k]; return v, ok },
-		stdout: &out, stderr: &errb,
-	}, &out, &errb
+	return env{lookup: testEnvLookup(vars), stdout: &out, stderr: &errb}, &out, &errb
+}
+
+func testEnvLookup(vars map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
 }
 
 func TestRunExitCodes(t *testing.T) {
@@ -56,6 +58,7 @@ func TestRunExitCodes(t *testing.T) {
 		{"missing group", []string{"run"}, with("OCTANE_GROUP_NO", ""), exitConfig},
 		{"bad schedule", []string{"schedule"}, with("SCHEDULE_SUBMIT", "every ten minutes"), exitConfig},
 		{"six-field schedule", []string{"schedule"}, with("SCHEDULE_POLL", "0 */5 * * * *"), exitConfig},
+		{"import dir missing", []string{"run"}, with("IMPORT_DIR", "/nonexistent/esimbatch-inbox"), exitConfig},
 		{"database unreachable", []string{"run"}, base, exitFailed},
 	}
 	for _, tt := range tests {
@@ -69,8 +72,27 @@ func TestRunExitCodes(t *testing.T) {
 	}
 }
 
+// sampleActivations is the demo sample's accepted rows, read by the real
+// sales reader.
+func sampleActivations(t *testing.T) []repo.NewActivation {
+	t.Helper()
+	f, err := sales.Read(bytes.NewReader(demoSales), "sample-sales.csv", sales.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]repo.NewActivation, len(f.Rows))
+	for i, r := range f.Rows {
+		out[i] = repo.NewActivation{
+			Line: r.Line, SalesRef: r.SalesRef, GivenNames: r.GivenNames, Surname: r.Surname, Email: r.Email,
+			AddressLine1: r.AddressLine1, Suburb: r.Suburb, AddrState: r.State, Postcode: r.Postcode, Notes: r.Notes,
+			CustNo: r.CustNo, PlanNo: r.PlanNo, SIMType: r.SIMType, SIMSerial: r.SIMSerial,
+		}
+	}
+	return out
+}
+
 // runEnv is a migrated PostgreSQL schema with sample rows and a simulator.
-func runEnv(t *testing.T, password string) (map[string]string, *repo.Store, *octanetest.Server) {
+func runEnv(t *testing.T, password string, latency time.Duration) (map[string]string, *repo.Store, *octanetest.Server) {
 	t.Helper()
 	url := repotest.PostgresURL(t)
 	store, err := repo.Open(context.Background(), url)
@@ -82,15 +104,11 @@ func runEnv(t *testing.T, password string) (map[string]string, *repo.Store, *oct
 		t.Fatal(err)
 	}
 	cred := fmt.Sprintf("cmd-%d", time.Now().UnixNano())
-	sim := octanetest.New(octanetest.Config{Username: cred, Password: "pw", OrderLatency: time.Minute, Faults: octanetest.Faults{Latency: 2 * time.Millisecond}})
+	sim := octanetest.New(octanetest.Config{Username: cred, Password: "pw", OrderLatency: time.Minute, Faults: octanetest.Faults{Latency: latency}})
 	srv := httptest.NewServer(sim)
 	t.Cleanup(srv.Close)
-	rows, err := parseDemoSales(demoSales)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var esim []repo.NewActivation
-	for _, r := range rows {
+	for _, r := range sampleActivations(t) {
 		if r.SIMType == "esim" && r.CustNo == nil {
 			esim = append(esim, r)
 		}
@@ -101,43 +119,85 @@ func runEnv(t *testing.T, password string) (map[string]string, *repo.Store, *oct
 	return map[string]string{
 		"DATABASE_URL": url, "OCTANE_SOAP_URL": srv.URL + "/tiab", "OCTANE_REST_URL": srv.URL + "/tiab/api",
 		"OCTANE_USERNAME": cred, "OCTANE_PASSWORD": password, "OCTANE_GROUP_NO": "3", "LOG_FORMAT": "text",
+		"REPORT_DIR": t.TempDir(),
 	}, store, sim
 }
 
-func TestRunPassAndLock(t *testing.T) {
-	vars, _, sim := runEnv(t, "pw")
-	var wg sync.WaitGroup
-	codes := make([]int, 2)
-	outs := make([]string, 2)
-	for i := range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			e, out, _ := testEnv(vars)
-			codes[i] = exitCode(run(context.Background(), []string{"run", "--phases", "release,submit,poll,qr"}, e))
-			outs[i] = out.String()
-		}()
+// signalWriter collects a log and closes seen once it contains match.
+type signalWriter struct {
+	mu    sync.Mutex
+	buf   strings.Builder
+	match string
+	seen  chan struct{}
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	had := strings.Contains(w.buf.String(), w.match)
+	w.buf.Write(p)
+	if !had && strings.Contains(w.buf.String(), w.match) {
+		close(w.seen)
 	}
-	wg.Wait()
-	if codes[0] != 0 || codes[1] != 0 {
-		t.Fatalf("exit codes %v, want 0 and 0; outputs:\n%s\n%s", codes, outs[0], outs[1])
+	return len(p), nil
+}
+
+func (w *signalWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// TestTwoRunsAtOnce starts a second `batch run` while the first holds the
+// run lock (its pass has started and its Octane calls are slow): the second
+// exits 0 at once saying so, and the first completes its pass.
+func TestTwoRunsAtOnce(t *testing.T) {
+	vars, _, sim := runEnv(t, "pw", 150*time.Millisecond)
+	vars["MAX_SUBMIT_PER_RUN"], vars["BATCH_SIZE"] = "4", "4"
+	phases := []string{"run", "--phases", "release,submit,poll,qr"}
+
+	var firstOut bytes.Buffer
+	firstLog := &signalWriter{match: `msg="pass start"`, seen: make(chan struct{})}
+	firstDone := make(chan error, 1)
+	go func() {
+		firstDone <- run(context.Background(), phases, env{lookup: testEnvLookup(vars), stdout: &firstOut, stderr: firstLog})
+	}()
+	select {
+	case <-firstLog.seen:
+	case err := <-firstDone:
+		t.Fatalf("first run ended before its pass started: %v\n%s", err, firstLog)
+	case <-time.After(20 * time.Second):
+		t.Fatal("first run never started its pass")
 	}
-	skipped := 0
-	for _, o := range outs {
-		if strings.Contains(o, "another run holds the lock") {
-			skipped++
-		}
+
+	start := time.Now()
+	code, out, stderr, err := batchCmd(vars, phases...)
+	took := time.Since(start)
+	if code != exitOK || !strings.Contains(out, "another run holds the lock") {
+		t.Fatalf("second run: exit %d (%v), output %q, want exit 0 saying another run holds the lock\n%s", code, err, out, stderr)
 	}
-	if skipped != 1 {
-		t.Fatalf("%d runs skipped on the lock, want 1; outputs:\n%s\n%s", skipped, outs[0], outs[1])
+	if took > 5*time.Second {
+		t.Errorf("second run took %s to give way", took)
 	}
-	if n := len(sim.Orders()); n == 0 {
-		t.Fatal("no order was created")
+	select {
+	case <-firstDone:
+		t.Fatal("the first run ended before the second gave way: the test proved nothing; slow the simulator down")
+	default:
+	}
+
+	if err := <-firstDone; err != nil {
+		t.Fatalf("first run: %v\n%s", err, firstLog)
+	}
+	if strings.Contains(firstOut.String(), "another run holds the lock") {
+		t.Fatal("the first run gave way too")
+	}
+	if n := len(sim.Orders()); n != 4 {
+		t.Fatalf("%d orders, want the first run's 4", n)
 	}
 }
 
 func TestRunBadCredentialsExit1(t *testing.T) {
-	vars, store, sim := runEnv(t, "wrong")
+	vars, store, sim := runEnv(t, "wrong", 2*time.Millisecond)
 	e, _, stderr := testEnv(vars)
 	err := run(context.Background(), []string{"run"}, e)
 	if got := exitCode(err); got != exitFailed {
@@ -158,23 +218,6 @@ func TestRunBadCredentialsExit1(t *testing.T) {
 	}
 }
 
-func TestDemo(t *testing.T) {
-	e, out, stderr := testEnv(map[string]string{})
-	start := time.Now()
-	err := run(context.Background(), []string{"demo", "--out", t.TempDir()}, e)
-	if err != nil {
-		t.Fatalf("demo: %v\n%s", err, stderr)
-	}
-	if d := time.Since(start); d > 30*time.Second {
-		t.Errorf("demo took %s, want < 30s", d)
-	}
-	for _, want := range []string{"qr_ready     45", "provisioned  1", "failed       4"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("demo output lacks %q:\n%s", want, out)
-		}
-	}
-}
-
 func TestScheduleDefaults(t *testing.T) {
 	cfg, err := loadConfig(context.Background(), func(string) (string, bool) { return "", false })
 	if err != nil {
@@ -190,7 +233,7 @@ func TestScheduleDefaults(t *testing.T) {
 }
 
 func TestStatus(t *testing.T) {
-	vars, _, _ := runEnv(t, "pw")
+	vars, _, _ := runEnv(t, "pw", 2*time.Millisecond)
 	e, out, stderr := testEnv(vars)
 	if err := run(context.Background(), []string{"status"}, e); err != nil {
 		t.Fatalf("status: %v\n%s", err, stderr)

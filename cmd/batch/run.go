@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/esimbatch/esimbatch/jobs"
 	"github.com/esimbatch/esimbatch/octane"
 	"github.com/esimbatch/esimbatch/repo"
+	"github.com/esimbatch/esimbatch/reports"
 )
 
 // cmdRun is `batch run [--phases ...] [--dry-run]`: one pass, then exit.
@@ -49,7 +51,7 @@ func cmdRun(ctx context.Context, args []string, e env) error {
 		fmt.Fprintln(e.stdout, "another run holds the lock; nothing done")
 		return nil
 	}
-	printResult(e.stdout, res)
+	printResult(e.stdout, res, *dryRun)
 	if err != nil {
 		return fmt.Errorf("batch run: %w", err)
 	}
@@ -81,19 +83,25 @@ func wire(ctx context.Context, cfg *config, log *slog.Logger, dryRun bool, clock
 		off := cfg.TimeOffset
 		clock = func() time.Time { return time.Now().UTC().Add(off) }
 	}
+	if dir := strings.TrimSpace(cfg.ImportDir); dir != "" {
+		// A missing folder would fail every pass at its first phase: say so
+		// once, as configuration, before anything runs.
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return nil, badConfig("IMPORT_DIR: %q is not a readable folder", dir)
+		}
+	}
 	store, err := repo.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	if err := store.CheckSchema(ctx); err != nil {
+	if err := checkSchema(ctx, store); err != nil {
 		store.Close()
-		if errors.Is(err, repo.ErrSchemaBehind) || errors.Is(err, repo.ErrSchemaAhead) {
-			return nil, badConfig("database schema: %w: run `batch migrate` with the matching version", err)
-		}
-		return nil, fmt.Errorf("check schema: %w", err)
+		return nil, err
 	}
 	cred := cfg.Octane.Username
-	seed, err := store.RecentCalls(ctx, cred, clock().Add(-time.Hour))
+	// Octane counts on wall time and so does the client's limiter: seed it
+	// from the last wall-clock hour, whatever BATCH_TIME_OFFSET says.
+	seed, err := store.RecentCalls(ctx, cred, time.Now().Add(-time.Hour))
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("read call log: %w", err)
@@ -122,13 +130,73 @@ func wire(ctx context.Context, cfg *config, log *slog.Logger, dryRun bool, clock
 		ReleaseAfter:    cfg.ReleaseAfter,
 		RunDeadline:     cfg.RunDeadline,
 		DryRun:          dryRun,
-	}, jobs.WithClock(clock), jobs.WithLogger(log))
+	}, jobs.WithClock(clock), jobs.WithLogger(log),
+		jobs.WithImport(importPhase(cfg, store, log)),
+		jobs.WithReport(jobs.NewReporter(store, log, reportOptions(cfg)).Phase))
 	return &wired{store: store, client: client, runner: runner, now: clock}, nil
 }
 
+// importPhase picks up IMPORT_DIR; without it the phase only says it has
+// nothing to read (sales files then come through `batch import`).
+func importPhase(cfg *config, store *repo.Store, log *slog.Logger) jobs.PhaseFunc {
+	if strings.TrimSpace(cfg.ImportDir) == "" {
+		return func(ctx context.Context, _ time.Time) (map[string]int, error) {
+			log.InfoContext(ctx, "import phase skipped: IMPORT_DIR is not set")
+			return map[string]int{"skipped": 1}, nil
+		}
+	}
+	return jobs.NewImporter(store, log, jobs.ImportOptions{}).DirPhase(cfg.ImportDir)
+}
+
+// reportOptions maps REPORT_* and SMTP_* to the report phase: without
+// SMTP_HOST each report is written as a .eml file under REPORT_DIR (which
+// counts as delivered); with it, TLS is required unless the host is
+// loopback (reports.Mailer decides).
+func reportOptions(cfg *config) jobs.ReportOptions {
+	o := jobs.ReportOptions{
+		Dir:      cfg.Report.Dir,
+		Password: cfg.Report.Password.Reveal(),
+		From:     cfg.SMTP.From,
+		To:       cfg.Report.To,
+	}
+	if strings.TrimSpace(cfg.SMTP.Host) != "" {
+		o.SMTP = &reports.SMTPConfig{
+			Host:     cfg.SMTP.Host,
+			Port:     cfg.SMTP.Port,
+			Username: cfg.SMTP.Username,
+			Password: cfg.SMTP.Password.Reveal(),
+		}
+	}
+	return o
+}
+
+// checkSchema refuses a database whose schema does not match this binary:
+// a configError (exit 2: a retry cannot help) telling the operator to run
+// `batch migrate`, or a plain error when the database cannot be read.
+func checkSchema(ctx context.Context, store *repo.Store) error {
+	err := store.CheckSchema(ctx)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, repo.ErrSchemaBehind): // its text says to run `batch migrate`
+		return badConfig("database schema: %w", err)
+	case errors.Is(err, repo.ErrSchemaAhead):
+		return badConfig("database schema: %w: deploy the binary that migrated it", err)
+	default:
+		return fmt.Errorf("check schema: %w", err)
+	}
+}
+
 // printResult writes a pass's counts, one per line, sorted.
-func printResult(w io.Writer, res jobs.Result) {
-	fmt.Fprintf(w, "run %d\n", res.RunID)
+func printResult(w io.Writer, res jobs.Result, dryRun bool) {
+	switch {
+	case dryRun:
+		fmt.Fprintf(w, "run %d (dry run: no order placed, no row changed; counts are what a run would start with)\n", res.RunID)
+	case res.Cancelled:
+		fmt.Fprintf(w, "run %d (stopped before the end; the next run picks up)\n", res.RunID)
+	default:
+		fmt.Fprintf(w, "run %d\n", res.RunID)
+	}
 	keys := make([]string, 0, len(res.Counts))
 	for k := range res.Counts {
 		keys = append(keys, k)

@@ -33,6 +33,9 @@ func cmdStatus(ctx context.Context, args []string, e env) error {
 		return fmt.Errorf("open store: %w", err)
 	}
 	defer store.Close()
+	if err := checkSchema(ctx, store); err != nil {
+		return err
+	}
 	st, err := store.Status(ctx, now, now.Add(-cfg.ReleaseAfter))
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
@@ -50,7 +53,9 @@ func cmdStatus(ctx context.Context, args []string, e env) error {
 		fmt.Fprintln(w, "\nbudget: OCTANE_USERNAME not set")
 		return nil
 	}
-	calls, err := store.RecentCalls(ctx, cfg.Octane.Username, now.Add(-time.Hour))
+	// Octane's windows are wall-clock time, not the (possibly offset) job clock.
+	wall := time.Now()
+	calls, err := store.RecentCalls(ctx, cfg.Octane.Username, wall.Add(-time.Hour))
 	if err != nil {
 		return fmt.Errorf("recent calls: %w", err)
 	}
@@ -65,7 +70,7 @@ func cmdStatus(ctx context.Context, args []string, e env) error {
 		hour, minute := 0, 0
 		for _, t := range calls[m] {
 			hour++
-			if !t.Before(now.Add(-time.Minute)) {
+			if !t.Before(wall.Add(-time.Minute)) {
 				minute++
 			}
 		}
