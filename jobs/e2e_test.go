@@ -533,3 +533,23 @@ type syncBuf struct {
 
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// A failing import (a file that cannot be moved, say) must not hold up the
+// orders already waiting: submit still runs, and the pass still reports the
+// failure so the platform team sees it.
+func TestImportFailureDoesNotBlockSubmit(t *testing.T) {
+	h := newHarness(t, octanetest.Faults{})
+	h.load(3)
+	boom := errors.New("move sales.csv to processed/: permission denied")
+	r := jobs.NewRunner(h.store, h.client("secret"), h.config, jobs.WithClock(h.clock.Now),
+		jobs.WithImport(func(context.Context, time.Time) (map[string]int, error) { return nil, boom }))
+	_, err := r.Pass(context.Background(), []string{jobs.PhaseImport, jobs.PhaseSubmit})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Pass = %v, want the import error", err)
+	}
+	for ref, a := range h.activations() {
+		if a.State != repo.StateSubmitted {
+			t.Errorf("%s is %s, want submitted despite the import failure", ref, a.State)
+		}
+	}
+}

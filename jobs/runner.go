@@ -294,11 +294,19 @@ func (r *Runner) Pass(ctx context.Context, phases []string) (Result, error) {
 	p.log.Info("pass start", "phases", strings.Join(phases, ","), "credential", r.cfg.Credential)
 
 	var passErr error
+	var sideErrs []error // import and report failures: the pass goes on
 	for _, ph := range phases {
 		if ctx.Err() != nil || p.fatalErr() != nil {
 			break
 		}
 		if err := p.runPhase(ctx, ph); err != nil {
+			if ph == PhaseImport || ph == PhaseReport {
+				// A sales file that cannot be moved or a mail server that
+				// refuses must not hold up orders and polls: the other
+				// phases still run, and the pass still fails (exit 1).
+				sideErrs = append(sideErrs, err)
+				continue
+			}
 			p.setFatal(err)
 		}
 	}
@@ -306,6 +314,10 @@ func (r *Runner) Pass(ctx context.Context, phases []string) (Result, error) {
 	outcome := "ok"
 	errMsg := ""
 	switch {
+	case p.fatalErr() == nil && len(sideErrs) > 0 && ctx.Err() == nil:
+		err := errors.Join(sideErrs...)
+		passErr = fmt.Errorf("%w: %w", ErrStopped, err)
+		outcome, errMsg = "failed", err.Error()
 	case p.fatalErr() != nil:
 		passErr = fmt.Errorf("%w: %w", ErrStopped, p.fatalErr())
 		outcome, errMsg = "failed", p.fatalErr().Error()
