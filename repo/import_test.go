@@ -326,3 +326,55 @@ func TestImportConcurrentSameFile(t *testing.T) {
 		})
 	}
 }
+
+// TestImportAwkwardText: values that mean something in SQL or in a
+// PostgreSQL array literal come back exactly as given.
+func TestImportAwkwardText(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		value string
+	}{
+		{"empty", ""},
+		{"NULL as text", "NULL"},
+		{"quotes", `say "hi" and 'bye'`},
+		{"backslashes", `C:\path\"x\\`},
+		{"braces and commas", "{a,b},{c}"},
+		{"newline and tab", "line1\nline2\tend\r\n"},
+		{"leading and trailing spaces", "  padded  "},
+		{"unicode", "Zoë – 東京 🙂"},
+		{"formula", "=HYPERLINK(\"http://x\",\"y\")"},
+		{"placeholders", "? $1 ?1 :a"},
+	}
+	repotest.Each(t, func(t *testing.T, s *repo.Store) {
+		ctx := context.Background()
+		var rows []repo.NewActivation
+		var rejects []repo.ImportReject
+		for i, tc := range tests {
+			rows = append(rows, repo.NewActivation{Line: i + 2, SalesRef: "W-" + tc.value, GivenNames: tc.value, Notes: tc.value, Email: "w@x", PlanNo: 1})
+			rejects = append(rejects, repo.ImportReject{Line: i + 2, Reason: tc.value, Raw: tc.value})
+		}
+		res, err := s.ImportChunked(ctx, repo.ImportFile{Name: "w.csv", Hash: "w"}, rows, rejects, t0, 4)
+		must(t, err)
+		if res.Accepted != len(tests) || res.Rejected != len(tests) {
+			t.Fatalf("Import = %+v", res)
+		}
+		for i, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				a, err := s.ActivationByRef(ctx, "W-"+tc.value)
+				must(t, err)
+				if a.GivenNames != tc.value || a.Notes != tc.value || a.SourceLine != i+2 {
+					t.Errorf("row: given_names %q, notes %q, line %d", a.GivenNames, a.Notes, a.SourceLine)
+				}
+				var got struct {
+					Reason string `db:"reason"`
+					Raw    string `db:"raw"`
+				}
+				must(t, s.DB().GetContext(ctx, &got, s.DB().Rebind(`SELECT reason, raw FROM import_rejects WHERE line = ?`), i+2))
+				if got.Reason != tc.value || got.Raw != tc.value {
+					t.Errorf("reject: reason %q, raw %q", got.Reason, got.Raw)
+				}
+			})
+		}
+	})
+}

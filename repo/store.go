@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"strconv"
 	"strings"
 	"time"
 
@@ -153,21 +152,6 @@ func (s *Store) q(query string) string {
 		return sqlx.Rebind(sqlx.DOLLAR, query)
 	}
 	return query
-}
-
-// param is the n-th (from 1) bind parameter, for statements that use one
-// argument in many places: $n on PostgreSQL. On SQLite a reused parameter is
-// ?n, but a new one is a bare ?, which SQLite numbers one past the highest so
-// far: SQLite finds each ?n by a linear search of those seen, which made a
-// 14,000-parameter INSERT quadratic (slower than one row per statement).
-func (s *Store) param(n int, reused bool) string {
-	if s.dialect == DialectPostgres {
-		return "$" + strconv.Itoa(n)
-	}
-	if !reused {
-		return "?"
-	}
-	return "?" + strconv.Itoa(n)
 }
 
 // sqliteTime is the one text format for times on SQLite: UTC, fixed width,
