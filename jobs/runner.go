@@ -206,6 +206,37 @@ type pass struct {
 	submitStopped string // stops submitting (pool exhausted)
 
 	poolMu sync.Mutex // serializes reservation taking and reserveResources
+
+	lock Lock // the run lock; checked before every phase and every claim
+}
+
+// lockChecker is a run lock that can confirm it is still held (*repo.RunLock:
+// it pings the advisory lock's session or renews the SQLite lease).
+type lockChecker interface {
+	Check(ctx context.Context) error
+}
+
+// holdsLock confirms the run lock before new work is claimed. A lock lost
+// mid-run (a killed session, a lease past its TTL) lets a second runner in,
+// and two runners on one credential can order one activation twice: the pass
+// stops instead (exit 1). It is called from the pass's own goroutine only.
+func (p *pass) holdsLock(ctx context.Context) bool {
+	lc, ok := p.lock.(lockChecker)
+	if !ok {
+		return p.fatalErr() == nil
+	}
+	if ctx.Err() != nil || p.fatalErr() != nil {
+		return false
+	}
+	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := lc.Check(c); err != nil {
+		if ctx.Err() == nil {
+			p.setFatal(fmt.Errorf("run lock lost: %w", err))
+		}
+		return false
+	}
+	return true
 }
 
 func (p *pass) add(key string, n int) {
@@ -286,7 +317,7 @@ func (r *Runner) Pass(ctx context.Context, phases []string) (Result, error) {
 		return res, fmt.Errorf("%w: start run: %w", ErrStopped, err)
 	}
 	res.RunID = runID
-	p := &pass{r: r, runID: runID, counts: res.Counts, log: r.log.With("run_id", runID)}
+	p := &pass{r: r, runID: runID, counts: res.Counts, log: r.log.With("run_id", runID), lock: lock}
 	if r.cfg.DryRun {
 		p.log = p.log.With("dry_run", true)
 	}
@@ -295,7 +326,7 @@ func (r *Runner) Pass(ctx context.Context, phases []string) (Result, error) {
 
 	var passErr error
 	for _, ph := range phases {
-		if ctx.Err() != nil || p.fatalErr() != nil {
+		if ctx.Err() != nil || p.fatalErr() != nil || !p.holdsLock(ctx) {
 			break
 		}
 		if err := p.runPhase(ctx, ph); err != nil {

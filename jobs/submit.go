@@ -92,7 +92,7 @@ func (p *pass) submit(ctx context.Context) error {
 	prog := p.newProgress(PhaseSubmit, 0)
 	seen := map[int64]bool{}
 	claimed := 0
-	for claimed < limit && !p.halted(ctx) && p.submitStop() == "" {
+	for claimed < limit && !p.halted(ctx) && p.submitStop() == "" && p.holdsLock(ctx) {
 		rows, err := p.r.store.ClaimPending(ctx, p.r.now(), p.runID, min(cfg.BatchSize, limit-claimed), cfg.Lease)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -509,7 +509,7 @@ func (p *pass) releaseLeftovers(ctx context.Context) {
 // reconcile settles rows whose orderCreate outcome is unknown (contract 5).
 func (p *pass) reconcile(ctx context.Context, u *unclaimer) {
 	seen := map[int64]bool{}
-	for !p.halted(ctx) {
+	for !p.halted(ctx) && p.holdsLock(ctx) {
 		rows, err := p.r.store.ClaimUnknownOrders(ctx, p.r.now(), p.runID, p.r.cfg.BatchSize, p.r.cfg.Lease)
 		if err != nil {
 			if ctx.Err() == nil {
