@@ -1,0 +1,65 @@
+package jobs_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/esimbatch/esimbatch/octane/octanetest"
+	"github.com/esimbatch/esimbatch/repo"
+	"github.com/esimbatch/esimbatch/repo/repotest"
+)
+
+// Octane may hand a number we gave back to us again. A number returned after
+// a rejected orderCreate (its reservation record still assigned to the failed
+// row) must not make the new reservation vanish: the next row gets the number
+// and is ordered, and the pass does not stop on a "store failure".
+func TestNumberGivenBackAndReservedAgain(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		storeOf func(t *testing.T) *repo.Store
+	}{
+		{"postgres", func(t *testing.T) *repo.Store { return repotest.NewPostgres(t) }},
+		{"sqlite", func(t *testing.T) *repo.Store { return repotest.NewSQLite(t) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := tc.storeOf(t)
+			clk := &clock{t: time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)}
+			cred := fmt.Sprintf("job-%d", rand.Int64())
+			sim := octanetest.New(octanetest.Config{
+				Username: cred, Password: "secret", Now: clk.Now, MSNs: 1, Customers: []int64{500},
+				MinuteWindow: minuteWin, HourWindow: hourWin, Seed: 42,
+			})
+			srv := httptest.NewServer(sim)
+			t.Cleanup(srv.Close)
+			h := &harness{t: t, store: store, sim: sim, url: srv.URL, clock: clk, cred: cred}
+			h.config.Credential, h.config.BatchSize, h.config.ReserveBatch, h.config.Workers = cred, 10, 1, 1
+			cust := int64(500)
+			rows := []repo.NewActivation{
+				{Line: 2, SalesRef: "BAD-PLAN", GivenNames: "Ada", Surname: "One", Email: "a@example.com", PlanNo: 9999, CustNo: &cust, SIMType: "esim"},
+				{Line: 3, SalesRef: "GOOD", GivenNames: "Bob", Surname: "Two", Email: "b@example.com", PlanNo: 1001, CustNo: &cust, SIMType: "esim"},
+			}
+			h.refs = []string{"BAD-PLAN", "GOOD"}
+			if _, err := store.Import(context.Background(), repo.ImportFile{Name: "t.csv", Hash: "h", DataRows: 2}, rows, nil, clk.Now()); err != nil {
+				t.Fatal(err)
+			}
+			res, err := h.runner(h.client("secret")).Pass(context.Background(), nil)
+			if err != nil {
+				t.Fatalf("Pass: %v (counts %v)", err, res.Counts)
+			}
+			acts := h.activations()
+			if a := acts["BAD-PLAN"]; a.State != repo.StateFailed || a.LastErrorStep != "order" {
+				t.Errorf("BAD-PLAN: %s at %q, want failed at order", a.State, a.LastErrorStep)
+			}
+			if a := acts["GOOD"]; a.State != repo.StateSubmitted || a.MSN != "0410000000" {
+				t.Errorf("GOOD: %s with %q (%s), want submitted with the number given back", a.State, a.MSN, a.LastErrorMessage)
+			}
+			if n := len(sim.Orders()); n != 1 {
+				t.Errorf("%d orders, want 1", n)
+			}
+		})
+	}
+}
