@@ -2,12 +2,18 @@ package jobs_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/esimbatch/esimbatch/jobs"
+	"github.com/esimbatch/esimbatch/octane"
 	"github.com/esimbatch/esimbatch/octane/octanetest"
 	"github.com/esimbatch/esimbatch/repo"
 	"github.com/esimbatch/esimbatch/repo/repotest"
@@ -61,5 +67,41 @@ func TestNumberGivenBackAndReservedAgain(t *testing.T) {
 				t.Errorf("%d orders, want 1", n)
 			}
 		})
+	}
+}
+
+// failOrders refuses the first n orderCreate requests before any connection
+// is made: provably never sent, so the row backs off as selected.
+type failOrders struct {
+	n    atomic.Int64
+	next http.RoundTripper
+}
+
+func (f *failOrders) RoundTrip(req *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(req.URL.Path, "/UtbOrder") && f.n.Add(-1) >= 0 {
+		return nil, errors.New("dial refused")
+	}
+	return f.next.RoundTrip(req)
+}
+
+// An orderCreate that provably never left the process (no connection) is a
+// plain transport failure: the row backs off as selected with the attempt
+// counted, rather than waiting in ordering for a reconcile it does not need.
+func TestUnsentOrderBacksOff(t *testing.T) {
+	h := newHarness(t, octanetest.Faults{})
+	h.load(1)
+	fo := &failOrders{next: http.DefaultTransport}
+	fo.n.Store(3) // the client tries a never-sent call 3 times
+	r := h.runner(h.client("secret", octane.WithHTTPClient(&http.Client{Transport: fo, Timeout: 10 * time.Second})))
+	if _, err := r.Pass(context.Background(), []string{jobs.PhaseSubmit}); err != nil {
+		t.Fatal(err)
+	}
+	a := h.activations()["S-00001"]
+	if a.State != repo.StateSelected || a.Attempts != 1 || a.LastErrorStep != "order" || a.ClaimToken != "" {
+		t.Errorf("row %s, attempts %d, step %q, claim %q; want selected, 1, order, unclaimed",
+			a.State, a.Attempts, a.LastErrorStep, a.ClaimToken)
+	}
+	if n := len(h.sim.Orders()); n != 0 {
+		t.Errorf("%d orders, want 0", n)
 	}
 }

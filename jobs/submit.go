@@ -412,8 +412,8 @@ func (p *pass) order(ctx context.Context, a *repo.Activation, u *unclaimer) {
 	// The intent is stored: from here the call runs to its end even if the
 	// pass is cancelled, so its outcome can be recorded.
 	octx, ocancel := context.WithTimeout(context.WithoutCancel(ctx), orderCreateGrace)
+	defer ocancel() // not before classify(octx, ...): a cancelled octx reads as "outcome unknown"
 	orderID, err := p.r.client.OrderCreate(octx, req)
-	ocancel()
 	now := p.r.now()
 	if err == nil {
 		if err := p.r.store.OrderAccepted(c, a, orderID, now, now.Add(cfg.PollInterval)); err != nil {
