@@ -105,3 +105,37 @@ func TestUnsentOrderBacksOff(t *testing.T) {
 		t.Errorf("%d orders, want 0", n)
 	}
 }
+
+// A submit-only pass (what `batch schedule` fires every 10 minutes, while
+// the hourly release firing may be skipped) must still release numbers past
+// RELEASE_AFTER before it orders, never order on them (invariant 3).
+func TestSubmitPassReleasesDueNumbersFirst(t *testing.T) {
+	h := newHarness(t, octanetest.Faults{})
+	h.load(1)
+	h.config.ReserveBatch = 1
+	fo := &failOrders{next: http.DefaultTransport}
+	fo.n.Store(3) // the client tries a never-sent call 3 times
+	r := h.runner(h.client("secret", octane.WithHTTPClient(&http.Client{Transport: fo, Timeout: 10 * time.Second})))
+	ctx := context.Background()
+	if _, err := r.Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
+		t.Fatal(err)
+	}
+	first := h.activations()["S-00001"]
+	if first.State != repo.StateSelected || first.MSN == "" {
+		t.Fatalf("after an unsent orderCreate the row is %s (%q), want selected", first.State, first.MSN)
+	}
+	h.clock.Advance(23*time.Hour + 30*time.Minute)
+	if _, err := r.Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
+		t.Fatal(err)
+	}
+	if st := h.sim.NumberState(first.MSN); st != octane.NumberAvailable {
+		t.Errorf("number %s reserved 23.5 h ago is %s, want released (AVAILABLE)", first.MSN, st)
+	}
+	a := h.activations()["S-00001"]
+	if a.State != repo.StateSubmitted || a.MSN == first.MSN {
+		t.Errorf("row %s with %s, want submitted with a fresh number (not %s)", a.State, a.MSN, first.MSN)
+	}
+	if n := len(h.sim.Orders()); n != 1 {
+		t.Errorf("%d orders, want 1", n)
+	}
+}

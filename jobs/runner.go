@@ -208,6 +208,8 @@ type pass struct {
 	poolMu sync.Mutex // serializes reservation taking and reserveResources
 
 	lock Lock // the run lock; checked before every phase and every claim
+
+	releaseRan bool // the release phase ran in this pass (submit skips its own)
 }
 
 // lockChecker is a run lock that can confirm it is still held (*repo.RunLock:
@@ -384,6 +386,7 @@ func (p *pass) runPhase(ctx context.Context, ph string) error {
 		err = p.plugged(ctx, ph, p.r.importFn)
 	case PhaseRelease:
 		err = p.release(ctx)
+		p.releaseRan = true
 	case PhaseSubmit:
 		err = p.submit(ctx)
 	case PhasePoll:

@@ -79,6 +79,16 @@ func (p *pass) submit(ctx context.Context) error {
 	defer p.flush(ctx, u)
 	defer p.releaseLeftovers(ctx)
 
+	if !p.releaseRan {
+		// Under `batch schedule` the release phase has its own (hourly)
+		// firing, and a firing is skipped while another phase runs: a busy
+		// submit schedule could skip it past the 24 h lapse (invariant 3).
+		// So a submit pass first releases what is due, as a full pass does,
+		// and never orders on a number past RELEASE_AFTER.
+		if err := p.release(ctx); err != nil {
+			return err
+		}
+	}
 	p.reconcile(ctx, u)
 	if p.halted(ctx) {
 		return nil
