@@ -60,7 +60,9 @@ type Octane interface {
 	GetSIMDetails(ctx context.Context, msn string) (octane.SIMDetails, error)
 }
 
-// Lock is a held run lock.
+// Lock is a held run lock. When it also has Check(ctx) error (as
+// *repo.RunLock does), a pass confirms the lock before every phase and every
+// claim and stops, wrapping ErrStopped, when Check fails.
 type Lock interface {
 	Release(ctx context.Context) error
 }

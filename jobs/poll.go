@@ -13,7 +13,7 @@ import (
 func (p *pass) release(ctx context.Context) error {
 	now := p.r.now()
 	seen := map[int64]bool{}
-	for !p.halted(ctx) {
+	for !p.halted(ctx) && p.holdsLock(ctx) {
 		rs, err := p.r.store.DueReleases(ctx, now, now.Add(-p.r.cfg.ReleaseAfter), p.runID, 500)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -88,7 +88,7 @@ func (p *pass) poll(ctx context.Context) error {
 	u := &unclaimer{}
 	defer p.flush(ctx, u)
 	seen := map[int64]bool{}
-	for !p.halted(ctx) {
+	for !p.halted(ctx) && p.holdsLock(ctx) {
 		now := p.r.now()
 		rows, err := p.r.store.ClaimPolls(ctx, now, now.Add(cfg.PollInterval), p.runID, cfg.BatchSize, cfg.Lease)
 		if err != nil {
@@ -221,7 +221,7 @@ func (p *pass) qr(ctx context.Context) error {
 	defer p.flush(ctx, u)
 	prog := p.newProgress(PhaseQR, p.workload(ctx, PhaseQR, 0))
 	seen := map[int64]bool{}
-	for !p.halted(ctx) {
+	for !p.halted(ctx) && p.holdsLock(ctx) {
 		rows, err := p.r.store.ClaimQR(ctx, p.r.now(), p.runID, cfg.BatchSize, cfg.Lease)
 		if err != nil {
 			if ctx.Err() != nil {

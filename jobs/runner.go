@@ -206,6 +206,39 @@ type pass struct {
 	submitStopped string // stops submitting (pool exhausted)
 
 	poolMu sync.Mutex // serializes reservation taking and reserveResources
+
+	lock Lock // the run lock; checked before every phase and every claim
+
+	releaseRan bool // the release phase ran in this pass (submit skips its own)
+}
+
+// lockChecker is a run lock that can confirm it is still held (*repo.RunLock:
+// it pings the advisory lock's session or renews the SQLite lease).
+type lockChecker interface {
+	Check(ctx context.Context) error
+}
+
+// holdsLock confirms the run lock before new work is claimed. A lock lost
+// mid-run (a killed session, a lease past its TTL) lets a second runner in,
+// and two runners on one credential can order one activation twice: the pass
+// stops instead (exit 1). It is called from the pass's own goroutine only.
+func (p *pass) holdsLock(ctx context.Context) bool {
+	lc, ok := p.lock.(lockChecker)
+	if !ok {
+		return p.fatalErr() == nil
+	}
+	if ctx.Err() != nil || p.fatalErr() != nil {
+		return false
+	}
+	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := lc.Check(c); err != nil {
+		if ctx.Err() == nil {
+			p.setFatal(fmt.Errorf("run lock lost: %w", err))
+		}
+		return false
+	}
+	return true
 }
 
 func (p *pass) add(key string, n int) {
@@ -286,7 +319,7 @@ func (r *Runner) Pass(ctx context.Context, phases []string) (Result, error) {
 		return res, fmt.Errorf("%w: start run: %w", ErrStopped, err)
 	}
 	res.RunID = runID
-	p := &pass{r: r, runID: runID, counts: res.Counts, log: r.log.With("run_id", runID)}
+	p := &pass{r: r, runID: runID, counts: res.Counts, log: r.log.With("run_id", runID), lock: lock}
 	if r.cfg.DryRun {
 		p.log = p.log.With("dry_run", true)
 	}
@@ -296,7 +329,7 @@ func (r *Runner) Pass(ctx context.Context, phases []string) (Result, error) {
 	var passErr error
 	var sideErrs []error // import and report failures: the pass goes on
 	for _, ph := range phases {
-		if ctx.Err() != nil || p.fatalErr() != nil {
+		if ctx.Err() != nil || p.fatalErr() != nil || !p.holdsLock(ctx) {
 			break
 		}
 		if err := p.runPhase(ctx, ph); err != nil {
@@ -365,6 +398,7 @@ func (p *pass) runPhase(ctx context.Context, ph string) error {
 		err = p.plugged(ctx, ph, p.r.importFn)
 	case PhaseRelease:
 		err = p.release(ctx)
+		p.releaseRan = true
 	case PhaseSubmit:
 		err = p.submit(ctx)
 	case PhasePoll:

@@ -79,6 +79,16 @@ func (p *pass) submit(ctx context.Context) error {
 	defer p.flush(ctx, u)
 	defer p.releaseLeftovers(ctx)
 
+	if !p.releaseRan {
+		// Under `batch schedule` the release phase has its own (hourly)
+		// firing, and a firing is skipped while another phase runs: a busy
+		// submit schedule could skip it past the 24 h lapse (invariant 3).
+		// So a submit pass first releases what is due, as a full pass does,
+		// and never orders on a number past RELEASE_AFTER.
+		if err := p.release(ctx); err != nil {
+			return err
+		}
+	}
 	p.reconcile(ctx, u)
 	if p.halted(ctx) {
 		return nil
@@ -92,7 +102,7 @@ func (p *pass) submit(ctx context.Context) error {
 	prog := p.newProgress(PhaseSubmit, p.workload(ctx, PhaseSubmit, limit))
 	seen := map[int64]bool{}
 	claimed := 0
-	for claimed < limit && !p.halted(ctx) && p.submitStop() == "" {
+	for claimed < limit && !p.halted(ctx) && p.submitStop() == "" && p.holdsLock(ctx) {
 		rows, err := p.r.store.ClaimPending(ctx, p.r.now(), p.runID, min(cfg.BatchSize, limit-claimed), cfg.Lease)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -412,8 +422,8 @@ func (p *pass) order(ctx context.Context, a *repo.Activation, u *unclaimer) {
 	// The intent is stored: from here the call runs to its end even if the
 	// pass is cancelled, so its outcome can be recorded.
 	octx, ocancel := context.WithTimeout(context.WithoutCancel(ctx), orderCreateGrace)
+	defer ocancel() // not before classify(octx, ...): a cancelled octx reads as "outcome unknown"
 	orderID, err := p.r.client.OrderCreate(octx, req)
-	ocancel()
 	now := p.r.now()
 	if err == nil {
 		if err := p.r.store.OrderAccepted(c, a, orderID, now, now.Add(cfg.PollInterval)); err != nil {
@@ -509,7 +519,7 @@ func (p *pass) releaseLeftovers(ctx context.Context) {
 // reconcile settles rows whose orderCreate outcome is unknown (contract 5).
 func (p *pass) reconcile(ctx context.Context, u *unclaimer) {
 	seen := map[int64]bool{}
-	for !p.halted(ctx) {
+	for !p.halted(ctx) && p.holdsLock(ctx) {
 		rows, err := p.r.store.ClaimUnknownOrders(ctx, p.r.now(), p.runID, p.r.cfg.BatchSize, p.r.cfg.Lease)
 		if err != nil {
 			if ctx.Err() == nil {

@@ -58,11 +58,14 @@ func (s *Store) ClaimPending(ctx context.Context, now time.Time, runID int64, li
 }
 
 // ClaimUnknownOrders claims rows in state ordering whose outcome is unknown:
-// their claim expired, or they belong to another run (a crash).
+// no claim (left for reconcile) or an expired one (a crashed run). A live
+// claim is never taken, not even from another run: its holder may still have
+// the orderCreate in flight (a run that lost its lock, or a killed pod whose
+// request Octane is still processing), and reconciling it now could read
+// SELECTED and resubmit the number (invariant 1). The lease is the horizon.
 func (s *Store) ClaimUnknownOrders(ctx context.Context, now time.Time, runID int64, limit int, lease time.Duration) ([]Activation, error) {
 	return s.claim(ctx, "claim unknown orders", now, runID, limit, lease,
-		`state = 'ordering' AND (claim_until IS NULL OR claim_until < ? OR run_id IS NULL OR run_id <> ?)`,
-		[]any{s.t(now), runID}, `id`, "", nil, byID)
+		`state = 'ordering' AND `+unclaimed, []any{s.t(now)}, `id`, "", nil, byID)
 }
 
 // ClaimPolls claims submitted rows whose next poll is due and, in the same

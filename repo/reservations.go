@@ -40,11 +40,20 @@ func reservationCols(prefix string) string {
 
 // SaveReservations stores the numbers one reserveResources call returned,
 // all free, reserved_at = sentAt (the request's send time), before any is
-// used. A number already held (free or assigned) is left with its holder.
+// used. Octane reserving a number again proves our older hold on it is gone:
+// a hold that is free or assigned to a failed activation (its number given
+// back after a rejected order) is marked released and the new reservation
+// stored. A number still held for a live activation is left with its holder.
 func (s *Store) SaveReservations(ctx context.Context, runID int64, sentAt time.Time, msns []Reservation) error {
 	return s.InTx(ctx, func(tx *sqlx.Tx) error {
 		for _, r := range msns {
-			_, err := tx.ExecContext(ctx, s.q(`INSERT INTO reservations (msn, reservation_id, run_id, reserved_at, state, updated_at)
+			_, err := tx.ExecContext(ctx, s.q(`UPDATE reservations SET state = 'released', updated_at = ?
+WHERE msn = ? AND (state = 'free' OR (state = 'assigned'
+  AND activation_id IN (SELECT id FROM activations WHERE state = 'failed')))`), s.t(sentAt), r.MSN)
+			if err != nil {
+				return fmt.Errorf("repo: save reservation %s: %w", r.MSN, err)
+			}
+			_, err = tx.ExecContext(ctx, s.q(`INSERT INTO reservations (msn, reservation_id, run_id, reserved_at, state, updated_at)
 VALUES (?, ?, ?, ?, 'free', ?) ON CONFLICT (msn) WHERE state IN ('free', 'assigned') DO NOTHING`),
 				r.MSN, r.ReservationID, runID, s.t(sentAt), s.t(sentAt))
 			if err != nil {
