@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -192,16 +193,18 @@ func TestHappyPath200(t *testing.T) {
 	}
 	// Minimum per activation: addCustomer, select, orderCreate, one
 	// orderQuery, getEsimDetails, plus one reserveResources per 5.
+	// And one queryResources per pass: the credential check before the
+	// first claim (invariant 7).
 	want := map[string]int{octane.MethodAddCustomer: 200, octane.MethodReserveResources: 40,
 		octane.MethodSelectResource: 200, octane.MethodOrderCreate: 200, octane.MethodOrderQuery: 200,
-		octane.MethodGetEsimDetails: 200}
+		octane.MethodGetEsimDetails: 200, octane.MethodQueryResources: 2}
 	for m, n := range want {
 		if calls[m] != n {
 			t.Errorf("%s calls = %d, want %d", m, calls[m], n)
 		}
 	}
-	if total != 1040 {
-		t.Errorf("total calls = %d, want 1040 (5.2 per activation with RESERVE_BATCH=5): %v", total, calls)
+	if total != 1042 {
+		t.Errorf("total calls = %d, want 1042 (5.2 per activation with RESERVE_BATCH=5, 1 per pass): %v", total, calls)
 	}
 	// The call log holds every call, with the activation for per-row calls.
 	recent, err := h.store.RecentCalls(ctx, h.cred, h.clock.Now().Add(-24*time.Hour))
@@ -365,16 +368,44 @@ func TestBadCredentialsTouchNothing(t *testing.T) {
 	if !errors.Is(err, jobs.ErrStopped) || !errors.Is(err, octane.ErrUnauthorized) {
 		t.Fatalf("Pass = %v, want ErrStopped and octane.ErrUnauthorized", err)
 	}
-	after := h.activations()
-	for ref, a := range before {
-		b := after[ref]
-		if a.State != b.State || a.Attempts != b.Attempts || a.MSN != b.MSN || b.ClaimToken != "" ||
-			a.LastErrorMessage != b.LastErrorMessage || (a.CustNo == nil) != (b.CustNo == nil) {
-			t.Errorf("%s changed: %+v -> %+v", ref, a, b)
-		}
-	}
+	h.sameRows(before)
 	if n := len(h.sim.Orders()); n != 0 {
 		t.Errorf("orders = %d, want 0", n)
+	}
+}
+
+// Bad credentials on a pass with orders due for a poll: a poll claim spends
+// the order's 30-minute slot, so the pass must stop before claiming anything.
+func TestBadCredentialsLeavePollsAlone(t *testing.T) {
+	h := newHarness(t, octanetest.Faults{})
+	h.load(8)
+	ctx := context.Background()
+	if _, err := h.runner(h.client("secret")).Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(31 * time.Minute)
+	before := h.activations()
+	for _, phases := range [][]string{{jobs.PhasePoll}, {jobs.PhaseQR}, nil} {
+		_, err := h.runner(h.client("wrong")).Pass(ctx, phases)
+		if !errors.Is(err, octane.ErrUnauthorized) {
+			t.Fatalf("phases %v: Pass = %v, want octane.ErrUnauthorized", phases, err)
+		}
+		h.sameRows(before)
+	}
+	for _, e := range h.sim.Ledger() {
+		if e.Method == octane.MethodOrderQuery {
+			t.Errorf("orderQuery sent with a bad credential: %+v", e)
+		}
+	}
+}
+
+// sameRows fails the test if any activation differs in any column from before.
+func (h *harness) sameRows(before map[string]repo.Activation) {
+	h.t.Helper()
+	for ref, b := range h.activations() {
+		if a := before[ref]; !reflect.DeepEqual(a, b) {
+			h.t.Errorf("%s changed:\n before %+v\n after  %+v", ref, a, b)
+		}
 	}
 }
 

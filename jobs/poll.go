@@ -87,30 +87,16 @@ func (p *pass) poll(ctx context.Context) error {
 	prog := p.newProgress(PhasePoll, p.workload(ctx, PhasePoll, 0))
 	u := &unclaimer{}
 	defer p.flush(ctx, u)
-	seen := map[int64]bool{}
-	for !p.halted(ctx) && p.holdsLock(ctx) {
-		now := p.r.now()
-		rows, err := p.r.store.ClaimPolls(ctx, now, now.Add(cfg.PollInterval), p.runID, cfg.BatchSize, cfg.Lease)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("claim polls: %w", err)
-		}
-		fresh := rows[:0]
-		for _, a := range rows {
-			if seen[a.ID] {
-				u.add(&a)
-				continue
-			}
-			seen[a.ID] = true
-			fresh = append(fresh, a)
-		}
-		if len(fresh) == 0 {
-			return nil
-		}
-		p.add("poll.claimed", len(fresh))
-		p.runBatch(ctx, fresh, prog, func(ctx context.Context, a *repo.Activation) { p.pollOne(ctx, a, u) })
+	err := p.drain(ctx, u, claimLoop{
+		count: "poll.claimed", prog: prog,
+		claim: func(ctx context.Context, n int) ([]repo.Activation, error) {
+			now := p.r.now()
+			return p.r.store.ClaimPolls(ctx, now, now.Add(cfg.PollInterval), p.runID, n, cfg.Lease)
+		},
+		work: func(ctx context.Context, a *repo.Activation) { p.pollOne(ctx, a, u) },
+	})
+	if err != nil {
+		return fmt.Errorf("claim polls: %w", err)
 	}
 	return nil
 }
@@ -220,28 +206,15 @@ func (p *pass) qr(ctx context.Context) error {
 	u := &unclaimer{}
 	defer p.flush(ctx, u)
 	prog := p.newProgress(PhaseQR, p.workload(ctx, PhaseQR, 0))
-	seen := map[int64]bool{}
-	for !p.halted(ctx) && p.holdsLock(ctx) {
-		rows, err := p.r.store.ClaimQR(ctx, p.r.now(), p.runID, cfg.BatchSize, cfg.Lease)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("claim qr: %w", err)
-		}
-		fresh := rows[:0]
-		for _, a := range rows {
-			if seen[a.ID] {
-				u.add(&a)
-				continue
-			}
-			seen[a.ID] = true
-			fresh = append(fresh, a)
-		}
-		if len(fresh) == 0 {
-			return nil
-		}
-		p.runBatch(ctx, fresh, prog, func(ctx context.Context, a *repo.Activation) { p.qrOne(ctx, a, u) })
+	err := p.drain(ctx, u, claimLoop{
+		prog: prog,
+		claim: func(ctx context.Context, n int) ([]repo.Activation, error) {
+			return p.r.store.ClaimQR(ctx, p.r.now(), p.runID, n, cfg.Lease)
+		},
+		work: func(ctx context.Context, a *repo.Activation) { p.qrOne(ctx, a, u) },
+	})
+	if err != nil {
+		return fmt.Errorf("claim qr: %w", err)
 	}
 	return nil
 }

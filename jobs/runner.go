@@ -210,6 +210,8 @@ type pass struct {
 	lock Lock // the run lock; checked before every phase and every claim
 
 	releaseRan bool // the release phase ran in this pass (submit skips its own)
+
+	credOnce sync.Once // the credential check before the first claim
 }
 
 // lockChecker is a run lock that can confirm it is still held (*repo.RunLock:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -68,6 +69,79 @@ func (p *pass) runBatch(ctx context.Context, rows []repo.Activation, prog *progr
 	wg.Wait()
 }
 
+// claimLoop describes one phase's claim loop for drain.
+type claimLoop struct {
+	count string      // counter of claimed rows ("" for none)
+	limit int         // rows to claim at most (0: no limit)
+	more  func() bool // checked before each batch (nil: always)
+	prog  *progress   // ticked per row worked (nil: none)
+	claim func(ctx context.Context, n int) ([]repo.Activation, error)
+	work  func(ctx context.Context, a *repo.Activation)
+}
+
+// drain is the claim loop every claiming phase shares: while the pass is
+// healthy, holds its lock and has a proven credential, claim a batch, hand
+// back unclaimed the rows already tried in this pass (a row whose back-off
+// is due again would otherwise loop), and work the rest concurrently. It
+// returns the claim error, nil when the context ended the loop.
+func (p *pass) drain(ctx context.Context, u *unclaimer, l claimLoop) error {
+	limit := l.limit
+	if limit <= 0 {
+		limit = math.MaxInt
+	}
+	seen := map[int64]bool{}
+	for claimed := 0; claimed < limit; {
+		if p.halted(ctx) || (l.more != nil && !l.more()) || !p.holdsLock(ctx) || !p.credentialProven(ctx) {
+			return nil
+		}
+		rows, err := l.claim(ctx, min(p.r.cfg.BatchSize, limit-claimed))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		fresh := rows[:0]
+		for _, a := range rows {
+			if seen[a.ID] {
+				u.add(&a)
+				continue
+			}
+			seen[a.ID] = true
+			fresh = append(fresh, a)
+		}
+		if len(fresh) == 0 {
+			return nil
+		}
+		claimed += len(fresh)
+		if l.count != "" {
+			p.add(l.count, len(fresh))
+		}
+		p.runBatch(ctx, fresh, l.prog, l.work)
+	}
+	return nil
+}
+
+// credentialProbe is the value of the one queryResources call that proves
+// the credential before a pass claims its first row. Any answer but a
+// refused login will do, so a number-shaped value nobody holds is enough;
+// queryResources has no documented rate limit.
+const credentialProbe = "0400000000"
+
+// credentialProven makes that call once per pass. A claim stamps rows (a
+// poll claim spends the order's 30-minute slot), so bad credentials must
+// stop the pass before the first claim: invariant 7, no row touched.
+// Other errors (Octane down) are left to the calls that follow.
+func (p *pass) credentialProven(ctx context.Context) bool {
+	p.credOnce.Do(func() {
+		_, err := p.r.client.QueryResources(ctx, credentialProbe)
+		if err != nil && classify(ctx, err) == kindUnauthorized {
+			p.setFatal(err)
+		}
+	})
+	return p.fatalErr() == nil
+}
+
 // halted reports whether the pass must not start new work.
 func (p *pass) halted(ctx context.Context) bool {
 	return ctx.Err() != nil || p.fatalErr() != nil
@@ -95,36 +169,18 @@ func (p *pass) submit(ctx context.Context) error {
 	}
 
 	cfg := p.r.cfg
-	limit := cfg.MaxSubmitPerRun
-	if limit <= 0 {
-		limit = int(^uint(0) >> 1)
-	}
+	limit := cfg.MaxSubmitPerRun // 0: no cap
 	prog := p.newProgress(PhaseSubmit, p.workload(ctx, PhaseSubmit, limit))
-	seen := map[int64]bool{}
-	claimed := 0
-	for claimed < limit && !p.halted(ctx) && p.submitStop() == "" && p.holdsLock(ctx) {
-		rows, err := p.r.store.ClaimPending(ctx, p.r.now(), p.runID, min(cfg.BatchSize, limit-claimed), cfg.Lease)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("claim pending: %w", err)
-		}
-		fresh := rows[:0]
-		for _, a := range rows {
-			if seen[a.ID] {
-				u.add(&a)
-				continue
-			}
-			seen[a.ID] = true
-			fresh = append(fresh, a)
-		}
-		if len(fresh) == 0 {
-			break
-		}
-		claimed += len(fresh)
-		p.add("submit.claimed", len(fresh))
-		p.runBatch(ctx, fresh, prog, func(ctx context.Context, a *repo.Activation) { p.submitOne(ctx, a, u) })
+	err := p.drain(ctx, u, claimLoop{
+		count: "submit.claimed", limit: limit, prog: prog,
+		more: func() bool { return p.submitStop() == "" },
+		claim: func(ctx context.Context, n int) ([]repo.Activation, error) {
+			return p.r.store.ClaimPending(ctx, p.r.now(), p.runID, n, cfg.Lease)
+		},
+		work: func(ctx context.Context, a *repo.Activation) { p.submitOne(ctx, a, u) },
+	})
+	if err != nil {
+		return fmt.Errorf("claim pending: %w", err)
 	}
 	if s := p.submitStop(); s != "" {
 		p.log.Warn("submitting stopped for this run; rows stay pending", "reason", s)
@@ -518,28 +574,14 @@ func (p *pass) releaseLeftovers(ctx context.Context) {
 
 // reconcile settles rows whose orderCreate outcome is unknown (contract 5).
 func (p *pass) reconcile(ctx context.Context, u *unclaimer) {
-	seen := map[int64]bool{}
-	for !p.halted(ctx) && p.holdsLock(ctx) {
-		rows, err := p.r.store.ClaimUnknownOrders(ctx, p.r.now(), p.runID, p.r.cfg.BatchSize, p.r.cfg.Lease)
-		if err != nil {
-			if ctx.Err() == nil {
-				p.setFatal(fmt.Errorf("claim unknown orders: %w", err))
-			}
-			return
-		}
-		fresh := rows[:0]
-		for _, a := range rows {
-			if seen[a.ID] {
-				u.add(&a)
-				continue
-			}
-			seen[a.ID] = true
-			fresh = append(fresh, a)
-		}
-		if len(fresh) == 0 {
-			return
-		}
-		p.runBatch(ctx, fresh, nil, func(ctx context.Context, a *repo.Activation) { p.reconcileOne(ctx, a, u) })
+	err := p.drain(ctx, u, claimLoop{
+		claim: func(ctx context.Context, n int) ([]repo.Activation, error) {
+			return p.r.store.ClaimUnknownOrders(ctx, p.r.now(), p.runID, n, p.r.cfg.Lease)
+		},
+		work: func(ctx context.Context, a *repo.Activation) { p.reconcileOne(ctx, a, u) },
+	})
+	if err != nil {
+		p.setFatal(fmt.Errorf("claim unknown orders: %w", err))
 	}
 }
 
