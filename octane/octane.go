@@ -81,15 +81,6 @@ type OrderRequest struct {
 	OrderNotes        string
 }
 
-// Order status values (provisional, contract 3.7).
-const (
-	StatusOpen       = "OPEN"
-	StatusInProgress = "IN_PROGRESS"
-	StatusComplete   = "COMPLETE"
-	StatusRejected   = "REJECTED"
-	StatusCancelled  = "CANCELLED"
-)
-
 // OrderStatus is the orderQueryResponse of orderQuery.
 type OrderStatus struct {
 	OrderID        string

@@ -67,3 +67,71 @@ const (
 	EsimRequestQR         = "QR Code"
 	EsimRequestSIMDetails = "SIM Details"
 )
+
+// Order status values (provisional, contract 3.7).
+const (
+	StatusOpen       = "OPEN"
+	StatusInProgress = "IN_PROGRESS"
+	StatusComplete   = "COMPLETE"
+	StatusRejected   = "REJECTED"
+	StatusCancelled  = "CANCELLED"
+)
+
+// Wire shapes the contract marks provisional. The other request and
+// response structs (fully documented) live in soap.go and rest.go.
+
+// unreserveResources: the operation's name and request shape (contract 3.5).
+type unreserveResourcesRequest struct {
+	XMLName      struct{} `xml:"unreservePooledResourcesRequest"`
+	ResourceType string   `xml:"resourceType"`
+	Resource     string   `xml:"resource"`
+}
+
+// queryResources answer: the pooledResource element names (contract 3.2).
+type queryResourcesReturn struct {
+	soapStatus
+	Resources []struct {
+		Value          string `xml:"resourceValue"`
+		Type           string `xml:"resourceType"`
+		InternalStatus string `xml:"internalStatus"`
+		ProviderStatus string `xml:"providerStatus"`
+	} `xml:"pooledResource"`
+}
+
+// orderQuery answer; its status values are the Status constants above
+// (contract 3.7).
+type orderQueryReturn struct {
+	soapStatus
+	Order struct {
+		OrderID        string `xml:"orderId"`
+		Status         string `xml:"status"`
+		InternalStatus string `xml:"internalStatus"`
+		ServiceNumber  string `xml:"serviceNumber"`
+		ErrorMessage   string `xml:"errorMessage"`
+	} `xml:"orderQueryResponse"`
+}
+
+// restStatus is the part every REST answer shares (provisional shape).
+type restStatus struct {
+	Success   flexString `json:"success"`
+	Message   string     `json:"message"`
+	ErrorCode flexString `json:"errorCode"`
+}
+
+func (s *restStatus) rest() *restStatus { return s }
+
+type restAnswer interface{ rest() *restStatus }
+
+type addCustomerAnswer struct {
+	restStatus
+	CustNo flexString `json:"custNo"`
+}
+
+type esimAnswer struct {
+	restStatus
+	MSN            string `json:"msn"`
+	ICCID          string `json:"iccid"`
+	ActivationCode string `json:"activationCode"`
+	QRCode         string `json:"qrCode"`
+	ProfileState   string `json:"profileState"`
+}

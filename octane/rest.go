@@ -39,31 +39,6 @@ func (f *flexString) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// restStatus is the part every REST answer shares (provisional shape).
-type restStatus struct {
-	Success   flexString `json:"success"`
-	Message   string     `json:"message"`
-	ErrorCode flexString `json:"errorCode"`
-}
-
-func (s *restStatus) rest() *restStatus { return s }
-
-type restAnswer interface{ rest() *restStatus }
-
-type addCustomerAnswer struct {
-	restStatus
-	CustNo flexString `json:"custNo"`
-}
-
-type esimAnswer struct {
-	restStatus
-	MSN            string `json:"msn"`
-	ICCID          string `json:"iccid"`
-	ActivationCode string `json:"activationCode"`
-	QRCode         string `json:"qrCode"`
-	ProfileState   string `json:"profileState"`
-}
-
 // decodeREST decodes a REST answer body into out and turns a non-success
 // status or body into an error: *APIError for Octane's answers,
 // *TransportError (MayHaveReached) for a 5xx or an undecodable body.

@@ -76,12 +76,6 @@ type selectResourceRequest struct {
 	ResourceType string   `xml:"resourceType"`
 }
 
-type unreserveResourcesRequest struct {
-	XMLName      struct{} `xml:"unreservePooledResourcesRequest"`
-	ResourceType string   `xml:"resourceType"`
-	Resource     string   `xml:"resource"`
-}
-
 type orderCreateRequest struct {
 	XMLName     struct{} `xml:"createRequest"`
 	CustNo      int64    `xml:"custNo"`
@@ -121,16 +115,6 @@ func (s *soapStatus) status() *soapStatus { return s }
 
 type soapReturn interface{ status() *soapStatus }
 
-type queryResourcesReturn struct {
-	soapStatus
-	Resources []struct {
-		Value          string `xml:"resourceValue"`
-		Type           string `xml:"resourceType"`
-		InternalStatus string `xml:"internalStatus"`
-		ProviderStatus string `xml:"providerStatus"`
-	} `xml:"pooledResource"`
-}
-
 type reserveResourcesReturn struct {
 	soapStatus
 	Reserved []struct {
@@ -144,17 +128,6 @@ type statusOnlyReturn struct{ soapStatus }
 type orderCreateReturn struct {
 	soapStatus
 	OrderID string `xml:"orderId"`
-}
-
-type orderQueryReturn struct {
-	soapStatus
-	Order struct {
-		OrderID        string `xml:"orderId"`
-		Status         string `xml:"status"`
-		InternalStatus string `xml:"internalStatus"`
-		ServiceNumber  string `xml:"serviceNumber"`
-		ErrorMessage   string `xml:"errorMessage"`
-	} `xml:"orderQueryResponse"`
 }
 
 // soapFault is a SOAP 1.1 Fault.
