@@ -201,26 +201,32 @@ func (c *config) validate() error {
 // requireOctane checks the settings a command that talks to Octane needs.
 func (c *config) requireOctane() error {
 	var errs []error
-	for name, v := range map[string]string{
-		"DATABASE_URL":    c.DatabaseURL,
-		"OCTANE_SOAP_URL": c.Octane.SOAPURL,
-		"OCTANE_REST_URL": c.Octane.RESTURL,
-		"OCTANE_USERNAME": c.Octane.Username,
-		"OCTANE_PASSWORD": c.Octane.Password.Reveal(),
+	for _, v := range []struct{ name, value string }{
+		{"DATABASE_URL", c.DatabaseURL},
+		{"OCTANE_SOAP_URL", c.Octane.SOAPURL},
+		{"OCTANE_REST_URL", c.Octane.RESTURL},
+		{"OCTANE_USERNAME", c.Octane.Username},
+		{"OCTANE_PASSWORD", c.Octane.Password.Reveal()},
 	} {
-		if strings.TrimSpace(v) == "" {
-			errs = append(errs, fmt.Errorf("%s: required", name))
+		if strings.TrimSpace(v.value) == "" {
+			errs = append(errs, fmt.Errorf("%s: required", v.name))
 		}
 	}
 	if c.Octane.GroupNo <= 0 {
 		errs = append(errs, fmt.Errorf("OCTANE_GROUP_NO: %d must be a positive wholesaler group number", c.Octane.GroupNo))
 	}
-	for name, v := range map[string]string{"OCTANE_SOAP_URL": c.Octane.SOAPURL, "OCTANE_REST_URL": c.Octane.RESTURL} {
-		if v == "" {
+	for _, v := range []struct{ name, value string }{{"OCTANE_SOAP_URL", c.Octane.SOAPURL}, {"OCTANE_REST_URL", c.Octane.RESTURL}} {
+		if v.value == "" {
 			continue
 		}
-		if u, err := url.Parse(v); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("%s: %q is not an http(s) URL", name, v))
+		u, err := url.Parse(v.value)
+		switch {
+		case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+			errs = append(errs, fmt.Errorf("%s: %q is not an http(s) URL", v.name, v.value))
+		case u.Scheme == "http" && !isLoopbackHost(u.Hostname()):
+			// The credential travels in every request: plain HTTP only to
+			// a simulator on this machine.
+			errs = append(errs, fmt.Errorf("%s: %q must use https (plain http only for a loopback simulator)", v.name, v.value))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -78,6 +78,25 @@ func TestTimeOffsetAllowedOnLoopback(t *testing.T) {
 	}
 }
 
+func TestRequireOctaneRefusesPlainHTTPToARealHost(t *testing.T) {
+	env := map[string]string{
+		"DATABASE_URL": "x.db", "OCTANE_USERNAME": "u", "OCTANE_PASSWORD": "p", "OCTANE_GROUP_NO": "7",
+		"OCTANE_SOAP_URL": "http://benzine.telcoinabox.com/tiab", "OCTANE_REST_URL": "http://127.0.0.1:8085/tiab/api",
+	}
+	cfg, err := loadConfig(context.Background(), lookupMap(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.requireOctane()
+	if err == nil || !strings.Contains(err.Error(), "OCTANE_SOAP_URL") || strings.Contains(err.Error(), "OCTANE_REST_URL") {
+		t.Fatalf("requireOctane = %v, want only OCTANE_SOAP_URL refused", err)
+	}
+	env["OCTANE_SOAP_URL"] = "https://benzine.telcoinabox.com/tiab"
+	if cfg, _ = loadConfig(context.Background(), lookupMap(env)); cfg.requireOctane() != nil {
+		t.Fatalf("https and loopback http refused: %v", cfg.requireOctane())
+	}
+}
+
 func TestRequireOctane(t *testing.T) {
 	cfg, err := loadConfig(context.Background(), lookupMap(map[string]string{"OCTANE_SOAP_URL": "ftp://x/tiab"}))
 	if err != nil {
