@@ -19,8 +19,14 @@ import (
 
 const (
 	qrImagePixels = 128  // rendered QR images: about 3 px a module for an LPA string
-	qrRowHeight   = 96.0 // points: 128 px at 96 dpi, so the image shows at full size
-	qrColWidth    = 18.0 // characters: a little over 128 px
+	qrRowHeight   = 96.0 // points: 128 px at 96 dpi
+	qrColWidth    = 18.0 // characters: 131 px in Excel's default font (7 px a digit + 5)
+	// qrShownPixels is the side every QR image is shown at, whatever its
+	// source size (Octane's may be 256 px or more): large enough to scan
+	// from a screen, small enough to sit inside its cell with a margin.
+	qrShownPixels = 120
+	qrMarginX     = 5 // px: (131 - 120) / 2, centred in the column
+	qrMarginY     = 4 // px: (128 - 120) / 2, centred in the row
 	maxColWidth   = 60.0
 	dateWidth     = 20.0
 	dateFormat    = "yyyy-mm-dd hh:mm:ss"
@@ -201,9 +207,14 @@ func writeQR(f *excelize.File, st styles, rows []QRRow) error {
 		if err := f.SetRowHeight(sheet, row, qrRowHeight); err != nil {
 			return fmt.Errorf("reports: QR row %d: %w", row, err)
 		}
-		if png := qrImage(r); png != nil {
+		if png, side := qrImage(r); png != nil {
+			// An explicit scale, not AutoFit: AutoFit sizes to excelize's own
+			// pixel model of the cell (and to the width the column has at
+			// that moment), which left 64 px images in the top corner.
+			scale := float64(qrShownPixels) / float64(side)
 			pic := &excelize.Picture{Extension: ".png", File: png, Format: &excelize.GraphicOptions{
-				AutoFit: true, Positioning: "oneCell", AltText: "QR code " + r.SalesRef,
+				ScaleX: scale, ScaleY: scale, OffsetX: qrMarginX, OffsetY: qrMarginY,
+				Positioning: "oneCell", AltText: "QR code " + r.SalesRef,
 			}}
 			if err := f.AddPictureFromBytes(sheet, cell(last, row), pic); err != nil {
 				return fmt.Errorf("reports: QR image row %d: %w", row, err)
@@ -237,47 +248,52 @@ func writeQR(f *excelize.File, st styles, rows []QRRow) error {
 	return nil
 }
 
-// qrImage returns the PNG to place in the row: Octane's when it is a PNG that
-// decodes to the row's activation code (or there is no code to check it
-// against), else one rendered from the code, else nil (no code and no usable
-// image: e.g. a physical SIM or a QR Octane emailed itself). The image must
-// never disagree with the code beside it: that would hand one customer's eSIM
-// to another.
-func qrImage(r QRRow) []byte {
-	if len(r.PNG) > 0 && octanePNGMatches(r.PNG, r.ActivationCode) {
-		return r.PNG
+// qrImage returns the PNG to place in the row and its larger side in pixels:
+// Octane's when it is a PNG that decodes to the row's activation code (or
+// there is no code to check it against), else one rendered from the code,
+// else nil (no code and no usable image: e.g. a physical SIM or a QR Octane
+// emailed itself). The image must never disagree with the code beside it:
+// that would hand one customer's eSIM to another.
+func qrImage(r QRRow) ([]byte, int) {
+	if len(r.PNG) > 0 {
+		if side, ok := octanePNGMatches(r.PNG, r.ActivationCode); ok {
+			return r.PNG, side
+		}
 	}
 	if r.ActivationCode == "" {
-		return nil
+		return nil, 0
 	}
 	png, err := qrcode.Encode(r.ActivationCode, qrcode.Medium, qrImagePixels)
 	if err != nil { // longer than a QR code holds: the code stays in its cell as text
-		return nil
+		return nil, 0
 	}
-	return png
+	return png, qrImagePixels
 }
 
 // maxQRPixels bounds the images decoded (a PNG header can claim any size).
 const maxQRPixels = 4096 * 4096
 
-func octanePNGMatches(png []byte, code string) bool {
+// octanePNGMatches reports whether png is a PNG of code (any PNG when code is
+// empty) and returns its larger side in pixels.
+func octanePNGMatches(png []byte, code string) (int, bool) {
 	cfg, format, err := image.DecodeConfig(bytes.NewReader(png))
-	if err != nil || format != "png" || cfg.Width*cfg.Height > maxQRPixels {
-		return false
+	if err != nil || format != "png" || cfg.Width <= 0 || cfg.Height <= 0 || cfg.Width*cfg.Height > maxQRPixels {
+		return 0, false
 	}
+	side := max(cfg.Width, cfg.Height)
 	if code == "" {
-		return true
+		return side, true
 	}
 	img, _, err := image.Decode(bytes.NewReader(png))
 	if err != nil {
-		return false
+		return 0, false
 	}
 	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
 	if err != nil {
-		return false
+		return 0, false
 	}
 	res, err := zxqr.NewQRCodeReader().Decode(bmp, nil)
-	return err == nil && res.GetText() == code
+	return side, err == nil && res.GetText() == code
 }
 
 // streamSheet writes a header and rows to a new, empty sheet with the stream

@@ -3,6 +3,7 @@ package reports
 import (
 	"archive/zip"
 	"bytes"
+	"encoding/xml"
 	"errors"
 	"flag"
 	"fmt"
@@ -424,5 +425,112 @@ func TestEmptyReportBuilds(t *testing.T) {
 	f := open(t, mustBuild(t, Data{Number: 3}, Options{}), "")
 	if v, _ := f.GetCellValue(SheetSummary, "A10"); v != "qr_ready" {
 		t.Errorf("A10 = %q, want the qr_ready outcome row", v)
+	}
+}
+
+// zipPart returns the named part of an (unencrypted) workbook.
+func zipPart(t *testing.T, b []byte, name string) []byte {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, zf := range zr.File {
+		if zf.Name == name {
+			rc, err := zf.Open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			data, err := io.ReadAll(rc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return data
+		}
+	}
+	t.Fatalf("workbook has no part %s", name)
+	return nil
+}
+
+// sheetDrawing returns the drawing part of the n-th sheet (1-based).
+func sheetDrawing(t *testing.T, b []byte, n int) []byte {
+	t.Helper()
+	var rels struct {
+		Rel []struct {
+			Target string `xml:"Target,attr"`
+			Type   string `xml:"Type,attr"`
+		} `xml:"Relationship"`
+	}
+	if err := xml.Unmarshal(zipPart(t, b, fmt.Sprintf("xl/worksheets/_rels/sheet%d.xml.rels", n)), &rels); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rels.Rel {
+		if strings.HasSuffix(r.Type, "/drawing") {
+			return zipPart(t, b, "xl/"+strings.TrimPrefix(r.Target, "../"))
+		}
+	}
+	t.Fatalf("sheet %d has no drawing", n)
+	return nil
+}
+
+// A QR image a finance user can scan from the screen: inside its own cell
+// (so rows never overlap and sorting keeps image and code together), at a
+// scannable size, whether Octane sent a 300 px PNG or we rendered 128 px.
+func TestQRImagesSitInTheirCells(t *testing.T) {
+	d := sampleData(t)
+	b := mustBuild(t, d, Options{})
+	f := open(t, b, "")
+	var dr struct {
+		Anchors []struct {
+			Col    int   `xml:"from>col"`
+			ColOff int64 `xml:"from>colOff"`
+			Row    int   `xml:"from>row"`
+			RowOff int64 `xml:"from>rowOff"`
+			Ext    struct {
+				CX int64 `xml:"cx,attr"`
+				CY int64 `xml:"cy,attr"`
+			} `xml:"ext"`
+		} `xml:"oneCellAnchor"`
+	}
+	if err := xml.Unmarshal(sheetDrawing(t, b, 1), &dr); err != nil {
+		t.Fatal(err)
+	}
+	const emuPerPx, emuPerPt = 9525, 12700
+	if len(dr.Anchors) != 4 { // rows 2, 3, 4 and 6 carry an image
+		t.Fatalf("%d images on the QR sheet, want 4", len(dr.Anchors))
+	}
+	colW, err := f.GetColWidth(SheetQR, "J")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cellPx := int64(colW*7 + 5) // Excel's pixels for a width in characters (Calibri 11)
+	rows := map[int]bool{}
+	for _, a := range dr.Anchors {
+		name := fmt.Sprintf("image in row %d", a.Row+1)
+		if a.Col != len(QRColumns)-1 {
+			t.Errorf("%s anchored in column %d, want the QR code column %d", name, a.Col, len(QRColumns)-1)
+		}
+		if rows[a.Row] {
+			t.Errorf("two images in row %d", a.Row+1)
+		}
+		rows[a.Row] = true
+		rowPt, err := f.GetRowHeight(SheetQR, a.Row+1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Ext.CX != a.Ext.CY {
+			t.Errorf("%s is %dx%d EMU, want square", name, a.Ext.CX, a.Ext.CY)
+		}
+		if a.Ext.CY < 100*emuPerPx {
+			t.Errorf("%s is %d px high, want at least 100 px to scan", name, a.Ext.CY/emuPerPx)
+		}
+		if bottom := a.RowOff + a.Ext.CY; bottom > int64(rowPt*emuPerPt) {
+			t.Errorf("%s ends %d px down, row is %.0f pt (%d px): it spills into the next row",
+				name, bottom/emuPerPx, rowPt, int64(rowPt*emuPerPt)/emuPerPx)
+		}
+		if right := a.ColOff + a.Ext.CX; right > cellPx*emuPerPx {
+			t.Errorf("%s ends %d px right, column is %d px", name, right/emuPerPx, cellPx)
+		}
 	}
 }
