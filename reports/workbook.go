@@ -8,6 +8,7 @@ import (
 	"io"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -28,6 +29,8 @@ const (
 	qrMarginX     = 5 // px: (131 - 120) / 2, centred in the column
 	qrMarginY     = 4 // px: (128 - 120) / 2, centred in the row
 	maxColWidth   = 60.0
+	lineHeight    = 15.0 // points: one line of the default 11 pt font
+	maxLines      = 12   // a wrapped row grows to at most this many lines
 	dateWidth     = 20.0
 	dateFormat    = "yyyy-mm-dd hh:mm:ss"
 )
@@ -52,7 +55,9 @@ func newStyles(f *excelize.File) (styles, error) {
 			Alignment: center,
 		}},
 		// "@" (49) keeps a value text even when a user edits the cell.
-		{&s.text, &excelize.Style{NumFmt: 49, Alignment: center}},
+		// Wrapped: a value longer than its column (capped at maxColWidth)
+		// shows in full on several lines instead of being cut off.
+		{&s.text, &excelize.Style{NumFmt: 49, Alignment: &excelize.Alignment{Vertical: "center", WrapText: true}}},
 		{&s.integer, &excelize.Style{NumFmt: 1, Alignment: center}},
 		{&s.date, &excelize.Style{CustomNumFmt: &format, Alignment: center}},
 		{&s.seconds, &excelize.Style{NumFmt: 2, Alignment: center}},
@@ -321,7 +326,12 @@ func streamSheet(f *excelize.File, st styles, sheet, table string, headers []str
 		return fmt.Errorf("reports: stream %s header: %w", sheet, err)
 	}
 	for i := 0; i < rows; i++ {
-		if err := sw.SetRow(cell(1, i+2), row(i)); err != nil {
+		values := row(i)
+		var opts []excelize.RowOpts
+		if h := wrappedHeight(values, w); h > 0 {
+			opts = append(opts, excelize.RowOpts{Height: h})
+		}
+		if err := sw.SetRow(cell(1, i+2), values, opts...); err != nil {
 			return fmt.Errorf("reports: stream %s row %d: %w", sheet, i+2, err)
 		}
 	}
@@ -334,6 +344,35 @@ func streamSheet(f *excelize.File, st styles, sheet, table string, headers []str
 		return fmt.Errorf("reports: stream %s flush: %w", sheet, err)
 	}
 	return nil
+}
+
+// wrappedHeight returns the height in points a streamed row needs to show its
+// longest wrapped text in full, or 0 when every value fits on one line.
+// Neither Excel nor excelize sizes a row to wrapped text when the file is
+// written, so the height is estimated: a column w characters wide holds
+// about w-2 of them a line.
+func wrappedHeight(values []any, w widths) float64 {
+	lines := 1
+	for c, v := range values {
+		cv, ok := v.(excelize.Cell)
+		if !ok || c >= len(w) {
+			continue
+		}
+		s, ok := cv.Value.(string)
+		if !ok {
+			continue
+		}
+		perLine := max(int(w[c])-2, 1)
+		n := 0
+		for _, part := range strings.Split(s, "\n") {
+			n += max((utf8.RuneCountInString(part)+perLine-1)/perLine, 1)
+		}
+		lines = max(lines, n)
+	}
+	if lines <= 1 {
+		return 0
+	}
+	return float64(min(lines, maxLines)) * lineHeight
 }
 
 func writeFailures(f *excelize.File, st styles, rows []FailureRow) error {

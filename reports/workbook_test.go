@@ -534,3 +534,63 @@ func TestQRImagesSitInTheirCells(t *testing.T) {
 		}
 	}
 }
+
+// Long messages and raw rows are not cut off at the column's edge: the
+// column stops at maxColWidth, the text wraps and the row is tall enough for
+// every line.
+func TestLongTextWraps(t *testing.T) {
+	long := strings.Repeat("Octane said the plan is not allowed for this customer. ", 4) // 220 runes
+	raw := strings.Repeat("S-9,Dan,Smith,dan@example.com,1001,,esim,,", 4)               // 168 runes
+	d := Data{
+		Number: 1, GeneratedAt: t0,
+		QR: []QRRow{{SalesRef: "S-1", MSN: "0412000001", Outcome: "QR ready", CompletedAt: t0,
+			ActivationCode: "LPA:1$smdp.octane.example.com$" + strings.Repeat("K", 60)}},
+		Failures: []FailureRow{
+			{SalesRef: "F-1", Step: "orderCreate", Code: "E042", Message: "short", Attempts: 1},
+			{SalesRef: "F-2", Step: "orderCreate", Code: "E042", Message: long, Attempts: 2},
+		},
+		Rejects: []RejectRow{{File: "sales.csv", Line: 9, Reason: "missing email", Raw: raw, ImportedAt: t0}},
+	}
+	f := open(t, mustBuild(t, d, Options{}), "")
+	tests := []struct {
+		name      string
+		sheet     string
+		col       string
+		row       int
+		want      string
+		minHeight float64 // 0: the row's own height is not checked
+	}{
+		{"failure message", SheetFailure, "G", 3, long, 4 * 15},
+		{"raw row", SheetRejects, "D", 2, raw, 3 * 15},
+		{"activation code", SheetQR, "I", 2, d.QR[0].ActivationCode, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ref := tt.col + strconv.Itoa(tt.row)
+			if v, _ := f.GetCellValue(tt.sheet, ref); v != tt.want {
+				t.Errorf("%s = %q, want the whole text", ref, v)
+			}
+			w, err := f.GetColWidth(tt.sheet, tt.col)
+			if err != nil || w > maxColWidth || w < 20 {
+				t.Errorf("column %s width %v (%v), want 20..%v", tt.col, w, err, maxColWidth)
+			}
+			id, err := f.GetCellStyle(tt.sheet, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := f.GetStyle(id)
+			if err != nil || st.Alignment == nil || !st.Alignment.WrapText {
+				t.Errorf("%s!%s does not wrap: the text is cut off at the column edge", tt.sheet, ref)
+			}
+			if tt.minHeight > 0 {
+				h, err := f.GetRowHeight(tt.sheet, tt.row)
+				if err != nil || h < tt.minHeight {
+					t.Errorf("row %d height %v pt, want at least %v for every line", tt.row, h, tt.minHeight)
+				}
+			}
+		})
+	}
+	if h, _ := f.GetRowHeight(SheetFailure, 2); h != 15 {
+		t.Errorf("a one-line failure row is %v pt, want 15", h)
+	}
+}
