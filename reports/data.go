@@ -36,6 +36,9 @@ var (
 var outcomeOrder = []string{"qr_ready", "provisioned", "failed", "rejected",
 	"pending", "selected", "ordering", "submitted", "completed"}
 
+// reportOutcomes are the outcomes a report delivers, the head of outcomeOrder.
+var reportOutcomes = outcomeOrder[:4]
+
 // ErrTooManyQRRows is returned by Build when Data holds more than
 // MaxQRRowsPerWorkbook QR rows.
 var ErrTooManyQRRows = errors.New("reports: too many QR rows for one workbook")

@@ -435,7 +435,7 @@ func outcomes(counts, totals map[string]int) []string {
 	for i, k := range outcomeOrder {
 		_, inC := counts[k]
 		_, inT := totals[k]
-		if i < 4 || inC || inT {
+		if i < len(reportOutcomes) || inC || inT {
 			keys = append(keys, k)
 		}
 		seen[k] = true
@@ -558,19 +558,32 @@ func writeSummary(f *excelize.File, st styles, d Data) error {
 	if err := w.apply(f, sheet); err != nil {
 		return err
 	}
+	// The chart shows the four reporting outcomes (the rows after them are
+	// lifecycle states, mostly 0, that crowd the axis).
+	lastChart := min(first+len(reportOutcomes)-1, lastOutcome)
 	series := func(col string) excelize.ChartSeries {
 		return excelize.ChartSeries{
-			Name:       fmt.Sprintf("%s!$%s$%d", sheet, col, summaryOutcomeHeader),
-			Categories: fmt.Sprintf("%s!$A$%d:$A$%d", sheet, first, lastOutcome),
-			Values:     fmt.Sprintf("%s!$%s$%d:$%s$%d", sheet, col, first, col, lastOutcome),
+			Name:       fmt.Sprintf("'%s'!$%s$%d", sheet, col, summaryOutcomeHeader),
+			Categories: fmt.Sprintf("'%s'!$A$%d:$A$%d", sheet, first, lastChart),
+			Values:     fmt.Sprintf("'%s'!$%s$%d:$%s$%d", sheet, col, first, col, lastChart),
 		}
 	}
+	// excelize draws tick labels in 15 % grey, barely visible on screen and
+	// lost on a printout: dark grey, like the rest of the sheet.
+	axisFont := excelize.Font{Color: "404040", Size: 10}
+	axisTitle := func(s string) excelize.ChartTitle {
+		return excelize.ChartTitle{Paragraph: []excelize.RichTextRun{{Text: s, Font: &excelize.Font{Color: "404040", Size: 10}}}}
+	}
 	if err := f.AddChart(sheet, "F2", &excelize.Chart{
-		Type:   excelize.Col,
-		Series: []excelize.ChartSeries{series("B"), series("C")},
-		Title:  excelize.ChartTitle{Paragraph: []excelize.RichTextRun{{Text: "Activations by outcome"}}},
-		Legend: excelize.ChartLegend{Position: "bottom"},
-		Format: excelize.GraphicOptions{OffsetX: 10, OffsetY: 10},
+		Type:       excelize.Col,
+		VaryColors: new(false), // one colour per series, as the legend says
+		Series:     []excelize.ChartSeries{series("B"), series("C")},
+		Title:      excelize.ChartTitle{Paragraph: []excelize.RichTextRun{{Text: "Activations by outcome"}}},
+		Legend:     excelize.ChartLegend{Position: "bottom"},
+		XAxis:      excelize.ChartAxis{Font: axisFont, Title: axisTitle("Outcome")},
+		YAxis:      excelize.ChartAxis{Font: axisFont, Title: axisTitle("Activations"), MajorGridLines: true},
+		Dimension:  excelize.ChartDimension{Width: 560, Height: 320},
+		Format:     excelize.GraphicOptions{OffsetX: 10, OffsetY: 10},
 	}); err != nil {
 		return fmt.Errorf("reports: summary chart: %w", err)
 	}

@@ -349,20 +349,70 @@ func TestSummary(t *testing.T) {
 			t.Errorf("Summary row %d = %q, want %q", rn, got, want)
 		}
 	}
-	zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
-	if err != nil {
+}
+
+// The chart a finance user reads without the table beside it: titled, both
+// axes titled, tick labels dark enough to read, over the four outcomes a
+// report delivers (not the lifecycle states, mostly 0, that crowd the axis).
+func TestSummaryChart(t *testing.T) {
+	b := mustBuild(t, sampleData(t), Options{})
+	type text struct {
+		T []string `xml:"tx>rich>p>r>t"`
+	}
+	type val struct {
+		Val string `xml:"val,attr"`
+	}
+	type axis struct {
+		Title text `xml:"title"`
+		Tick  struct {
+			RGB    val `xml:"srgbClr"`
+			LumOff val `xml:"schemeClr>lumOff"`
+		} `xml:"txPr>p>pPr>defRPr>solidFill"`
+	}
+	var chart struct {
+		Title  text `xml:"chart>title"`
+		Series []struct {
+			Name string `xml:"tx>strRef>f"`
+			Cat  string `xml:"cat>strRef>f"`
+			Val  string `xml:"val>numRef>f"`
+		} `xml:"chart>plotArea>barChart>ser"`
+		VaryColors val  `xml:"chart>plotArea>barChart>varyColors"`
+		CatAx      axis `xml:"chart>plotArea>catAx"`
+		ValAx      axis `xml:"chart>plotArea>valAx"`
+	}
+	if err := xml.Unmarshal(zipPart(t, b, "xl/charts/chart1.xml"), &chart); err != nil {
 		t.Fatal(err)
 	}
-	var chart []byte
-	for _, zf := range zr.File {
-		if strings.HasPrefix(zf.Name, "xl/charts/chart") {
-			rc, _ := zf.Open()
-			chart, _ = io.ReadAll(rc)
-			rc.Close()
+	if got := strings.Join(chart.Title.T, ""); got != "Activations by outcome" {
+		t.Errorf("chart title %q", got)
+	}
+	if chart.VaryColors.Val == "1" {
+		t.Errorf("bars vary colour by category: the legend's two colours would not match")
+	}
+	for _, ax := range []struct {
+		name  string
+		axis  axis
+		title string
+	}{{"category axis", chart.CatAx, "Outcome"}, {"value axis", chart.ValAx, "Activations"}} {
+		if got := strings.Join(ax.axis.Title.T, ""); got != ax.title {
+			t.Errorf("%s title %q, want %q", ax.name, got, ax.title)
+		}
+		if ax.axis.Tick.RGB.Val == "" || ax.axis.Tick.LumOff.Val != "" {
+			t.Errorf("%s tick labels are a light scheme tint (lumOff %q), want a dark RGB colour", ax.name, ax.axis.Tick.LumOff.Val)
 		}
 	}
-	if !bytes.Contains(chart, []byte("Summary!$A$10:$A$15")) {
-		t.Errorf("no chart over the outcome rows (Summary!$A$10:$A$15)")
+	want := []struct{ name, cat, val string }{
+		{"'Summary'!$B$9", "'Summary'!$A$10:$A$13", "'Summary'!$B$10:$B$13"},
+		{"'Summary'!$C$9", "'Summary'!$A$10:$A$13", "'Summary'!$C$10:$C$13"},
+	}
+	if len(chart.Series) != len(want) {
+		t.Fatalf("%d series, want %d (this report, to date)", len(chart.Series), len(want))
+	}
+	for i, w := range want {
+		s := chart.Series[i]
+		if s.Name != w.name || s.Cat != w.cat || s.Val != w.val {
+			t.Errorf("series %d = %s %s %s, want %s %s %s", i, s.Name, s.Cat, s.Val, w.name, w.cat, w.val)
+		}
 	}
 }
 
