@@ -512,7 +512,7 @@ func writeSummary(f *excelize.File, st styles, d Data) error {
 	keys := outcomes(d.Counts, d.Totals)
 	for _, k := range keys {
 		row++
-		if err := set(cell(1, row), k, st.text); err != nil {
+		if err := set(cell(1, row), outcomeLabel(k), st.text); err != nil {
 			return err
 		}
 		for c, m := range []map[string]int{d.Counts, d.Totals} {
@@ -542,7 +542,7 @@ func writeSummary(f *excelize.File, st styles, d Data) error {
 	w := newWidths([]string{"QR rows / failures / rejects", "Rate-limit wait (s)", "This report", "Rate-limit wait (s)"})
 	w.atLeast(1, dateWidth)
 	for _, k := range keys {
-		w.fit(0, k)
+		w.fit(0, outcomeLabel(k))
 	}
 	for _, c := range calls {
 		row++

@@ -337,8 +337,8 @@ func TestSummary(t *testing.T) {
 	}
 	wantOutcomes := [][]string{
 		{"Outcome", "This report", "To date"},
-		{"qr_ready", "3", "100"}, {"provisioned", "1", "4"}, {"failed", "2", "9"}, {"rejected", "1", "3"},
-		{"pending", "", "20"}, {"weird", "", "1"},
+		{"QR ready", "3", "100"}, {"Provisioned", "1", "4"}, {"Failed", "2", "9"}, {"Rejected on import", "1", "3"},
+		{"Pending", "", "20"}, {"weird", "", "1"},
 		{"", "", ""},
 		{"Octane method", "Outcome", "Calls"},
 		{"getEsimDetails", "ok", "39"}, {"orderCreate", "ok", "40"},
@@ -473,7 +473,7 @@ func TestTooManyQRRows(t *testing.T) {
 
 func TestEmptyReportBuilds(t *testing.T) {
 	f := open(t, mustBuild(t, Data{Number: 3}, Options{}), "")
-	if v, _ := f.GetCellValue(SheetSummary, "A10"); v != "qr_ready" {
+	if v, _ := f.GetCellValue(SheetSummary, "A10"); v != "QR ready" {
 		t.Errorf("A10 = %q, want the qr_ready outcome row", v)
 	}
 }
