@@ -422,6 +422,9 @@ func writeRejects(f *excelize.File, st styles, rows []RejectRow) error {
 	})
 }
 
+// noCalls fills the Summary's Octane calls table when the period has none.
+const noCalls = "No Octane calls recorded in this period"
+
 // Summary layout: the rows below are fixed so the chart can point at them.
 const (
 	summaryOutcomeHeader = 9 // "Outcome | This report | To date"
@@ -553,6 +556,13 @@ func writeSummary(f *excelize.File, st styles, d Data) error {
 			if err := set(cell(i+1, row), v, style); err != nil {
 				return err
 			}
+		}
+	}
+	if len(calls) == 0 {
+		// Said, not left blank: an empty table reads as a broken report.
+		w.fit(0, noCalls)
+		if err := set(cell(1, row+1), noCalls, st.text); err != nil {
+			return err
 		}
 	}
 	if err := w.apply(f, sheet); err != nil {

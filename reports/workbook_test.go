@@ -476,6 +476,16 @@ func TestEmptyReportBuilds(t *testing.T) {
 	if v, _ := f.GetCellValue(SheetSummary, "A10"); v != "QR ready" {
 		t.Errorf("A10 = %q, want the qr_ready outcome row", v)
 	}
+	// Outcome rows 10-13, a blank row, the calls header, then the note.
+	if v, _ := f.GetCellValue(SheetSummary, "A15"); v != "Octane method" {
+		t.Errorf("A15 = %q, want the calls table header", v)
+	}
+	if v, _ := f.GetCellValue(SheetSummary, "A16"); v != noCalls {
+		t.Errorf("A16 = %q: a period without Octane calls must say so, not leave an empty table", v)
+	}
+	if w, _ := f.GetColWidth(SheetSummary, "A"); w < float64(len(noCalls)) {
+		t.Errorf("Summary column A is %v wide: the note is cut", w)
+	}
 }
 
 // zipPart returns the named part of an (unencrypted) workbook.
