@@ -182,6 +182,31 @@ func (w widths) apply(f *excelize.File, sheet string) error {
 	return nil
 }
 
+// printSetup makes a sheet print landscape, one page wide (as many pages
+// tall as it needs) and, with header, repeats row 1 on every page. Without
+// it the QR codes sheet printed as 46 portrait pages, its columns split
+// across pages and no header after the first.
+func printSetup(f *excelize.File, sheet string, header bool) error {
+	landscape, wide, tall, fit := "landscape", 1, 0, true
+	if err := f.SetSheetProps(sheet, &excelize.SheetPropsOptions{FitToPage: &fit}); err != nil {
+		return fmt.Errorf("reports: %s print fit: %w", sheet, err)
+	}
+	if err := f.SetPageLayout(sheet, &excelize.PageLayoutOptions{
+		Orientation: &landscape, FitToWidth: &wide, FitToHeight: &tall,
+	}); err != nil {
+		return fmt.Errorf("reports: %s page layout: %w", sheet, err)
+	}
+	if !header {
+		return nil
+	}
+	if err := f.SetDefinedName(&excelize.DefinedName{
+		Name: "_xlnm.Print_Titles", RefersTo: "'" + sheet + "'!$1:$1", Scope: sheet,
+	}); err != nil {
+		return fmt.Errorf("reports: %s print titles: %w", sheet, err)
+	}
+	return nil
+}
+
 var freezeHeader = &excelize.Panes{Freeze: true, YSplit: 1, TopLeftCell: "A2", ActivePane: "bottomLeft"}
 
 func writeQR(f *excelize.File, st styles, rows []QRRow) error {
@@ -250,6 +275,10 @@ func writeQR(f *excelize.File, st styles, rows []QRRow) error {
 	if err := f.AutoFilter(sheet, cell(1, 1)+":"+cell(last, end), nil); err != nil {
 		return fmt.Errorf("reports: QR autofilter: %w", err)
 	}
+	// After the autofilter, which replaces the sheet's properties.
+	if err := printSetup(f, sheet, true); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -306,6 +335,11 @@ func octanePNGMatches(png []byte, code string) (int, bool) {
 // autofilter is the only one a streamed sheet can carry.
 func streamSheet(f *excelize.File, st styles, sheet, table string, headers []string, w widths,
 	rows int, row func(i int) []any) error {
+	// Before the stream writer: it copies the sheet's properties and page
+	// setup from the empty sheet.
+	if err := printSetup(f, sheet, true); err != nil {
+		return err
+	}
 	sw, err := f.NewStreamWriter(sheet)
 	if err != nil {
 		return fmt.Errorf("reports: stream %s: %w", sheet, err)
@@ -458,6 +492,9 @@ func outcomes(counts, totals map[string]int) []string {
 
 func writeSummary(f *excelize.File, st styles, d Data) error {
 	sheet := SheetSummary
+	if err := printSetup(f, sheet, false); err != nil {
+		return err
+	}
 	type kv struct {
 		row   int
 		label string

@@ -654,3 +654,44 @@ func TestLongTextWraps(t *testing.T) {
 		t.Errorf("a one-line failure row is %v pt, want 15", h)
 	}
 }
+
+// Printed, every sheet is landscape and one page wide, and the data sheets
+// repeat their header row on every page.
+func TestPrintSetup(t *testing.T) {
+	f := open(t, mustBuild(t, sampleData(t), Options{}), "")
+	titles := map[string]string{}
+	for _, dn := range f.GetDefinedName() {
+		if dn.Name == "_xlnm.Print_Titles" {
+			titles[dn.Scope] = dn.RefersTo
+		}
+	}
+	for _, tt := range []struct {
+		sheet  string
+		titles string
+	}{
+		{SheetQR, "'QR codes'!$1:$1"},
+		{SheetFailure, "'Failures'!$1:$1"},
+		{SheetRejects, "'Rejected imports'!$1:$1"},
+		{SheetSummary, ""},
+	} {
+		t.Run(tt.sheet, func(t *testing.T) {
+			pl, err := f.GetPageLayout(tt.sheet)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pl.Orientation == nil || *pl.Orientation != "landscape" {
+				t.Errorf("orientation %v, want landscape", pl.Orientation)
+			}
+			if pl.FitToWidth == nil || *pl.FitToWidth != 1 || pl.FitToHeight == nil || *pl.FitToHeight != 0 {
+				t.Errorf("fit to %v wide by %v tall, want 1 by 0 (as many as needed)", pl.FitToWidth, pl.FitToHeight)
+			}
+			props, err := f.GetSheetProps(tt.sheet)
+			if err != nil || props.FitToPage == nil || !*props.FitToPage {
+				t.Errorf("fit to page is off (%v): the page layout's fit is ignored", err)
+			}
+			if titles[tt.sheet] != tt.titles {
+				t.Errorf("print titles %q, want %q", titles[tt.sheet], tt.titles)
+			}
+		})
+	}
+}
