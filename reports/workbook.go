@@ -31,7 +31,7 @@ const (
 	maxColWidth   = 60.0
 	lineHeight    = 15.0 // points: one line of the default 11 pt font
 	maxLines      = 12   // a wrapped row grows to at most this many lines
-	dateWidth     = 20.0
+	dateWidth     = 22.0 // a 19-character date and a margin each side
 	dateFormat    = "yyyy-mm-dd hh:mm:ss"
 )
 
@@ -59,7 +59,10 @@ func newStyles(f *excelize.File) (styles, error) {
 		// shows in full on several lines instead of being cut off.
 		{&s.text, &excelize.Style{NumFmt: 49, Alignment: &excelize.Alignment{Vertical: "center", WrapText: true}}},
 		{&s.integer, &excelize.Style{NumFmt: 1, Alignment: center}},
-		{&s.date, &excelize.Style{CustomNumFmt: &format, Alignment: center}},
+		// Centred: right-aligned (a number's default) a date ran into the
+		// left-aligned text of the next column.
+		{&s.date, &excelize.Style{CustomNumFmt: &format,
+			Alignment: &excelize.Alignment{Horizontal: "center", Vertical: "center"}}},
 		{&s.seconds, &excelize.Style{NumFmt: 2, Alignment: center}},
 		{&s.title, &excelize.Style{Font: &excelize.Font{Bold: true, Size: 14}}},
 	}

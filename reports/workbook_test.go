@@ -188,6 +188,14 @@ func checkDate(t *testing.T, f *excelize.File, sheet, ref string, want time.Time
 	if err != nil || st.CustomNumFmt == nil || *st.CustomNumFmt != dateFormat {
 		t.Errorf("%s!%s style has no date format", sheet, ref)
 	}
+	// Clear of its neighbours: centred in a column wider than the date.
+	if err == nil && (st.Alignment == nil || st.Alignment.Horizontal != "center") {
+		t.Errorf("%s!%s date is not centred: it runs into the next column's text", sheet, ref)
+	}
+	col := strings.TrimRight(ref, "0123456789")
+	if w, _ := f.GetColWidth(sheet, col); w < float64(len(dateFormat))+3 {
+		t.Errorf("%s column %s is %v wide for a %d-character date", sheet, col, w, len(dateFormat))
+	}
 }
 
 // decodeQR reads the text of a QR code image.
