@@ -2,6 +2,7 @@ package reports
 
 import (
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -35,6 +36,23 @@ var (
 // sorted by name.
 var outcomeOrder = []string{"qr_ready", "provisioned", "failed", "rejected",
 	"pending", "selected", "ordering", "submitted", "completed"}
+
+// reportOutcomes are the outcomes a report delivers, the head of outcomeOrder.
+var reportOutcomes = outcomeOrder[:4]
+
+// outcomeLabel is the Summary's wording of an outcome key; a key it does not
+// know is shown as it is.
+func outcomeLabel(key string) string {
+	switch key {
+	case "qr_ready":
+		return "QR ready"
+	case "rejected":
+		return "Rejected on import"
+	case "provisioned", "failed", "pending", "selected", "ordering", "submitted", "completed":
+		return strings.ToUpper(key[:1]) + key[1:]
+	}
+	return key
+}
 
 // ErrTooManyQRRows is returned by Build when Data holds more than
 // MaxQRRowsPerWorkbook QR rows.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -19,10 +20,18 @@ import (
 
 const (
 	qrImagePixels = 128  // rendered QR images: about 3 px a module for an LPA string
-	qrRowHeight   = 96.0 // points: 128 px at 96 dpi, so the image shows at full size
-	qrColWidth    = 18.0 // characters: a little over 128 px
+	qrRowHeight   = 96.0 // points: 128 px at 96 dpi
+	qrColWidth    = 18.0 // characters: 131 px in Excel's default font (7 px a digit + 5)
+	// qrShownPixels is the side every QR image is shown at, whatever its
+	// source size (Octane's may be 256 px or more): large enough to scan
+	// from a screen, small enough to sit inside its cell with a margin.
+	qrShownPixels = 120
+	qrMarginX     = 5 // px: (131 - 120) / 2, centred in the column
+	qrMarginY     = 4 // px: (128 - 120) / 2, centred in the row
 	maxColWidth   = 60.0
-	dateWidth     = 20.0
+	lineHeight    = 15.0 // points: one line of the default 11 pt font
+	maxLines      = 12   // a wrapped row grows to at most this many lines
+	dateWidth     = 22.0 // a 19-character date and a margin each side
 	dateFormat    = "yyyy-mm-dd hh:mm:ss"
 )
 
@@ -46,9 +55,14 @@ func newStyles(f *excelize.File) (styles, error) {
 			Alignment: center,
 		}},
 		// "@" (49) keeps a value text even when a user edits the cell.
-		{&s.text, &excelize.Style{NumFmt: 49, Alignment: center}},
+		// Wrapped: a value longer than its column (capped at maxColWidth)
+		// shows in full on several lines instead of being cut off.
+		{&s.text, &excelize.Style{NumFmt: 49, Alignment: &excelize.Alignment{Vertical: "center", WrapText: true}}},
 		{&s.integer, &excelize.Style{NumFmt: 1, Alignment: center}},
-		{&s.date, &excelize.Style{CustomNumFmt: &format, Alignment: center}},
+		// Centred: right-aligned (a number's default) a date ran into the
+		// left-aligned text of the next column.
+		{&s.date, &excelize.Style{CustomNumFmt: &format,
+			Alignment: &excelize.Alignment{Horizontal: "center", Vertical: "center"}}},
 		{&s.seconds, &excelize.Style{NumFmt: 2, Alignment: center}},
 		{&s.title, &excelize.Style{Font: &excelize.Font{Bold: true, Size: 14}}},
 	}
@@ -171,6 +185,31 @@ func (w widths) apply(f *excelize.File, sheet string) error {
 	return nil
 }
 
+// printSetup makes a sheet print landscape, one page wide (as many pages
+// tall as it needs) and, with header, repeats row 1 on every page. Without
+// it the QR codes sheet printed as 46 portrait pages, its columns split
+// across pages and no header after the first.
+func printSetup(f *excelize.File, sheet string, header bool) error {
+	landscape, wide, tall, fit := "landscape", 1, 0, true
+	if err := f.SetSheetProps(sheet, &excelize.SheetPropsOptions{FitToPage: &fit}); err != nil {
+		return fmt.Errorf("reports: %s print fit: %w", sheet, err)
+	}
+	if err := f.SetPageLayout(sheet, &excelize.PageLayoutOptions{
+		Orientation: &landscape, FitToWidth: &wide, FitToHeight: &tall,
+	}); err != nil {
+		return fmt.Errorf("reports: %s page layout: %w", sheet, err)
+	}
+	if !header {
+		return nil
+	}
+	if err := f.SetDefinedName(&excelize.DefinedName{
+		Name: "_xlnm.Print_Titles", RefersTo: "'" + sheet + "'!$1:$1", Scope: sheet,
+	}); err != nil {
+		return fmt.Errorf("reports: %s print titles: %w", sheet, err)
+	}
+	return nil
+}
+
 var freezeHeader = &excelize.Panes{Freeze: true, YSplit: 1, TopLeftCell: "A2", ActivePane: "bottomLeft"}
 
 func writeQR(f *excelize.File, st styles, rows []QRRow) error {
@@ -201,9 +240,14 @@ func writeQR(f *excelize.File, st styles, rows []QRRow) error {
 		if err := f.SetRowHeight(sheet, row, qrRowHeight); err != nil {
 			return fmt.Errorf("reports: QR row %d: %w", row, err)
 		}
-		if png := qrImage(r); png != nil {
+		if png, side := qrImage(r); png != nil {
+			// An explicit scale, not AutoFit: AutoFit sizes to excelize's own
+			// pixel model of the cell (and to the width the column has at
+			// that moment), which left 64 px images in the top corner.
+			scale := float64(qrShownPixels) / float64(side)
 			pic := &excelize.Picture{Extension: ".png", File: png, Format: &excelize.GraphicOptions{
-				AutoFit: true, Positioning: "oneCell", AltText: "QR code " + r.SalesRef,
+				ScaleX: scale, ScaleY: scale, OffsetX: qrMarginX, OffsetY: qrMarginY,
+				Positioning: "oneCell", AltText: "QR code " + r.SalesRef,
 			}}
 			if err := f.AddPictureFromBytes(sheet, cell(last, row), pic); err != nil {
 				return fmt.Errorf("reports: QR image row %d: %w", row, err)
@@ -234,50 +278,59 @@ func writeQR(f *excelize.File, st styles, rows []QRRow) error {
 	if err := f.AutoFilter(sheet, cell(1, 1)+":"+cell(last, end), nil); err != nil {
 		return fmt.Errorf("reports: QR autofilter: %w", err)
 	}
+	// After the autofilter, which replaces the sheet's properties.
+	if err := printSetup(f, sheet, true); err != nil {
+		return err
+	}
 	return nil
 }
 
-// qrImage returns the PNG to place in the row: Octane's when it is a PNG that
-// decodes to the row's activation code (or there is no code to check it
-// against), else one rendered from the code, else nil (no code and no usable
-// image: e.g. a physical SIM or a QR Octane emailed itself). The image must
-// never disagree with the code beside it: that would hand one customer's eSIM
-// to another.
-func qrImage(r QRRow) []byte {
-	if len(r.PNG) > 0 && octanePNGMatches(r.PNG, r.ActivationCode) {
-		return r.PNG
+// qrImage returns the PNG to place in the row and its larger side in pixels:
+// Octane's when it is a PNG that decodes to the row's activation code (or
+// there is no code to check it against), else one rendered from the code,
+// else nil (no code and no usable image: e.g. a physical SIM or a QR Octane
+// emailed itself). The image must never disagree with the code beside it:
+// that would hand one customer's eSIM to another.
+func qrImage(r QRRow) ([]byte, int) {
+	if len(r.PNG) > 0 {
+		if side, ok := octanePNGMatches(r.PNG, r.ActivationCode); ok {
+			return r.PNG, side
+		}
 	}
 	if r.ActivationCode == "" {
-		return nil
+		return nil, 0
 	}
 	png, err := qrcode.Encode(r.ActivationCode, qrcode.Medium, qrImagePixels)
 	if err != nil { // longer than a QR code holds: the code stays in its cell as text
-		return nil
+		return nil, 0
 	}
-	return png
+	return png, qrImagePixels
 }
 
 // maxQRPixels bounds the images decoded (a PNG header can claim any size).
 const maxQRPixels = 4096 * 4096
 
-func octanePNGMatches(png []byte, code string) bool {
+// octanePNGMatches reports whether png is a PNG of code (any PNG when code is
+// empty) and returns its larger side in pixels.
+func octanePNGMatches(png []byte, code string) (int, bool) {
 	cfg, format, err := image.DecodeConfig(bytes.NewReader(png))
-	if err != nil || format != "png" || cfg.Width*cfg.Height > maxQRPixels {
-		return false
+	if err != nil || format != "png" || cfg.Width <= 0 || cfg.Height <= 0 || cfg.Width*cfg.Height > maxQRPixels {
+		return 0, false
 	}
+	side := max(cfg.Width, cfg.Height)
 	if code == "" {
-		return true
+		return side, true
 	}
 	img, _, err := image.Decode(bytes.NewReader(png))
 	if err != nil {
-		return false
+		return 0, false
 	}
 	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
 	if err != nil {
-		return false
+		return 0, false
 	}
 	res, err := zxqr.NewQRCodeReader().Decode(bmp, nil)
-	return err == nil && res.GetText() == code
+	return side, err == nil && res.GetText() == code
 }
 
 // streamSheet writes a header and rows to a new, empty sheet with the stream
@@ -285,6 +338,11 @@ func octanePNGMatches(png []byte, code string) bool {
 // autofilter is the only one a streamed sheet can carry.
 func streamSheet(f *excelize.File, st styles, sheet, table string, headers []string, w widths,
 	rows int, row func(i int) []any) error {
+	// Before the stream writer: it copies the sheet's properties and page
+	// setup from the empty sheet.
+	if err := printSetup(f, sheet, true); err != nil {
+		return err
+	}
 	sw, err := f.NewStreamWriter(sheet)
 	if err != nil {
 		return fmt.Errorf("reports: stream %s: %w", sheet, err)
@@ -305,7 +363,12 @@ func streamSheet(f *excelize.File, st styles, sheet, table string, headers []str
 		return fmt.Errorf("reports: stream %s header: %w", sheet, err)
 	}
 	for i := 0; i < rows; i++ {
-		if err := sw.SetRow(cell(1, i+2), row(i)); err != nil {
+		values := row(i)
+		var opts []excelize.RowOpts
+		if h := wrappedHeight(values, w); h > 0 {
+			opts = append(opts, excelize.RowOpts{Height: h})
+		}
+		if err := sw.SetRow(cell(1, i+2), values, opts...); err != nil {
 			return fmt.Errorf("reports: stream %s row %d: %w", sheet, i+2, err)
 		}
 	}
@@ -318,6 +381,35 @@ func streamSheet(f *excelize.File, st styles, sheet, table string, headers []str
 		return fmt.Errorf("reports: stream %s flush: %w", sheet, err)
 	}
 	return nil
+}
+
+// wrappedHeight returns the height in points a streamed row needs to show its
+// longest wrapped text in full, or 0 when every value fits on one line.
+// Neither Excel nor excelize sizes a row to wrapped text when the file is
+// written, so the height is estimated: a column w characters wide holds
+// about w-2 of them a line.
+func wrappedHeight(values []any, w widths) float64 {
+	lines := 1
+	for c, v := range values {
+		cv, ok := v.(excelize.Cell)
+		if !ok || c >= len(w) {
+			continue
+		}
+		s, ok := cv.Value.(string)
+		if !ok {
+			continue
+		}
+		perLine := max(int(w[c])-2, 1)
+		n := 0
+		for _, part := range strings.Split(s, "\n") {
+			n += max((utf8.RuneCountInString(part)+perLine-1)/perLine, 1)
+		}
+		lines = max(lines, n)
+	}
+	if lines <= 1 {
+		return 0
+	}
+	return float64(min(lines, maxLines)) * lineHeight
 }
 
 func writeFailures(f *excelize.File, st styles, rows []FailureRow) error {
@@ -367,6 +459,9 @@ func writeRejects(f *excelize.File, st styles, rows []RejectRow) error {
 	})
 }
 
+// noCalls fills the Summary's Octane calls table when the period has none.
+const noCalls = "No Octane calls recorded in this period"
+
 // Summary layout: the rows below are fixed so the chart can point at them.
 const (
 	summaryOutcomeHeader = 9 // "Outcome | This report | To date"
@@ -380,7 +475,7 @@ func outcomes(counts, totals map[string]int) []string {
 	for i, k := range outcomeOrder {
 		_, inC := counts[k]
 		_, inT := totals[k]
-		if i < 4 || inC || inT {
+		if i < len(reportOutcomes) || inC || inT {
 			keys = append(keys, k)
 		}
 		seen[k] = true
@@ -400,6 +495,9 @@ func outcomes(counts, totals map[string]int) []string {
 
 func writeSummary(f *excelize.File, st styles, d Data) error {
 	sheet := SheetSummary
+	if err := printSetup(f, sheet, false); err != nil {
+		return err
+	}
 	type kv struct {
 		row   int
 		label string
@@ -457,7 +555,7 @@ func writeSummary(f *excelize.File, st styles, d Data) error {
 	keys := outcomes(d.Counts, d.Totals)
 	for _, k := range keys {
 		row++
-		if err := set(cell(1, row), k, st.text); err != nil {
+		if err := set(cell(1, row), outcomeLabel(k), st.text); err != nil {
 			return err
 		}
 		for c, m := range []map[string]int{d.Counts, d.Totals} {
@@ -487,7 +585,7 @@ func writeSummary(f *excelize.File, st styles, d Data) error {
 	w := newWidths([]string{"QR rows / failures / rejects", "Rate-limit wait (s)", "This report", "Rate-limit wait (s)"})
 	w.atLeast(1, dateWidth)
 	for _, k := range keys {
-		w.fit(0, k)
+		w.fit(0, outcomeLabel(k))
 	}
 	for _, c := range calls {
 		row++
@@ -500,22 +598,42 @@ func writeSummary(f *excelize.File, st styles, d Data) error {
 			}
 		}
 	}
+	if len(calls) == 0 {
+		// Said, not left blank: an empty table reads as a broken report.
+		w.fit(0, noCalls)
+		if err := set(cell(1, row+1), noCalls, st.text); err != nil {
+			return err
+		}
+	}
 	if err := w.apply(f, sheet); err != nil {
 		return err
 	}
+	// The chart shows the four reporting outcomes (the rows after them are
+	// lifecycle states, mostly 0, that crowd the axis).
+	lastChart := min(first+len(reportOutcomes)-1, lastOutcome)
 	series := func(col string) excelize.ChartSeries {
 		return excelize.ChartSeries{
-			Name:       fmt.Sprintf("%s!$%s$%d", sheet, col, summaryOutcomeHeader),
-			Categories: fmt.Sprintf("%s!$A$%d:$A$%d", sheet, first, lastOutcome),
-			Values:     fmt.Sprintf("%s!$%s$%d:$%s$%d", sheet, col, first, col, lastOutcome),
+			Name:       fmt.Sprintf("'%s'!$%s$%d", sheet, col, summaryOutcomeHeader),
+			Categories: fmt.Sprintf("'%s'!$A$%d:$A$%d", sheet, first, lastChart),
+			Values:     fmt.Sprintf("'%s'!$%s$%d:$%s$%d", sheet, col, first, col, lastChart),
 		}
 	}
+	// excelize draws tick labels in 15 % grey, barely visible on screen and
+	// lost on a printout: dark grey, like the rest of the sheet.
+	axisFont := excelize.Font{Color: "404040", Size: 10}
+	axisTitle := func(s string) excelize.ChartTitle {
+		return excelize.ChartTitle{Paragraph: []excelize.RichTextRun{{Text: s, Font: &excelize.Font{Color: "404040", Size: 10}}}}
+	}
 	if err := f.AddChart(sheet, "F2", &excelize.Chart{
-		Type:   excelize.Col,
-		Series: []excelize.ChartSeries{series("B"), series("C")},
-		Title:  excelize.ChartTitle{Paragraph: []excelize.RichTextRun{{Text: "Activations by outcome"}}},
-		Legend: excelize.ChartLegend{Position: "bottom"},
-		Format: excelize.GraphicOptions{OffsetX: 10, OffsetY: 10},
+		Type:       excelize.Col,
+		VaryColors: new(false), // one colour per series, as the legend says
+		Series:     []excelize.ChartSeries{series("B"), series("C")},
+		Title:      excelize.ChartTitle{Paragraph: []excelize.RichTextRun{{Text: "Activations by outcome"}}},
+		Legend:     excelize.ChartLegend{Position: "bottom"},
+		XAxis:      excelize.ChartAxis{Font: axisFont, Title: axisTitle("Outcome")},
+		YAxis:      excelize.ChartAxis{Font: axisFont, Title: axisTitle("Activations"), MajorGridLines: true},
+		Dimension:  excelize.ChartDimension{Width: 560, Height: 320},
+		Format:     excelize.GraphicOptions{OffsetX: 10, OffsetY: 10},
 	}); err != nil {
 		return fmt.Errorf("reports: summary chart: %w", err)
 	}

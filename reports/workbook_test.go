@@ -3,6 +3,7 @@ package reports
 import (
 	"archive/zip"
 	"bytes"
+	"encoding/xml"
 	"errors"
 	"flag"
 	"fmt"
@@ -187,6 +188,14 @@ func checkDate(t *testing.T, f *excelize.File, sheet, ref string, want time.Time
 	if err != nil || st.CustomNumFmt == nil || *st.CustomNumFmt != dateFormat {
 		t.Errorf("%s!%s style has no date format", sheet, ref)
 	}
+	// Clear of its neighbours: centred in a column wider than the date.
+	if err == nil && (st.Alignment == nil || st.Alignment.Horizontal != "center") {
+		t.Errorf("%s!%s date is not centred: it runs into the next column's text", sheet, ref)
+	}
+	col := strings.TrimRight(ref, "0123456789")
+	if w, _ := f.GetColWidth(sheet, col); w < float64(len(dateFormat))+3 {
+		t.Errorf("%s column %s is %v wide for a %d-character date", sheet, col, w, len(dateFormat))
+	}
 }
 
 // decodeQR reads the text of a QR code image.
@@ -336,8 +345,8 @@ func TestSummary(t *testing.T) {
 	}
 	wantOutcomes := [][]string{
 		{"Outcome", "This report", "To date"},
-		{"qr_ready", "3", "100"}, {"provisioned", "1", "4"}, {"failed", "2", "9"}, {"rejected", "1", "3"},
-		{"pending", "", "20"}, {"weird", "", "1"},
+		{"QR ready", "3", "100"}, {"Provisioned", "1", "4"}, {"Failed", "2", "9"}, {"Rejected on import", "1", "3"},
+		{"Pending", "", "20"}, {"weird", "", "1"},
 		{"", "", ""},
 		{"Octane method", "Outcome", "Calls"},
 		{"getEsimDetails", "ok", "39"}, {"orderCreate", "ok", "40"},
@@ -348,20 +357,70 @@ func TestSummary(t *testing.T) {
 			t.Errorf("Summary row %d = %q, want %q", rn, got, want)
 		}
 	}
-	zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
-	if err != nil {
+}
+
+// The chart a finance user reads without the table beside it: titled, both
+// axes titled, tick labels dark enough to read, over the four outcomes a
+// report delivers (not the lifecycle states, mostly 0, that crowd the axis).
+func TestSummaryChart(t *testing.T) {
+	b := mustBuild(t, sampleData(t), Options{})
+	type text struct {
+		T []string `xml:"tx>rich>p>r>t"`
+	}
+	type val struct {
+		Val string `xml:"val,attr"`
+	}
+	type axis struct {
+		Title text `xml:"title"`
+		Tick  struct {
+			RGB    val `xml:"srgbClr"`
+			LumOff val `xml:"schemeClr>lumOff"`
+		} `xml:"txPr>p>pPr>defRPr>solidFill"`
+	}
+	var chart struct {
+		Title  text `xml:"chart>title"`
+		Series []struct {
+			Name string `xml:"tx>strRef>f"`
+			Cat  string `xml:"cat>strRef>f"`
+			Val  string `xml:"val>numRef>f"`
+		} `xml:"chart>plotArea>barChart>ser"`
+		VaryColors val  `xml:"chart>plotArea>barChart>varyColors"`
+		CatAx      axis `xml:"chart>plotArea>catAx"`
+		ValAx      axis `xml:"chart>plotArea>valAx"`
+	}
+	if err := xml.Unmarshal(zipPart(t, b, "xl/charts/chart1.xml"), &chart); err != nil {
 		t.Fatal(err)
 	}
-	var chart []byte
-	for _, zf := range zr.File {
-		if strings.HasPrefix(zf.Name, "xl/charts/chart") {
-			rc, _ := zf.Open()
-			chart, _ = io.ReadAll(rc)
-			rc.Close()
+	if got := strings.Join(chart.Title.T, ""); got != "Activations by outcome" {
+		t.Errorf("chart title %q", got)
+	}
+	if chart.VaryColors.Val == "1" {
+		t.Errorf("bars vary colour by category: the legend's two colours would not match")
+	}
+	for _, ax := range []struct {
+		name  string
+		axis  axis
+		title string
+	}{{"category axis", chart.CatAx, "Outcome"}, {"value axis", chart.ValAx, "Activations"}} {
+		if got := strings.Join(ax.axis.Title.T, ""); got != ax.title {
+			t.Errorf("%s title %q, want %q", ax.name, got, ax.title)
+		}
+		if ax.axis.Tick.RGB.Val == "" || ax.axis.Tick.LumOff.Val != "" {
+			t.Errorf("%s tick labels are a light scheme tint (lumOff %q), want a dark RGB colour", ax.name, ax.axis.Tick.LumOff.Val)
 		}
 	}
-	if !bytes.Contains(chart, []byte("Summary!$A$10:$A$15")) {
-		t.Errorf("no chart over the outcome rows (Summary!$A$10:$A$15)")
+	want := []struct{ name, cat, val string }{
+		{"'Summary'!$B$9", "'Summary'!$A$10:$A$13", "'Summary'!$B$10:$B$13"},
+		{"'Summary'!$C$9", "'Summary'!$A$10:$A$13", "'Summary'!$C$10:$C$13"},
+	}
+	if len(chart.Series) != len(want) {
+		t.Fatalf("%d series, want %d (this report, to date)", len(chart.Series), len(want))
+	}
+	for i, w := range want {
+		s := chart.Series[i]
+		if s.Name != w.name || s.Cat != w.cat || s.Val != w.val {
+			t.Errorf("series %d = %s %s %s, want %s %s %s", i, s.Name, s.Cat, s.Val, w.name, w.cat, w.val)
+		}
 	}
 }
 
@@ -422,7 +481,225 @@ func TestTooManyQRRows(t *testing.T) {
 
 func TestEmptyReportBuilds(t *testing.T) {
 	f := open(t, mustBuild(t, Data{Number: 3}, Options{}), "")
-	if v, _ := f.GetCellValue(SheetSummary, "A10"); v != "qr_ready" {
+	if v, _ := f.GetCellValue(SheetSummary, "A10"); v != "QR ready" {
 		t.Errorf("A10 = %q, want the qr_ready outcome row", v)
+	}
+	// Outcome rows 10-13, a blank row, the calls header, then the note.
+	if v, _ := f.GetCellValue(SheetSummary, "A15"); v != "Octane method" {
+		t.Errorf("A15 = %q, want the calls table header", v)
+	}
+	if v, _ := f.GetCellValue(SheetSummary, "A16"); v != noCalls {
+		t.Errorf("A16 = %q: a period without Octane calls must say so, not leave an empty table", v)
+	}
+	if w, _ := f.GetColWidth(SheetSummary, "A"); w < float64(len(noCalls)) {
+		t.Errorf("Summary column A is %v wide: the note is cut", w)
+	}
+}
+
+// zipPart returns the named part of an (unencrypted) workbook.
+func zipPart(t *testing.T, b []byte, name string) []byte {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, zf := range zr.File {
+		if zf.Name == name {
+			rc, err := zf.Open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			data, err := io.ReadAll(rc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return data
+		}
+	}
+	t.Fatalf("workbook has no part %s", name)
+	return nil
+}
+
+// sheetDrawing returns the drawing part of the n-th sheet (1-based).
+func sheetDrawing(t *testing.T, b []byte, n int) []byte {
+	t.Helper()
+	var rels struct {
+		Rel []struct {
+			Target string `xml:"Target,attr"`
+			Type   string `xml:"Type,attr"`
+		} `xml:"Relationship"`
+	}
+	if err := xml.Unmarshal(zipPart(t, b, fmt.Sprintf("xl/worksheets/_rels/sheet%d.xml.rels", n)), &rels); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rels.Rel {
+		if strings.HasSuffix(r.Type, "/drawing") {
+			return zipPart(t, b, "xl/"+strings.TrimPrefix(r.Target, "../"))
+		}
+	}
+	t.Fatalf("sheet %d has no drawing", n)
+	return nil
+}
+
+// A QR image a finance user can scan from the screen: inside its own cell
+// (so rows never overlap and sorting keeps image and code together), at a
+// scannable size, whether Octane sent a 300 px PNG or we rendered 128 px.
+func TestQRImagesSitInTheirCells(t *testing.T) {
+	d := sampleData(t)
+	b := mustBuild(t, d, Options{})
+	f := open(t, b, "")
+	var dr struct {
+		Anchors []struct {
+			Col    int   `xml:"from>col"`
+			ColOff int64 `xml:"from>colOff"`
+			Row    int   `xml:"from>row"`
+			RowOff int64 `xml:"from>rowOff"`
+			Ext    struct {
+				CX int64 `xml:"cx,attr"`
+				CY int64 `xml:"cy,attr"`
+			} `xml:"ext"`
+		} `xml:"oneCellAnchor"`
+	}
+	if err := xml.Unmarshal(sheetDrawing(t, b, 1), &dr); err != nil {
+		t.Fatal(err)
+	}
+	const emuPerPx, emuPerPt = 9525, 12700
+	if len(dr.Anchors) != 4 { // rows 2, 3, 4 and 6 carry an image
+		t.Fatalf("%d images on the QR sheet, want 4", len(dr.Anchors))
+	}
+	colW, err := f.GetColWidth(SheetQR, "J")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cellPx := int64(colW*7 + 5) // Excel's pixels for a width in characters (Calibri 11)
+	rows := map[int]bool{}
+	for _, a := range dr.Anchors {
+		name := fmt.Sprintf("image in row %d", a.Row+1)
+		if a.Col != len(QRColumns)-1 {
+			t.Errorf("%s anchored in column %d, want the QR code column %d", name, a.Col, len(QRColumns)-1)
+		}
+		if rows[a.Row] {
+			t.Errorf("two images in row %d", a.Row+1)
+		}
+		rows[a.Row] = true
+		rowPt, err := f.GetRowHeight(SheetQR, a.Row+1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Ext.CX != a.Ext.CY {
+			t.Errorf("%s is %dx%d EMU, want square", name, a.Ext.CX, a.Ext.CY)
+		}
+		if a.Ext.CY < 100*emuPerPx {
+			t.Errorf("%s is %d px high, want at least 100 px to scan", name, a.Ext.CY/emuPerPx)
+		}
+		if bottom := a.RowOff + a.Ext.CY; bottom > int64(rowPt*emuPerPt) {
+			t.Errorf("%s ends %d px down, row is %.0f pt (%d px): it spills into the next row",
+				name, bottom/emuPerPx, rowPt, int64(rowPt*emuPerPt)/emuPerPx)
+		}
+		if right := a.ColOff + a.Ext.CX; right > cellPx*emuPerPx {
+			t.Errorf("%s ends %d px right, column is %d px", name, right/emuPerPx, cellPx)
+		}
+	}
+}
+
+// Long messages and raw rows are not cut off at the column's edge: the
+// column stops at maxColWidth, the text wraps and the row is tall enough for
+// every line.
+func TestLongTextWraps(t *testing.T) {
+	long := strings.Repeat("Octane said the plan is not allowed for this customer. ", 4) // 220 runes
+	raw := strings.Repeat("S-9,Dan,Smith,dan@example.com,1001,,esim,,", 4)               // 168 runes
+	d := Data{
+		Number: 1, GeneratedAt: t0,
+		QR: []QRRow{{SalesRef: "S-1", MSN: "0412000001", Outcome: "QR ready", CompletedAt: t0,
+			ActivationCode: "LPA:1$smdp.octane.example.com$" + strings.Repeat("K", 60)}},
+		Failures: []FailureRow{
+			{SalesRef: "F-1", Step: "orderCreate", Code: "E042", Message: "short", Attempts: 1},
+			{SalesRef: "F-2", Step: "orderCreate", Code: "E042", Message: long, Attempts: 2},
+		},
+		Rejects: []RejectRow{{File: "sales.csv", Line: 9, Reason: "missing email", Raw: raw, ImportedAt: t0}},
+	}
+	f := open(t, mustBuild(t, d, Options{}), "")
+	tests := []struct {
+		name      string
+		sheet     string
+		col       string
+		row       int
+		want      string
+		minHeight float64 // 0: the row's own height is not checked
+	}{
+		{"failure message", SheetFailure, "G", 3, long, 4 * 15},
+		{"raw row", SheetRejects, "D", 2, raw, 3 * 15},
+		{"activation code", SheetQR, "I", 2, d.QR[0].ActivationCode, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ref := tt.col + strconv.Itoa(tt.row)
+			if v, _ := f.GetCellValue(tt.sheet, ref); v != tt.want {
+				t.Errorf("%s = %q, want the whole text", ref, v)
+			}
+			w, err := f.GetColWidth(tt.sheet, tt.col)
+			if err != nil || w > maxColWidth || w < 20 {
+				t.Errorf("column %s width %v (%v), want 20..%v", tt.col, w, err, maxColWidth)
+			}
+			id, err := f.GetCellStyle(tt.sheet, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := f.GetStyle(id)
+			if err != nil || st.Alignment == nil || !st.Alignment.WrapText {
+				t.Errorf("%s!%s does not wrap: the text is cut off at the column edge", tt.sheet, ref)
+			}
+			if tt.minHeight > 0 {
+				h, err := f.GetRowHeight(tt.sheet, tt.row)
+				if err != nil || h < tt.minHeight {
+					t.Errorf("row %d height %v pt, want at least %v for every line", tt.row, h, tt.minHeight)
+				}
+			}
+		})
+	}
+	if h, _ := f.GetRowHeight(SheetFailure, 2); h != 15 {
+		t.Errorf("a one-line failure row is %v pt, want 15", h)
+	}
+}
+
+// Printed, every sheet is landscape and one page wide, and the data sheets
+// repeat their header row on every page.
+func TestPrintSetup(t *testing.T) {
+	f := open(t, mustBuild(t, sampleData(t), Options{}), "")
+	titles := map[string]string{}
+	for _, dn := range f.GetDefinedName() {
+		if dn.Name == "_xlnm.Print_Titles" {
+			titles[dn.Scope] = dn.RefersTo
+		}
+	}
+	for _, tt := range []struct {
+		sheet  string
+		titles string
+	}{
+		{SheetQR, "'QR codes'!$1:$1"},
+		{SheetFailure, "'Failures'!$1:$1"},
+		{SheetRejects, "'Rejected imports'!$1:$1"},
+		{SheetSummary, ""},
+	} {
+		t.Run(tt.sheet, func(t *testing.T) {
+			pl, err := f.GetPageLayout(tt.sheet)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pl.Orientation == nil || *pl.Orientation != "landscape" {
+				t.Errorf("orientation %v, want landscape", pl.Orientation)
+			}
+			if pl.FitToWidth == nil || *pl.FitToWidth != 1 || pl.FitToHeight == nil || *pl.FitToHeight != 0 {
+				t.Errorf("fit to %v wide by %v tall, want 1 by 0 (as many as needed)", pl.FitToWidth, pl.FitToHeight)
+			}
+			props, err := f.GetSheetProps(tt.sheet)
+			if err != nil || props.FitToPage == nil || !*props.FitToPage {
+				t.Errorf("fit to page is off (%v): the page layout's fit is ignored", err)
+			}
+			if titles[tt.sheet] != tt.titles {
+				t.Errorf("print titles %q, want %q", titles[tt.sheet], tt.titles)
+			}
+		})
 	}
 }
