@@ -18,6 +18,12 @@ func TestValidateSchedules(t *testing.T) {
 		{"six fields refused", map[string]string{PhaseSubmit: "0 */10 * * * *"}, true},
 		{"garbage", map[string]string{PhasePoll: "every ten minutes"}, true},
 		{"unknown phase", map[string]string{"launch": "* * * * *"}, true},
+		{"descriptor", map[string]string{PhaseReport: "@hourly"}, false},
+		{"empty", map[string]string{PhaseQR: ""}, true},
+		{"TZ without a schedule (cron #554 panics)", map[string]string{PhaseSubmit: "TZ=0"}, true},
+		{"CRON_TZ without a schedule", map[string]string{PhaseSubmit: "CRON_TZ=UTC"}, true},
+		{"CRON_TZ overriding UTC", map[string]string{PhasePoll: "CRON_TZ=Australia/Sydney */5 * * * *"}, true},
+		{"TZ overriding UTC", map[string]string{PhasePoll: "TZ=UTC */5 * * * *"}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
