@@ -135,8 +135,9 @@ func NewScheduler(specs map[string]string, deadline, grace time.Duration, log *s
 }
 
 // Run starts the schedule and blocks until ctx ends; then it cancels running
-// firings and waits for them up to the grace period. It returns ctx's error
-// when stopped, or an error when the grace period ran out.
+// firings and waits for them up to the grace period (never longer: a firing
+// that ignores its context is left behind). It returns nil when every
+// firing ended in time, or an error when the grace period ran out.
 func (s *Scheduler) Run(ctx context.Context) error {
 	s.c.Start()
 	s.log.Info("schedule started", "entries", len(s.c.Entries()))
