@@ -147,3 +147,43 @@ func TestNewReportManyProcesses(t *testing.T) {
 		t.Fatalf("report numbers repeat")
 	}
 }
+
+// Two processes marking one report delivered at once: the one that commits
+// first wins; the other changes nothing (it used to overwrite delivered_at
+// and reported_at with its own, later time after a stale read).
+func TestMarkReportDeliveredOnceUnderRace(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	first, second := openPostgresTwice(t)
+	failRows(t, first, "deliv", 3)
+	rep, err := first.NewReport(ctx, t0.Add(time.Hour), 0)
+	must(t, err)
+	firstAt, secondAt := t0.Add(2*time.Hour), t0.Add(3*time.Hour)
+
+	// The first process's delivery, written and not yet committed.
+	tx, err := first.DB().BeginTxx(ctx, nil)
+	must(t, err)
+	defer tx.Rollback()
+	_, err = tx.ExecContext(ctx, `UPDATE reports SET delivered_at = $1 WHERE id = $2`, firstAt, rep.ID)
+	must(t, err)
+	_, err = tx.ExecContext(ctx, `UPDATE activations SET reported_at = $1
+WHERE id IN (SELECT activation_id FROM report_items WHERE report_id = $2)`, firstAt, rep.ID)
+	must(t, err)
+
+	done := make(chan error, 1)
+	go func() { done <- second.MarkReportDelivered(ctx, rep.ID, secondAt) }()
+	time.Sleep(300 * time.Millisecond)
+	must(t, tx.Commit())
+	select {
+	case err := <-done:
+		must(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("MarkReportDelivered never returned")
+	}
+	if n := count(t, first, `SELECT COUNT(*) FROM reports WHERE delivered_at = $1`, firstAt); n != 1 {
+		t.Fatalf("delivered_at overwritten by the second delivery")
+	}
+	if n := count(t, first, `SELECT COUNT(*) FROM activations WHERE reported_at = $1`, firstAt); n != 3 {
+		t.Fatalf("reported_at of %d rows kept, want 3", n)
+	}
+}

@@ -220,21 +220,22 @@ func (s *Store) countByState(ctx context.Context, q sqlx.QueryerContext) (map[St
 // nothing. Errors: ErrNotFound for an unknown report.
 func (s *Store) MarkReportDelivered(ctx context.Context, reportID int64, at time.Time) error {
 	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
-		var delivered nullTime
-		if err := tx.QueryRowxContext(ctx, s.q(`SELECT delivered_at FROM reports WHERE id = ?`), reportID).Scan(&delivered); err != nil {
-			return notFound(err)
-		}
-		if delivered.T != nil {
-			return nil
-		}
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE reports SET delivered_at = ? WHERE id = ?`), s.t(at), reportID); err != nil {
+		// Guarded like a claim: a concurrent delivery that committed first
+		// makes this UPDATE match nothing (PostgreSQL re-checks the WHERE
+		// after the wait), so its times are never overwritten.
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE reports SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL`), s.t(at), reportID)
+		if err != nil {
 			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			var one int
+			return notFound(tx.GetContext(ctx, &one, s.q(`SELECT 1 FROM reports WHERE id = ?`), reportID))
 		}
 		if _, err := tx.ExecContext(ctx, s.q(`UPDATE activations SET reported_at = ?
 WHERE id IN (SELECT activation_id FROM report_items WHERE report_id = ?)`), s.t(at), reportID); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, s.q(`UPDATE import_rejects SET reported_at = ?
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE import_rejects SET reported_at = ?
 WHERE id IN (SELECT reject_id FROM report_rejects WHERE report_id = ?)`), s.t(at), reportID)
 		return err
 	})
