@@ -827,3 +827,32 @@ func TestLogValueHidesSecrets(t *testing.T) {
 		t.Fatalf("LogValue %q lacks the state", got)
 	}
 }
+
+// A number read as due for release whose activation is then claimed and
+// ordered must not be marked released afterwards (the release's UPDATE
+// repeats DueReleases' predicate, River #1302); the order consumes it.
+func TestReleaseAfterOrderBeganIsLost(t *testing.T) {
+	t.Parallel()
+	repotest.Each(t, func(t *testing.T, s *repo.Store) {
+		ctx := context.Background()
+		runID := seed(t, s, "rr", 1)
+		a := toSelected(t, s, t0, runID, "0501")
+		must(t, s.Unclaim(ctx, &a))
+		now := t0.Add(23*time.Hour + time.Minute)
+		due, err := s.DueReleases(ctx, now, now.Add(-23*time.Hour), runID, 10)
+		must(t, err)
+		if len(due) != 1 || due[0].MSN != "0501" {
+			t.Fatalf("DueReleases = %+v, want 0501", due)
+		}
+		// Meanwhile the row is claimed and its order begins.
+		b := claimOne(t, s, now, runID)
+		must(t, s.BeginOrder(ctx, &b, false, now))
+		if err := s.ReleaseReservation(ctx, due[0], now); !errors.Is(err, repo.ErrLostClaim) {
+			t.Fatalf("ReleaseReservation of an ordering row's number = %v, want ErrLostClaim", err)
+		}
+		must(t, s.OrderAccepted(ctx, &b, "ORD1", now, now.Add(30*time.Minute)))
+		if n := count(t, s, `SELECT COUNT(*) FROM reservations WHERE msn = '0501' AND state = 'consumed'`); n != 1 {
+			t.Fatalf("the ordered number is not consumed (%d rows)", n)
+		}
+	})
+}
