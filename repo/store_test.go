@@ -45,6 +45,14 @@ func TestMigrateUpDownUp(t *testing.T) {
 			if _, err := s.ImportedHash(ctx, "x"); err == nil {
 				t.Fatal("imports table still there after down")
 			}
+			// Down drops everything Up made: only goose's own table is left.
+			objects := `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name <> 'goose_db_version'`
+			if d.name == "sqlite" {
+				objects = `SELECT COUNT(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND name <> 'goose_db_version'`
+			}
+			if n := count(t, s, objects); n != 0 {
+				t.Fatalf("%d schema objects left after down", n)
+			}
 			must(t, s.Migrate(ctx))
 			must(t, s.CheckSchema(ctx))
 			seed(t, s, "after-up", 3)
@@ -855,4 +863,42 @@ func TestReleaseAfterOrderBeganIsLost(t *testing.T) {
 			t.Fatalf("the ordered number is not consumed (%d rows)", n)
 		}
 	})
+}
+
+// Several `batch migrate` at once on one fresh PostgreSQL schema: goose's
+// session lock (an advisory lock whose id is derived from the schema) makes
+// them take turns, so all succeed and the schema is applied once.
+func TestMigrateConcurrent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := repotest.PostgresURL(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := repo.Open(ctx, url)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer s.Close()
+			errs <- s.Migrate(ctx)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("concurrent Migrate: %v", err)
+		}
+	}
+	s, err := repo.Open(ctx, url)
+	must(t, err)
+	defer s.Close()
+	must(t, s.CheckSchema(ctx))
+	if n := count(t, s, `SELECT COUNT(*) FROM goose_db_version WHERE version_id > 0`); n != 1 {
+		t.Fatalf("migration 1 recorded %d times", n)
+	}
 }
