@@ -902,3 +902,44 @@ func TestMigrateConcurrent(t *testing.T) {
 		t.Fatalf("migration 1 recorded %d times", n)
 	}
 }
+
+// Times compare as instants on both dialects whatever zone they are given in
+// and down to the microsecond: SQLite stores one fixed-width UTC text format,
+// so text order is time order (a variable format would sort "10:00:00Z"
+// after "10:00:00.5Z"). The import is stamped in New York just after the
+// 2026 spring-forward, claims are asked in UTC and Tokyo time.
+func TestTimesCompareAcrossZonesAndFractions(t *testing.T) {
+	t.Parallel()
+	ny, err := time.LoadLocation("America/New_York")
+	must(t, err)
+	tokyo, err := time.LoadLocation("Asia/Tokyo")
+	must(t, err)
+	// 03:00:00.5 EDT on 2026-03-08 is 07:00:00.5 UTC (02:00-03:00 local never happened).
+	due := time.Date(2026, 3, 8, 3, 0, 0, 500_000_000, ny)
+	repotest.Each(t, func(t *testing.T, s *repo.Store) {
+		ctx := context.Background()
+		_, err := s.Import(ctx, repo.ImportFile{Name: "tz.csv", Hash: "tz", DataRows: 2},
+			[]repo.NewActivation{{Line: 2, SalesRef: "tz-1", Email: "x@example.com", PlanNo: 1}}, nil, due)
+		must(t, err)
+		runID := run(t, s)
+		for _, tc := range []struct {
+			name string
+			now  time.Time
+			want int
+		}{
+			{"a microsecond early, UTC", due.UTC().Add(-time.Microsecond), 0},
+			{"half a second early, local wall clock an hour 'later' (DST)", time.Date(2026, 3, 8, 3, 0, 0, 0, ny), 0},
+			{"a whole second early in Tokyo", due.In(tokyo).Add(-time.Second), 0},
+			{"exactly due, Tokyo", due.In(tokyo), 1},
+		} {
+			got, err := s.ClaimPending(ctx, tc.now, runID, 10, lease)
+			must(t, err)
+			if len(got) != tc.want {
+				t.Fatalf("%s: claimed %d rows at %s, want %d", tc.name, len(got), tc.now, tc.want)
+			}
+			if len(got) == 1 && !got[0].NextAttemptAt.Equal(due) {
+				t.Fatalf("next_attempt_at read back as %s, want %s", got[0].NextAttemptAt, due.UTC())
+			}
+		}
+	})
+}
