@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -391,10 +392,30 @@ func (r *Runner) Pass(ctx context.Context, phases []string) (Result, error) {
 	return res, passErr
 }
 
-func (p *pass) runPhase(ctx context.Context, ph string) error {
+// ErrPanic wraps a panic recovered in a phase or one of its workers: the
+// pass stops (ErrStopped), is recorded as failed and releases its run lock;
+// under `batch schedule` later firings still run.
+var ErrPanic = errors.New("panic")
+
+// recovered turns a recovered panic value into an error wrapping ErrPanic
+// and logs it with the stack (which holds no argument values).
+func (p *pass) recovered(where string, v any) error {
+	err := fmt.Errorf("%w in %s: %v", ErrPanic, where, v)
+	p.log.Error("recovered panic", "where", where, "err", err, "stack", string(debug.Stack()))
+	return err
+}
+
+func (p *pass) runPhase(ctx context.Context, ph string) (err error) {
 	t0 := time.Now()
 	before := p.snapshot(ph)
-	var err error
+	defer func() {
+		// A bug in a phase must not leave the run unrecorded: Pass records
+		// it as failed, and its deferred Release frees the run lock.
+		if v := recover(); v != nil {
+			err = p.recovered("phase "+ph, v)
+			p.setFatal(err)
+		}
+	}()
 	switch ph {
 	case PhaseImport:
 		err = p.plugged(ctx, ph, p.r.importFn)

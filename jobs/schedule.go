@@ -2,9 +2,11 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,8 +24,9 @@ var DefaultSchedules = map[string]string{
 	PhaseReport:  "0 * * * *",
 }
 
-// ValidateSchedules parses every spec with cron.ParseStandard (5 fields) and
-// returns an error naming the first bad phase or spec.
+// ValidateSchedules parses every spec with cron.ParseStandard (5 fields, or
+// a descriptor such as @hourly; no TZ= or CRON_TZ= prefix: UTC only) and
+// returns an error naming the first bad phase or spec. It never panics.
 func ValidateSchedules(specs map[string]string) error {
 	names := make([]string, 0, len(specs))
 	for ph := range specs {
@@ -34,11 +37,28 @@ func ValidateSchedules(specs map[string]string) error {
 		if _, err := ParsePhases(ph); err != nil {
 			return err
 		}
-		if _, err := cron.ParseStandard(specs[ph]); err != nil {
+		if err := parseSpec(specs[ph]); err != nil {
 			return fmt.Errorf("schedule for %s %q: %w", ph, specs[ph], err)
 		}
 	}
 	return nil
+}
+
+// parseSpec checks one spec with cron.ParseStandard. A TZ= or CRON_TZ=
+// prefix is refused: schedules are UTC only, and v3.0.1 panics on some of
+// them ("TZ=0", robfig/cron #554); any other panic of the parser becomes an
+// error too, since the spec comes from the environment.
+func parseSpec(spec string) (err error) {
+	if t := strings.TrimSpace(spec); strings.HasPrefix(t, "TZ=") || strings.HasPrefix(t, "CRON_TZ=") {
+		return errors.New("time zone prefixes are not supported: schedules are UTC")
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("unparsable: %v", v)
+		}
+	}()
+	_, err = cron.ParseStandard(spec)
+	return err
 }
 
 // cronLogger adapts slog to cron.Logger: cron's chatty Info goes to Debug,
@@ -115,8 +135,9 @@ func NewScheduler(specs map[string]string, deadline, grace time.Duration, log *s
 }
 
 // Run starts the schedule and blocks until ctx ends; then it cancels running
-// firings and waits for them up to the grace period. It returns ctx's error
-// when stopped, or an error when the grace period ran out.
+// firings and waits for them up to the grace period (never longer: a firing
+// that ignores its context is left behind). It returns nil when every
+// firing ended in time, or an error when the grace period ran out.
 func (s *Scheduler) Run(ctx context.Context) error {
 	s.c.Start()
 	s.log.Info("schedule started", "entries", len(s.c.Entries()))

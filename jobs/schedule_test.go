@@ -18,6 +18,12 @@ func TestValidateSchedules(t *testing.T) {
 		{"six fields refused", map[string]string{PhaseSubmit: "0 */10 * * * *"}, true},
 		{"garbage", map[string]string{PhasePoll: "every ten minutes"}, true},
 		{"unknown phase", map[string]string{"launch": "* * * * *"}, true},
+		{"descriptor", map[string]string{PhaseReport: "@hourly"}, false},
+		{"empty", map[string]string{PhaseQR: ""}, true},
+		{"TZ without a schedule (cron #554 panics)", map[string]string{PhaseSubmit: "TZ=0"}, true},
+		{"CRON_TZ without a schedule", map[string]string{PhaseSubmit: "CRON_TZ=UTC"}, true},
+		{"CRON_TZ overriding UTC", map[string]string{PhasePoll: "CRON_TZ=Australia/Sydney */5 * * * *"}, true},
+		{"TZ overriding UTC", map[string]string{PhasePoll: "TZ=UTC */5 * * * *"}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,5 +95,47 @@ func TestSchedulerGracefulStop(t *testing.T) {
 	}
 	if !sawCancel.Load() {
 		t.Fatal("the running firing did not see its context cancelled before Run returned")
+	}
+}
+
+// A stop (SIGTERM) while a firing ignores its cancelled context returns once
+// the grace period is over, with an error, instead of blocking forever on
+// cron's Stop().Done().
+func TestSchedulerStopIsBoundedByGrace(t *testing.T) {
+	started := make(chan struct{}, 1)
+	release := make(chan struct{})
+	defer close(release)
+	const grace = 300 * time.Millisecond
+	s, err := NewScheduler(map[string]string{PhaseSubmit: "@every 1s"}, time.Minute, grace, nil,
+		func(ctx context.Context, phase string) {
+			select {
+			case started <- struct{}{}:
+			default:
+			}
+			<-release // a stuck call that does not watch ctx
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no firing within 5s")
+	}
+	stop := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Run = nil although the firing was still running after the grace period")
+		}
+		if el := time.Since(stop); el < grace || el > grace+2*time.Second {
+			t.Fatalf("Run returned after %s, want about the grace period %s", el, grace)
+		}
+	case <-time.After(grace + 5*time.Second):
+		t.Fatal("Run blocked past the grace period")
 	}
 }

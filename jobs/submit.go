@@ -55,7 +55,7 @@ func (p *pass) runBatch(ctx context.Context, rows []repo.Activation, prog *progr
 		go func() {
 			defer wg.Done()
 			for a := range ch {
-				fn(withActivation(ctx, a.ID), a)
+				p.safely(ctx, a, fn)
 				if prog != nil {
 					prog.tick(1)
 				}
@@ -67,6 +67,19 @@ func (p *pass) runBatch(ctx context.Context, rows []repo.Activation, prog *progr
 	}
 	close(ch)
 	wg.Wait()
+}
+
+// safely runs fn for one row and turns a panic into a fatal pass error: a
+// worker goroutine's panic would otherwise kill the process, which no
+// cron.Recover catches. The row keeps its claim (it may be mid-order), so
+// only a later run, after the lease, reconciles it.
+func (p *pass) safely(ctx context.Context, a *repo.Activation, fn func(context.Context, *repo.Activation)) {
+	defer func() {
+		if v := recover(); v != nil {
+			p.setFatal(p.recovered(fmt.Sprintf("activation %d", a.ID), v))
+		}
+	}()
+	fn(withActivation(ctx, a.ID), a)
 }
 
 // claimLoop describes one phase's claim loop for drain.

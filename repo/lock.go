@@ -3,26 +3,37 @@ package repo
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
-// LeaseTTL is how long a SQLite run lock lasts without a Check; above a run
-// (the CronJob's activeDeadlineSeconds), so a live run never loses it.
-const LeaseTTL = 15 * time.Minute
+// LeaseTTL is how long a SQLite run lock outlives its holder: the holder
+// renews it every LeaseTTL/4 in the background (and at every Check), so a
+// live run keeps it however long it takes, and a killed one blocks the next
+// run for at most LeaseTTL.
+const LeaseTTL = 2 * time.Minute
 
 // RunLock is held by the one active runner of a key (an Octane credential).
 // On PostgreSQL it is a session advisory lock on a pinned connection (it dies
 // with the connection, so a dead pod never blocks); on SQLite a lease row in
-// run_locks that Check renews. The lease uses the wall clock: it guards
-// processes, not business time.
+// run_locks that a heartbeat and Check renew. The lease uses the wall clock:
+// it guards processes, not business time.
 type RunLock struct {
-	s      *Store
-	name   string
-	key    int64
-	conn   *sql.Conn // PostgreSQL
-	holder string    // SQLite
-	done   bool      // released
+	s    *Store
+	name string
+	key  int64
+	conn *sql.Conn // PostgreSQL
+
+	holder  string        // SQLite
+	ttl     time.Duration // SQLite
+	stop    chan struct{} // SQLite: ends the heartbeat
+	stopped chan struct{} // SQLite: closed when the heartbeat ended
+
+	mu   sync.Mutex // SQLite: renewals, lost and done
+	lost error      // SQLite: the heartbeat found the lease gone
+	done bool       // released
 }
 
 // AcquireRunLock takes the run lock for key without waiting. Errors:
@@ -48,17 +59,71 @@ func (s *Store) AcquireRunLock(ctx context.Context, key string) (*RunLock, error
 		return l, nil
 	}
 	l.holder = newToken()
+	l.ttl = s.leaseTTL
+	if l.ttl <= 0 {
+		l.ttl = LeaseTTL
+	}
 	now := time.Now()
 	res, err := s.db.ExecContext(ctx, `INSERT INTO run_locks (name, holder, expires_at) VALUES (?, ?, ?)
 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-WHERE run_locks.expires_at < ?`, key, l.holder, s.t(now.Add(LeaseTTL)), s.t(now))
+WHERE run_locks.expires_at < ?`, key, l.holder, s.t(now.Add(l.ttl)), s.t(now))
 	if err != nil {
 		return nil, fmt.Errorf("repo: run lock %q: %w", key, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return nil, fmt.Errorf("repo: run lock %q: %w", key, ErrLocked)
 	}
+	l.stop, l.stopped = make(chan struct{}), make(chan struct{})
+	go l.heartbeat()
 	return l, nil
+}
+
+// heartbeat renews the SQLite lease every ttl/4 until Release, so a phase
+// that runs long between two Checks (a limiter waiting out Octane's hourly
+// window) never lets the lease lapse under a live run. A lease found gone
+// is recorded for the next Check; a failed renewal (database busy) is tried
+// again at the next tick.
+func (l *RunLock) heartbeat() {
+	defer close(l.stopped)
+	t := time.NewTicker(l.ttl / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), l.ttl/4)
+			err := l.renew(ctx)
+			cancel()
+			if errors.Is(err, ErrLocked) {
+				return
+			}
+		}
+	}
+}
+
+// renew extends the SQLite lease; ErrLocked (recorded in l.lost) when it is
+// no longer ours.
+func (l *RunLock) renew(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost != nil {
+		return l.lost
+	}
+	if l.done {
+		return fmt.Errorf("repo: run lock %q released: %w", l.name, ErrLocked)
+	}
+	now := time.Now()
+	res, err := l.s.db.ExecContext(ctx, `UPDATE run_locks SET expires_at = ? WHERE name = ? AND holder = ? AND expires_at >= ?`,
+		l.s.t(now.Add(l.ttl)), l.name, l.holder, l.s.t(now))
+	if err != nil {
+		return fmt.Errorf("repo: run lock %q: %w", l.name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		l.lost = fmt.Errorf("repo: run lock %q lease lost: %w", l.name, ErrLocked)
+		return l.lost
+	}
+	return nil
 }
 
 // Check confirms the lock is still held: it pings the pinned connection
@@ -66,43 +131,41 @@ WHERE run_locks.expires_at < ?`, key, l.holder, s.t(now.Add(LeaseTTL)), s.t(now)
 // stop when it fails. Errors: ErrLocked when the lease was lost; the
 // connection's error when the advisory lock's session is gone.
 func (l *RunLock) Check(ctx context.Context) error {
-	if l.done {
+	if l.conn == nil {
+		return l.renew(ctx)
+	}
+	l.mu.Lock()
+	done := l.done
+	l.mu.Unlock()
+	if done {
 		return fmt.Errorf("repo: run lock %q released: %w", l.name, ErrLocked)
 	}
-	if l.conn != nil {
-		var held bool
-		// The lock is ours if this very session still holds it.
-		err := l.conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
+	var held bool
+	// The lock is ours if this very session still holds it.
+	err := l.conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
 WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
 AND classid = (($1::bigint >> 32) & 4294967295)::oid AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1)`,
-			l.key).Scan(&held)
-		if err != nil {
-			return fmt.Errorf("repo: run lock %q: %w", l.name, err)
-		}
-		if !held {
-			return fmt.Errorf("repo: run lock %q no longer held: %w", l.name, ErrLocked)
-		}
-		return nil
-	}
-	now := time.Now()
-	res, err := l.s.db.ExecContext(ctx, `UPDATE run_locks SET expires_at = ? WHERE name = ? AND holder = ? AND expires_at >= ?`,
-		l.s.t(now.Add(LeaseTTL)), l.name, l.holder, l.s.t(now))
+		l.key).Scan(&held)
 	if err != nil {
 		return fmt.Errorf("repo: run lock %q: %w", l.name, err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("repo: run lock %q lease lost: %w", l.name, ErrLocked)
+	if !held {
+		return fmt.Errorf("repo: run lock %q no longer held: %w", l.name, ErrLocked)
 	}
 	return nil
 }
 
-// Release gives the lock up; it works even when ctx is cancelled (shutdown)
-// and a second call does nothing. Not safe for concurrent use with Check.
+// Release gives the lock up (and stops the SQLite heartbeat); it works even
+// when ctx is cancelled (shutdown) and a second call does nothing. Not safe
+// for concurrent use with Check on PostgreSQL (one pinned connection).
 func (l *RunLock) Release(ctx context.Context) error {
+	l.mu.Lock()
 	if l.done {
+		l.mu.Unlock()
 		return nil
 	}
 	l.done = true
+	l.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if l.conn != nil {
@@ -115,6 +178,8 @@ func (l *RunLock) Release(ctx context.Context) error {
 		}
 		return nil
 	}
+	close(l.stop)
+	<-l.stopped
 	if _, err := l.s.db.ExecContext(ctx, `DELETE FROM run_locks WHERE name = ? AND holder = ?`, l.name, l.holder); err != nil {
 		return fmt.Errorf("repo: release run lock %q: %w", l.name, err)
 	}

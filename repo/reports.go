@@ -43,11 +43,26 @@ func (s *Store) PendingReport(ctx context.Context) (Report, error) {
 // terminal activation in no report (qr_ready rows capped at maxQRRows, oldest
 // first, when maxQRRows > 0; provisioned and failed rows all) and every
 // unreported import reject. The UNIQUE report_items.activation_id and
-// report_rejects.reject_id make a second report of a row impossible.
-// Errors: ErrNotFound when there is nothing to report (nothing written).
+// report_rejects.reject_id make a second report of a row impossible; two
+// processes building at once take turns, and the second finds only what the
+// first left (or nothing). A row that turns terminal after the build is in
+// the next report. Errors: ErrNotFound when there is nothing to report
+// (nothing written).
 func (s *Store) NewReport(ctx context.Context, now time.Time, maxQRRows int) (Report, error) {
 	var rep Report
 	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
+		if s.dialect == DialectPostgres {
+			// Builders take turns (SQLite's BEGIN IMMEDIATE already does):
+			// under READ COMMITTED a second process would read the same
+			// last number and the same unreported rows, then fail on the
+			// UNIQUE constraints once the first commits, failing its
+			// report phase. EXCLUSIVE conflicts with any write to reports
+			// and still lets readers through; after the wait every
+			// statement below sees the first builder's commit.
+			if _, err := tx.ExecContext(ctx, `LOCK TABLE reports IN EXCLUSIVE MODE`); err != nil {
+				return err
+			}
+		}
 		var last struct {
 			Number int64    `db:"number"`
 			To     nullTime `db:"period_to"`
@@ -73,6 +88,8 @@ func (s *Store) NewReport(ctx context.Context, now time.Time, maxQRRows int) (Re
 VALUES (?, ?, ?, ?) RETURNING id`), last.Number+1, s.t(now), s.t(from), s.t(now)); err != nil {
 			return err
 		}
+		// A row another builder took meanwhile is skipped, never an error.
+		const onConflict = ` ON CONFLICT (activation_id) DO NOTHING`
 		const unreported = `reported_at IS NULL AND NOT EXISTS (SELECT 1 FROM report_items i WHERE i.activation_id = activations.id)`
 		qrLimit := ""
 		args := []any{rep.ID}
@@ -86,9 +103,9 @@ VALUES (?, ?, ?, ?) RETURNING id`), last.Number+1, s.t(now), s.t(from), s.t(now)
 			args []any
 		}{
 			{`INSERT INTO report_items (report_id, activation_id) SELECT ?, id FROM activations
-WHERE state = 'qr_ready' AND ` + unreported + ` ORDER BY completed_at, id` + qrLimit, args},
+WHERE state = 'qr_ready' AND ` + unreported + ` ORDER BY completed_at, id` + qrLimit + onConflict, args},
 			{`INSERT INTO report_items (report_id, activation_id) SELECT ?, id FROM activations
-WHERE state IN ('provisioned', 'failed') AND ` + unreported + ` ORDER BY id`, []any{rep.ID}},
+WHERE state IN ('provisioned', 'failed') AND ` + unreported + ` ORDER BY id` + onConflict, []any{rep.ID}},
 		} {
 			res, err := tx.ExecContext(ctx, s.q(q.sql), q.args...)
 			if err != nil {
@@ -98,7 +115,8 @@ WHERE state IN ('provisioned', 'failed') AND ` + unreported + ` ORDER BY id`, []
 			n += k
 		}
 		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO report_rejects (report_id, reject_id) SELECT ?, id FROM import_rejects
-WHERE reported_at IS NULL AND NOT EXISTS (SELECT 1 FROM report_rejects x WHERE x.reject_id = import_rejects.id) ORDER BY id`), rep.ID)
+WHERE reported_at IS NULL AND NOT EXISTS (SELECT 1 FROM report_rejects x WHERE x.reject_id = import_rejects.id) ORDER BY id
+ON CONFLICT (reject_id) DO NOTHING`), rep.ID)
 		if err != nil {
 			return err
 		}
@@ -202,21 +220,22 @@ func (s *Store) countByState(ctx context.Context, q sqlx.QueryerContext) (map[St
 // nothing. Errors: ErrNotFound for an unknown report.
 func (s *Store) MarkReportDelivered(ctx context.Context, reportID int64, at time.Time) error {
 	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
-		var delivered nullTime
-		if err := tx.QueryRowxContext(ctx, s.q(`SELECT delivered_at FROM reports WHERE id = ?`), reportID).Scan(&delivered); err != nil {
-			return notFound(err)
-		}
-		if delivered.T != nil {
-			return nil
-		}
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE reports SET delivered_at = ? WHERE id = ?`), s.t(at), reportID); err != nil {
+		// Guarded like a claim: a concurrent delivery that committed first
+		// makes this UPDATE match nothing (PostgreSQL re-checks the WHERE
+		// after the wait), so its times are never overwritten.
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE reports SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL`), s.t(at), reportID)
+		if err != nil {
 			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			var one int
+			return notFound(tx.GetContext(ctx, &one, s.q(`SELECT 1 FROM reports WHERE id = ?`), reportID))
 		}
 		if _, err := tx.ExecContext(ctx, s.q(`UPDATE activations SET reported_at = ?
 WHERE id IN (SELECT activation_id FROM report_items WHERE report_id = ?)`), s.t(at), reportID); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, s.q(`UPDATE import_rejects SET reported_at = ?
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE import_rejects SET reported_at = ?
 WHERE id IN (SELECT reject_id FROM report_rejects WHERE report_id = ?)`), s.t(at), reportID)
 		return err
 	})

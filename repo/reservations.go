@@ -129,12 +129,18 @@ ORDER BY r.reserved_at, r.id LIMIT ?`),
 // ReleaseReservation records that r was unreserved: r -> released and, if its
 // activation is still selected with this number and unclaimed, that
 // activation -> pending (msn and reserved_at cleared, due now), with an event.
-// Errors: ErrLostClaim when r is no longer held (already released or consumed).
+// Errors: ErrLostClaim when r is no longer held (already released or
+// consumed) or its activation has reached ordering or beyond.
 func (s *Store) ReleaseReservation(ctx context.Context, r Reservation, now time.Time) error {
 	return s.InTx(ctx, func(tx *sqlx.Tx) error {
 		var held Reservation
+		// DueReleases' read predicate, repeated (River #1302): a number
+		// whose activation moved on to ordering or beyond since it was read
+		// is being (or was) ordered, and must never be marked released.
 		err := tx.GetContext(ctx, &held, s.q(`UPDATE reservations SET state = 'released', updated_at = ?
-WHERE id = ? AND state IN ('free', 'assigned') RETURNING `+reservationColumns), s.t(now), r.ID)
+WHERE id = ? AND (state = 'free' OR (state = 'assigned' AND (activation_id IS NULL
+  OR activation_id IN (SELECT id FROM activations WHERE state IN ('pending', 'selected', 'failed')))))
+RETURNING `+reservationColumns), s.t(now), r.ID)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("repo: release reservation %d (%s): %w", r.ID, r.MSN, ErrLostClaim)
 		}

@@ -46,6 +46,8 @@ type Store struct {
 	// schema is the PostgreSQL schema in use (current_schema()), so that
 	// migrations of different schemas do not wait on one another.
 	schema string
+	// leaseTTL is the SQLite run lock's lease (LeaseTTL; tests shorten it).
+	leaseTTL time.Duration
 }
 
 // Open connects to url: "postgres://..." or "postgresql://..." is PostgreSQL

@@ -45,6 +45,14 @@ func TestMigrateUpDownUp(t *testing.T) {
 			if _, err := s.ImportedHash(ctx, "x"); err == nil {
 				t.Fatal("imports table still there after down")
 			}
+			// Down drops everything Up made: only goose's own table is left.
+			objects := `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name <> 'goose_db_version'`
+			if d.name == "sqlite" {
+				objects = `SELECT COUNT(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND name <> 'goose_db_version'`
+			}
+			if n := count(t, s, objects); n != 0 {
+				t.Fatalf("%d schema objects left after down", n)
+			}
 			must(t, s.Migrate(ctx))
 			must(t, s.CheckSchema(ctx))
 			seed(t, s, "after-up", 3)
@@ -696,7 +704,10 @@ func TestNewReportConcurrent(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, _ = s.NewReport(ctx, t0.Add(time.Hour), 0) // losers fail on UNIQUE or find nothing
+				// Builders take turns: the later ones find nothing, never an error.
+				if _, err := s.NewReport(ctx, t0.Add(time.Hour), 0); err != nil && !errors.Is(err, repo.ErrNotFound) {
+					t.Errorf("NewReport: %v", err)
+				}
 			}()
 		}
 		wg.Wait()
@@ -823,4 +834,112 @@ func TestLogValueHidesSecrets(t *testing.T) {
 	if !strings.Contains(got, "qr_ready") {
 		t.Fatalf("LogValue %q lacks the state", got)
 	}
+}
+
+// A number read as due for release whose activation is then claimed and
+// ordered must not be marked released afterwards (the release's UPDATE
+// repeats DueReleases' predicate, River #1302); the order consumes it.
+func TestReleaseAfterOrderBeganIsLost(t *testing.T) {
+	t.Parallel()
+	repotest.Each(t, func(t *testing.T, s *repo.Store) {
+		ctx := context.Background()
+		runID := seed(t, s, "rr", 1)
+		a := toSelected(t, s, t0, runID, "0501")
+		must(t, s.Unclaim(ctx, &a))
+		now := t0.Add(23*time.Hour + time.Minute)
+		due, err := s.DueReleases(ctx, now, now.Add(-23*time.Hour), runID, 10)
+		must(t, err)
+		if len(due) != 1 || due[0].MSN != "0501" {
+			t.Fatalf("DueReleases = %+v, want 0501", due)
+		}
+		// Meanwhile the row is claimed and its order begins.
+		b := claimOne(t, s, now, runID)
+		must(t, s.BeginOrder(ctx, &b, false, now))
+		if err := s.ReleaseReservation(ctx, due[0], now); !errors.Is(err, repo.ErrLostClaim) {
+			t.Fatalf("ReleaseReservation of an ordering row's number = %v, want ErrLostClaim", err)
+		}
+		must(t, s.OrderAccepted(ctx, &b, "ORD1", now, now.Add(30*time.Minute)))
+		if n := count(t, s, `SELECT COUNT(*) FROM reservations WHERE msn = '0501' AND state = 'consumed'`); n != 1 {
+			t.Fatalf("the ordered number is not consumed (%d rows)", n)
+		}
+	})
+}
+
+// Several `batch migrate` at once on one fresh PostgreSQL schema: goose's
+// session lock (an advisory lock whose id is derived from the schema) makes
+// them take turns, so all succeed and the schema is applied once.
+func TestMigrateConcurrent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := repotest.PostgresURL(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := repo.Open(ctx, url)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer s.Close()
+			errs <- s.Migrate(ctx)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("concurrent Migrate: %v", err)
+		}
+	}
+	s, err := repo.Open(ctx, url)
+	must(t, err)
+	defer s.Close()
+	must(t, s.CheckSchema(ctx))
+	if n := count(t, s, `SELECT COUNT(*) FROM goose_db_version WHERE version_id > 0`); n != 1 {
+		t.Fatalf("migration 1 recorded %d times", n)
+	}
+}
+
+// Times compare as instants on both dialects whatever zone they are given in
+// and down to the microsecond: SQLite stores one fixed-width UTC text format,
+// so text order is time order (a variable format would sort "10:00:00Z"
+// after "10:00:00.5Z"). The import is stamped in New York just after the
+// 2026 spring-forward, claims are asked in UTC and Tokyo time.
+func TestTimesCompareAcrossZonesAndFractions(t *testing.T) {
+	t.Parallel()
+	ny, err := time.LoadLocation("America/New_York")
+	must(t, err)
+	tokyo, err := time.LoadLocation("Asia/Tokyo")
+	must(t, err)
+	// 03:00:00.5 EDT on 2026-03-08 is 07:00:00.5 UTC (02:00-03:00 local never happened).
+	due := time.Date(2026, 3, 8, 3, 0, 0, 500_000_000, ny)
+	repotest.Each(t, func(t *testing.T, s *repo.Store) {
+		ctx := context.Background()
+		_, err := s.Import(ctx, repo.ImportFile{Name: "tz.csv", Hash: "tz", DataRows: 2},
+			[]repo.NewActivation{{Line: 2, SalesRef: "tz-1", Email: "x@example.com", PlanNo: 1}}, nil, due)
+		must(t, err)
+		runID := run(t, s)
+		for _, tc := range []struct {
+			name string
+			now  time.Time
+			want int
+		}{
+			{"a microsecond early, UTC", due.UTC().Add(-time.Microsecond), 0},
+			{"half a second early, local wall clock an hour 'later' (DST)", time.Date(2026, 3, 8, 3, 0, 0, 0, ny), 0},
+			{"a whole second early in Tokyo", due.In(tokyo).Add(-time.Second), 0},
+			{"exactly due, Tokyo", due.In(tokyo), 1},
+		} {
+			got, err := s.ClaimPending(ctx, tc.now, runID, 10, lease)
+			must(t, err)
+			if len(got) != tc.want {
+				t.Fatalf("%s: claimed %d rows at %s, want %d", tc.name, len(got), tc.now, tc.want)
+			}
+			if len(got) == 1 && !got[0].NextAttemptAt.Equal(due) {
+				t.Fatalf("next_attempt_at read back as %s, want %s", got[0].NextAttemptAt, due.UTC())
+			}
+		}
+	})
 }

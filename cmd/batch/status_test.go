@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/esimbatch/esimbatch/repo"
+	"github.com/esimbatch/esimbatch/repo/repotest"
+)
+
+// seedStatus drives 11 imported rows to a known spread of states, with times
+// relative to now: 3 pending, 1 selected on a number reserved 23h30m ago
+// (due for release), 1 ordering, 2 submitted (one poll due), 1 completed, 1
+// qr_ready, 1 provisioned, 1 failed.
+func seedStatus(t *testing.T, s *repo.Store, now time.Time) (base time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	base = now.Add(-2 * time.Hour)
+	rows := make([]repo.NewActivation, 11)
+	for i := range rows {
+		rows[i] = repo.NewActivation{Line: i + 2, SalesRef: fmt.Sprintf("ST-%02d", i+1), Email: "a@example.com", PlanNo: 1}
+	}
+	_, err := s.Import(ctx, repo.ImportFile{Name: "st.csv", Hash: "st", DataRows: len(rows)}, rows, nil, base)
+	must(err)
+	runID, err := s.StartRun(ctx, base, "cred", []string{"submit"}, false)
+	must(err)
+	claimed, err := s.ClaimPending(ctx, base, runID, 8, time.Hour)
+	must(err)
+	if len(claimed) != 8 {
+		t.Fatalf("claimed %d rows, want 8", len(claimed))
+	}
+	sel := func(a *repo.Activation, msn string, reservedAt time.Time) {
+		t.Helper()
+		must(s.SaveReservations(ctx, runID, reservedAt, []repo.Reservation{{MSN: msn}}))
+		r, err := s.TakeReservation(ctx, runID, a, base)
+		must(err)
+		must(s.MarkSelected(ctx, a, r, base))
+	}
+	order := func(a *repo.Activation, msn string, nextPoll time.Time) {
+		t.Helper()
+		sel(a, msn, base)
+		must(s.BeginOrder(ctx, a, false, base))
+		must(s.OrderAccepted(ctx, a, "ORD-"+msn, base, nextPoll))
+	}
+	// selected, on an old number.
+	sel(&claimed[0], "0400000001", now.Add(-23*time.Hour-30*time.Minute))
+	must(s.Unclaim(ctx, &claimed[0]))
+	// ordering.
+	sel(&claimed[1], "0400000002", base)
+	must(s.BeginOrder(ctx, &claimed[1], false, base))
+	// submitted: one poll due, one not.
+	order(&claimed[2], "0400000003", base.Add(10*time.Minute))
+	order(&claimed[3], "0400000004", now.Add(time.Hour))
+	// completed, qr_ready and provisioned: their polls came first.
+	for i := 4; i <= 6; i++ {
+		order(&claimed[i], fmt.Sprintf("040000000%d", i+1), base.Add(-time.Hour))
+	}
+	polls, err := s.ClaimPolls(ctx, base.Add(-30*time.Minute), now.Add(time.Hour), runID, 10, time.Hour)
+	must(err)
+	if len(polls) != 3 {
+		t.Fatalf("claimed %d polls, want 3", len(polls))
+	}
+	must(s.OrderCompleted(ctx, &polls[0], "svc1", true, base))
+	qr, err := s.ClaimQR(ctx, base, runID, 1, time.Hour)
+	must(err)
+	must(s.QRReady(ctx, &qr[0], "LPA:1$x", nil, "", base))
+	must(s.OrderCompleted(ctx, &polls[1], "svc2", true, base))
+	must(s.OrderCompleted(ctx, &polls[2], "svc3", false, base))
+	// failed.
+	must(s.Fail(ctx, &claimed[7], "addCustomer", "E1", "invalid", base))
+	return base
+}
+
+// `batch status` prints the seeded database's numbers: counts by state (each
+// checked against the table too), polls and releases due with their times,
+// the oldest pending row.
+func TestStatusMatchesTheDatabase(t *testing.T) {
+	for _, d := range []struct {
+		name string
+		url  func(testing.TB) string
+	}{
+		{"postgres", repotest.PostgresURL},
+		{"sqlite", repotest.SQLiteURL},
+	} {
+		t.Run(d.name, func(t *testing.T) {
+			ctx := context.Background()
+			url := d.url(t)
+			s, err := repo.Open(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			now := time.Now().UTC()
+			base := seedStatus(t, s, now)
+
+			e, out, stderr := testEnv(map[string]string{"DATABASE_URL": url})
+			if err := run(ctx, []string{"status"}, e); err != nil {
+				t.Fatalf("status: %v\n%s", err, stderr)
+			}
+			text := out.String()
+			got := map[string]int{}
+			for _, m := range regexp.MustCompile(`(?m)^  ([a-z_]+) +(\d+)$`).FindAllStringSubmatch(text, -1) {
+				n, _ := strconv.Atoi(m[2])
+				got[m[1]] = n
+			}
+			want := map[string]int{"pending": 3, "selected": 1, "ordering": 1, "submitted": 2, "completed": 1,
+				"qr_ready": 1, "provisioned": 1, "failed": 1}
+			for st, n := range want {
+				if got[st] != n {
+					t.Errorf("status prints %s %d, want %d", st, got[st], n)
+				}
+				var inDB int
+				if err := s.DB().GetContext(ctx, &inDB, s.DB().Rebind(`SELECT COUNT(*) FROM activations WHERE state = ?`), st); err != nil {
+					t.Fatal(err)
+				}
+				if got[st] != inDB {
+					t.Errorf("status prints %s %d, the table has %d", st, got[st], inDB)
+				}
+			}
+			if len(got) != len(want) {
+				t.Errorf("status prints states %v, want exactly %v", got, want)
+			}
+			for _, line := range []string{
+				"oldest pending:  " + base.Format(time.RFC3339),
+				fmt.Sprintf("polls due:       1 (next %s)", base.Add(10*time.Minute).Format(time.RFC3339)),
+				fmt.Sprintf("releases due:    1 (next %s)", now.Add(-30*time.Minute).Format(time.RFC3339)),
+			} {
+				if !strings.Contains(text, line) {
+					t.Errorf("status lacks %q:\n%s", line, text)
+				}
+			}
+		})
+	}
+}
