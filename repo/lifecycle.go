@@ -248,7 +248,9 @@ func (s *Store) Fail(ctx context.Context, a *Activation, step, code, msg string,
 	from := a.State
 	return s.transition(ctx, "fail", a, now, change{
 		to: StateFailed,
-		set: `last_error_step = ?, last_error_code = ?, last_error_message = ?,
+		// The failing attempt counts: the Failures sheet shows attempts,
+		// and a row rejected on its first call made one.
+		set: `attempts = attempts + 1, last_error_step = ?, last_error_code = ?, last_error_message = ?,
 first_attempt_at = COALESCE(first_attempt_at, ?), last_attempt_at = ?`,
 		args: []any{step, code, msg, s.t(now), s.t(now)},
 		step: step, outcome: "failed", code: code, message: msg,

@@ -194,8 +194,10 @@ type MethodCalls struct {
 	Waited  time.Duration
 }
 
-// CallStats counts the calls sent in [from, to) by method and outcome,
-// ordered by method then outcome.
+// CallStats counts the calls made by runs that started in (from, to], by
+// method and outcome, ordered by method then outcome. A report's period ends
+// at the time of the run that builds it, so that run's calls are in it and
+// not in the next report's (whose period starts there).
 func (s *Store) CallStats(ctx context.Context, from, to time.Time) ([]MethodCalls, error) {
 	return s.callStats(ctx, s.db, from, to)
 }
@@ -207,8 +209,11 @@ func (s *Store) callStats(ctx context.Context, q sqlx.QueryerContext, from, to t
 		Count   int    `db:"n"`
 		Waited  int64  `db:"waited"`
 	}
-	err := sqlx.SelectContext(ctx, q, &rows, s.q(`SELECT method, outcome, COUNT(*) AS n, COALESCE(SUM(waited_ns), 0) AS waited
-FROM calls WHERE sent_at >= ? AND sent_at < ? GROUP BY method, outcome`), s.t(from), s.t(to))
+	// By run, not by send time: a run's start follows the job's clock, as a
+	// report's period does; send times are wall clock (Octane's counters).
+	err := sqlx.SelectContext(ctx, q, &rows, s.q(`SELECT c.method, c.outcome, COUNT(*) AS n, COALESCE(SUM(c.waited_ns), 0) AS waited
+FROM calls c JOIN runs r ON r.id = c.run_id
+WHERE r.started_at > ? AND r.started_at <= ? GROUP BY c.method, c.outcome`), s.t(from), s.t(to))
 	if err != nil {
 		return nil, fmt.Errorf("repo: call stats: %w", err)
 	}

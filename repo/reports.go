@@ -187,7 +187,14 @@ FROM import_rejects r JOIN report_rejects x ON x.reject_id = r.id WHERE x.report
 		if c.Totals, err = s.countByState(ctx, tx); err != nil {
 			return err
 		}
-		c.Calls, err = s.callStats(ctx, tx, c.Report.PeriodFrom, c.Report.PeriodTo)
+		// Periods chain (each starts where the last ended), so runs are
+		// counted in (from, to]; the first report also takes the runs at
+		// its very start (the first import's time).
+		from := c.Report.PeriodFrom
+		if c.Report.Number == 1 {
+			from = from.Add(-time.Microsecond) // the stored precision
+		}
+		c.Calls, err = s.callStats(ctx, tx, from, c.Report.PeriodTo)
 		return err
 	})
 	if err != nil {
