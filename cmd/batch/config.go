@@ -64,6 +64,9 @@ type config struct {
 		To       []string `env:"TO"`
 		Dir      string   `env:"DIR, default=esimbatch-reports"`
 		Password secret   `env:"PASSWORD"`
+		// SendEmpty sends a "nothing new" email when a pass has nothing to
+		// report, so a silent inbox means a stopped job, not a quiet day.
+		SendEmpty bool `env:"SEND_EMPTY, default=false"`
 	} `env:", prefix=REPORT_"`
 
 	// RunDeadline bounds one pass; keep it under the CronJob's

@@ -154,10 +154,11 @@ func importPhase(cfg *config, store *repo.Store, log *slog.Logger) jobs.PhaseFun
 // loopback (reports.Mailer decides).
 func reportOptions(cfg *config) jobs.ReportOptions {
 	o := jobs.ReportOptions{
-		Dir:      cfg.Report.Dir,
-		Password: cfg.Report.Password.Reveal(),
-		From:     cfg.SMTP.From,
-		To:       cfg.Report.To,
+		Dir:       cfg.Report.Dir,
+		Password:  cfg.Report.Password.Reveal(),
+		From:      cfg.SMTP.From,
+		To:        cfg.Report.To,
+		SendEmpty: cfg.Report.SendEmpty,
 	}
 	if strings.TrimSpace(cfg.SMTP.Host) != "" {
 		o.SMTP = &reports.SMTPConfig{

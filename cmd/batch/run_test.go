@@ -21,6 +21,8 @@ func TestReportOptions(t *testing.T) {
 	}{
 		{"no SMTP: .eml files under the default REPORT_DIR", nil,
 			jobs.ReportOptions{Dir: "esimbatch-reports"}},
+		{"a nothing-new email when a pass has nothing", map[string]string{"REPORT_SEND_EMPTY": "true"},
+			jobs.ReportOptions{Dir: "esimbatch-reports", SendEmpty: true}},
 		{"no SMTP, encrypted workbooks", map[string]string{"REPORT_DIR": "/var/reports", "REPORT_PASSWORD": "xlsx-pw"},
 			jobs.ReportOptions{Dir: "/var/reports", Password: "xlsx-pw"}},
 		{"SMTP", map[string]string{
