@@ -32,6 +32,7 @@ type APIError struct {
 	fault      bool  // a SOAP fault or an HTTP error status, not an errorCode answer
 }
 
+// Error names the method, Octane's code and its message (never a secret).
 func (e *APIError) Error() string {
 	return fmt.Sprintf("octane %s: code %s: %s", e.Method, e.Code, e.Message)
 }
@@ -51,6 +52,7 @@ type TransportError struct {
 	Err            error
 }
 
+// Error names the method and whether the request may have reached Octane.
 func (e *TransportError) Error() string {
 	reach := "request not sent"
 	if e.MayHaveReached {
@@ -59,6 +61,7 @@ func (e *TransportError) Error() string {
 	return fmt.Sprintf("octane %s: transport: %s: %v", e.Method, reach, e.Err)
 }
 
+// Unwrap returns the underlying network or decoding error.
 func (e *TransportError) Unwrap() error { return e.Err }
 
 // OutcomeUnknown reports whether err means a mutating call may have taken

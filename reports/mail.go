@@ -45,6 +45,7 @@ type DeliveryError struct {
 	Stage     string // "dial" or "send"
 }
 
+// Error names the report number, the SMTP stage that failed and the cause.
 func (e *DeliveryError) Error() string {
 	return fmt.Sprintf("reports: report #%d not delivered (%s): %v", e.Number, e.Stage, e.Err)
 }
