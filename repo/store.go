@@ -170,14 +170,6 @@ func (s *Store) t(x time.Time) any {
 	return x
 }
 
-// tn is t for an optional time (nil stays NULL).
-func (s *Store) tn(x *time.Time) any {
-	if x == nil {
-		return nil
-	}
-	return s.t(*x)
-}
-
 // pickUpdate builds the statement whose shape differs by dialect: choose up to
 // limit rows of table matching where, in order, and apply set to them,
 // returning the columns ret. On PostgreSQL the chosen rows are locked and busy

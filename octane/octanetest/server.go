@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"sort"
-	"strconv"
 	"sync"
 	"time"
 
@@ -466,21 +464,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
-}
-
-// sortedPlans lists the valid plans, for messages.
-func (s *Server) sortedPlans() string {
-	ps := make([]int, 0, len(s.plans))
-	for p := range s.plans {
-		ps = append(ps, p)
-	}
-	sort.Ints(ps)
-	out := ""
-	for i, p := range ps {
-		if i > 0 {
-			out += ","
-		}
-		out += strconv.Itoa(p)
-	}
-	return out
 }
