@@ -271,14 +271,7 @@ func (p *pass) onError(ctx context.Context, a *repo.Activation, step string, err
 			u.add(a)
 			return
 		}
-		c, cancel := wctx(ctx)
-		defer cancel()
-		if err := p.r.store.Fail(c, a, step, code, msg, p.r.now()); err != nil {
-			p.storeErr(err, a, "fail")
-			return
-		}
-		p.add(p.phaseOf(step)+".failed", 1)
-		p.log.Info("activation failed", "activation_id", a.ID, "sales_ref", a.SalesRef, "step", step, "code", code, "message", msg)
+		p.failRow(ctx, a, step, code, msg)
 	default: // transport, or an unknown outcome of a call that is safe to redo
 		if p.r.cfg.DryRun {
 			u.add(a)
