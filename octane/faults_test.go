@@ -305,6 +305,9 @@ func TestSentWriteFinishesAfterCancel(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reserve cancelled mid-flight: %v", err)
 	}
+	if len(got) != 2 {
+		t.Fatalf("reserved %d numbers, want 2", len(got))
+	}
 	for _, r := range got {
 		if st := e.sim.NumberState(r.MSN); st != octane.NumberReserved {
 			t.Errorf("%s is %s, want RESERVED", r.MSN, st)

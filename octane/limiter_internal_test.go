@@ -100,7 +100,10 @@ func TestLimiterWaitsAndHonoursContext(t *testing.T) {
 	// Window full again (two completed just now): a context that ends
 	// first stops the wait with its error.
 	l2 := NewLimiter(LimiterConfig{Limits: map[string]Limit{"m": {PerMinute: 1}}, Minute: time.Hour})
-	s, _, _ = l2.Wait(ctx, "m", "u")
+	s, _, err = l2.Wait(ctx, "m", "u")
+	if err != nil {
+		t.Fatal(err)
+	}
 	s.Done(time.Now())
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
 	defer cancel()
@@ -116,18 +119,21 @@ func TestLimiterReleaseAndBlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan time.Duration)
+	done := make(chan error)
 	go func() {
-		s2, waited, err := l.Wait(ctx, "m", "u")
+		s2, _, err := l.Wait(ctx, "m", "u")
 		if err == nil {
 			s2.Release()
 		}
-		done <- waited
+		done <- err
 	}()
 	time.Sleep(20 * time.Millisecond)
 	s.Release() // never sent: the slot comes back at once
 	select {
-	case <-done:
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("waiter: %v", err)
+		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("a released slot did not wake the waiter")
 	}

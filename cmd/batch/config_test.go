@@ -92,8 +92,11 @@ func TestRequireOctaneRefusesPlainHTTPToARealHost(t *testing.T) {
 		t.Fatalf("requireOctane = %v, want only OCTANE_SOAP_URL refused", err)
 	}
 	env["OCTANE_SOAP_URL"] = "https://benzine.telcoinabox.com/tiab"
-	if cfg, _ = loadConfig(context.Background(), lookupMap(env)); cfg.requireOctane() != nil {
-		t.Fatalf("https and loopback http refused: %v", cfg.requireOctane())
+	if cfg, err = loadConfig(context.Background(), lookupMap(env)); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.requireOctane(); err != nil {
+		t.Fatalf("https and loopback http refused: %v", err)
 	}
 }
 
