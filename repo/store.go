@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	neturl "net/url"
 	"strings"
 	"time"
 
@@ -81,6 +82,10 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	}
 	if err := s.db.PingContext(ctx); err != nil {
 		s.db.Close()
+		// net/url quotes a URL it cannot parse whole, password and all.
+		if ue := (*neturl.Error)(nil); errors.As(err, &ue) {
+			err = fmt.Errorf("parse database URL: %w", ue.Err)
+		}
 		return nil, fmt.Errorf("repo: connect (%s): %w", s.dialect, err)
 	}
 	if s.dialect == DialectPostgres {

@@ -131,6 +131,13 @@ func (c *config) LogValue() slog.Value {
 func redactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil || u.Scheme == "" || u.Host == "" {
+		// A URL that does not parse (a password with a stray % or space,
+		// say) may still carry credentials: cut them out by hand.
+		if i := strings.Index(s, "://"); i >= 0 {
+			if j := strings.LastIndex(s, "@"); j > i {
+				return s[:i+3] + "***" + s[j:]
+			}
+		}
 		return s
 	}
 	if u.User != nil {

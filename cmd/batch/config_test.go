@@ -136,6 +136,24 @@ func TestSecretsNeverPrint(t *testing.T) {
 	}
 }
 
+func TestRedactURL(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"password", "postgres://u:pw@db:5432/x?sslmode=disable", "postgres://%2A%2A%2A@db:5432/x?sslmode=disable"},
+		{"no userinfo", "postgres://db/x", "postgres://db/x"},
+		{"sqlite path", "/var/lib/batch.db", "/var/lib/batch.db"},
+		{"bad escape", "postgres://u:pa%zz@db/x", "postgres://***@db/x"},
+		{"space", "postgres://u:p ss@db/x", "postgres://***@db/x"},
+		{"hash", "postgres://u:p#ss@db/x", "postgres://***@db/x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := redactURL(tt.in); got != tt.want {
+				t.Errorf("redactURL(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestUnknownCommandIsConfigError(t *testing.T) {
 	var out strings.Builder
 	err := run(context.Background(), []string{"frobnicate"}, env{lookup: lookupMap(nil), stdout: &out, stderr: &out})
