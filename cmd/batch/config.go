@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"reflect"
+	"regexp"
 	"strings"
 	"time"
 
@@ -102,8 +103,8 @@ func (c *config) schedules() map[string]string {
 func (c *config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("database", redactURL(c.DatabaseURL)),
-		slog.String("octane_soap_url", c.Octane.SOAPURL),
-		slog.String("octane_rest_url", c.Octane.RESTURL),
+		slog.String("octane_soap_url", redactURL(c.Octane.SOAPURL)),
+		slog.String("octane_rest_url", redactURL(c.Octane.RESTURL)),
 		slog.String("octane_username", c.Octane.Username),
 		slog.Any("octane_password", c.Octane.Password),
 		slog.Int("octane_group_no", c.Octane.GroupNo),
@@ -129,6 +130,9 @@ func (c *config) LogValue() slog.Value {
 
 // redactURL drops the user info of a URL (a SQLite path is returned as is).
 func redactURL(s string) string {
+	// A password can also ride in a query or a key=value DSN
+	// ("?password=..." or "host=db password=...").
+	s = passwordParam.ReplaceAllString(s, "${1}***")
 	u, err := url.Parse(s)
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		// A URL that does not parse (a password with a stray % or space,
@@ -141,10 +145,13 @@ func redactURL(s string) string {
 		return s
 	}
 	if u.User != nil {
-		u.User = url.User("***")
+		u.User = nil
+		return strings.Replace(u.String(), "://", "://***@", 1)
 	}
-	return u.String()
+	return s
 }
+
+var passwordParam = regexp.MustCompile(`(?i)(password=)[^&\s]*`)
 
 // loadConfig decodes and validates the environment. Errors are configError.
 func loadConfig(ctx context.Context, lookup func(string) (string, bool)) (*config, error) {

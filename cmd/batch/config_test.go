@@ -138,7 +138,9 @@ func TestSecretsNeverPrint(t *testing.T) {
 
 func TestRedactURL(t *testing.T) {
 	tests := []struct{ name, in, want string }{
-		{"password", "postgres://u:pw@db:5432/x?sslmode=disable", "postgres://%2A%2A%2A@db:5432/x?sslmode=disable"},
+		{"password", "postgres://u:pw@db:5432/x?sslmode=disable", "postgres://***@db:5432/x?sslmode=disable"},
+		{"password in the query", "postgres://db/x?sslmode=require&password=pw&user=u", "postgres://db/x?sslmode=require&password=***&user=u"},
+		{"key=value DSN", "host=db user=u password=pw dbname=x", "host=db user=u password=*** dbname=x"},
 		{"no userinfo", "postgres://db/x", "postgres://db/x"},
 		{"sqlite path", "/var/lib/batch.db", "/var/lib/batch.db"},
 		{"bad escape", "postgres://u:pa%zz@db/x", "postgres://***@db/x"},
