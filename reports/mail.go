@@ -3,6 +3,8 @@ package reports
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -63,6 +65,19 @@ type SMTPConfig struct {
 
 	// requireTLS forces TLSMandatory even on a loopback host (tests).
 	requireTLS bool
+	// rootCAs, when set, replaces the system roots for verifying the
+	// server's certificate (tests trusting a self-signed one). Verification
+	// stays on; nil keeps go-mail's default TLS configuration.
+	rootCAs *x509.CertPool
+}
+
+// tlsConfig is the TLS configuration for STARTTLS or implicit TLS, or nil for
+// go-mail's default (system roots, ServerName = host, TLS 1.2 or newer).
+func (c SMTPConfig) tlsConfig() *tls.Config {
+	if c.rootCAs == nil {
+		return nil
+	}
+	return &tls.Config{ServerName: c.Host, RootCAs: c.rootCAs, MinVersion: tls.VersionTLS12}
 }
 
 // tlsPolicy is mandatory TLS, except on a loopback host (the demo, tests, a
@@ -244,6 +259,9 @@ func (ml *Mailer) sendSMTP(ctx context.Context, m *mail.Msg, number int64) error
 	opts := []mail.Option{mail.WithPort(port), mail.WithTimeout(timeout), mail.WithTLSPolicy(cfg.tlsPolicy())}
 	if port == 465 {
 		opts = append(opts, mail.WithSSL())
+	}
+	if tc := cfg.tlsConfig(); tc != nil {
+		opts = append(opts, mail.WithTLSConfig(tc))
 	}
 	if cfg.Username != "" {
 		opts = append(opts, mail.WithSMTPAuth(mail.SMTPAuthPlain),
