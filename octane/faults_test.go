@@ -315,14 +315,14 @@ func TestSentWriteFinishesAfterCancel(t *testing.T) {
 	}
 	// A read is abandoned at once: nothing to lose.
 	ctx, cancel = context.WithCancel(context.Background())
-	e.sim.SetFaults(octanetest.Faults{Latency: 300 * time.Millisecond})
+	e.sim.SetFaults(octanetest.Faults{Latency: 3 * time.Second})
 	time.AfterFunc(50*time.Millisecond, cancel)
 	start := time.Now()
 	if _, err := e.client.QueryResources(ctx, got[0].MSN); err == nil {
 		t.Fatal("query survived its cancelled context")
 	}
-	if d := time.Since(start); d > 250*time.Millisecond {
-		t.Errorf("cancelled query took %s", d)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("cancelled query took %s: it waited for the answer", d)
 	}
 	// A call not yet sent when the context is cancelled is not sent at all.
 	if _, err := e.client.ReserveResources(ctx, 1); err == nil || octane.OutcomeUnknown(err) {
