@@ -5,15 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"image"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/makiuchi-d/gozxing"
-	zxqr "github.com/makiuchi-d/gozxing/qrcode"
 	"github.com/skip2/go-qrcode"
 	"github.com/xuri/excelize/v2"
 
@@ -162,19 +159,11 @@ func (m reportMail) qrRefs(t *testing.T, codes map[string]string) []string {
 
 func reportDecodeQR(t *testing.T, png []byte) string {
 	t.Helper()
-	img, _, err := image.Decode(bytes.NewReader(png))
+	text, err := reports.DecodeQR(png)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("QR image: %v", err)
 	}
-	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := zxqr.NewQRCodeReader().Decode(bmp, nil)
-	if err != nil {
-		t.Fatalf("QR image does not decode: %v", err)
-	}
-	return res.GetText()
+	return text
 }
 
 func smtpReporter(t *testing.T, s interface {

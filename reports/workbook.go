@@ -321,16 +321,26 @@ func octanePNGMatches(png []byte, code string) (int, bool) {
 	if code == "" {
 		return side, true
 	}
+	text, err := DecodeQR(png)
+	return side, err == nil && text == code
+}
+
+// DecodeQR reads the text a QR image encodes. Errors: the image does not
+// decode, or holds no readable QR code.
+func DecodeQR(png []byte) (string, error) {
 	img, _, err := image.Decode(bytes.NewReader(png))
 	if err != nil {
-		return 0, false
+		return "", fmt.Errorf("reports: decode image: %w", err)
 	}
 	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
 	if err != nil {
-		return 0, false
+		return "", fmt.Errorf("reports: QR bitmap: %w", err)
 	}
 	res, err := zxqr.NewQRCodeReader().Decode(bmp, nil)
-	return side, err == nil && res.GetText() == code
+	if err != nil {
+		return "", fmt.Errorf("reports: no readable QR code: %w", err)
+	}
+	return res.GetText(), nil
 }
 
 // streamSheet writes a header and rows to a new, empty sheet with the stream
