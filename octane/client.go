@@ -206,6 +206,9 @@ type spec struct {
 	safe    bool
 	msn     string
 	orderID string
+	// beforeSend runs once, after the first limiter grant and before the
+	// first try (OrderRequest.BeforeSend).
+	beforeSend func() error
 }
 
 // call is the one place where calls are limited, repeated, logged and
@@ -220,6 +223,14 @@ func (c *Client) call(ctx context.Context, s *spec, do func(context.Context, *at
 		if err != nil {
 			c.report(ctx, s, CallEvent{Waited: waited, Outcome: OutcomeTransport, Message: "gave up waiting for the rate limiter"}, nil)
 			return &TransportError{Method: s.method, MayHaveReached: false, Err: err}
+		}
+		if s.beforeSend != nil {
+			f := s.beforeSend
+			s.beforeSend = nil
+			if err := f(); err != nil {
+				slot.Release()
+				return &IntentError{Err: err}
+			}
 		}
 		at := &attempt{}
 		start := time.Now()
@@ -441,7 +452,7 @@ func (c *Client) OrderCreate(ctx context.Context, req OrderRequest) (string, err
 		},
 	}
 	var orderID string
-	s := &spec{method: MethodOrderCreate, write: true, msn: req.MSN}
+	s := &spec{method: MethodOrderCreate, write: true, msn: req.MSN, beforeSend: req.BeforeSend}
 	err := c.call(ctx, s, func(ctx context.Context, at *attempt) error {
 		var ret orderCreateReturn
 		if err := c.doSOAP(ctx, svcOrder, MethodOrderCreate, payload, &ret, at); err != nil {

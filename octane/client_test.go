@@ -455,3 +455,43 @@ func TestAnswerErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestOrderCreateBeforeSend: the intent hook runs after the limiter grant
+// (so an intent is never stamped while the call still waits for its slot)
+// and before the request leaves; a failing hook sends nothing.
+func TestOrderCreateBeforeSend(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, octanetest.Config{Customers: []int64{9}})
+	ctx := context.Background()
+
+	msn := selected(t, e.client)
+	hookErr := errors.New("store down")
+	_, err := e.client.OrderCreate(ctx, octane.OrderRequest{CustNo: 9, PlanNo: 1001, MSN: msn, IsEsim: true,
+		BeforeSend: func() error { return hookErr }})
+	var ie *octane.IntentError
+	if !errors.As(err, &ie) || !errors.Is(err, hookErr) || octane.OutcomeUnknown(err) {
+		t.Fatalf("err = %v, want *IntentError wrapping the hook's error, outcome known", err)
+	}
+	if n := len(e.ledger(octane.MethodOrderCreate)); n != 0 {
+		t.Fatalf("simulator saw %d orderCreate calls after a failed hook, want 0", n)
+	}
+
+	calls := 0
+	id, err := e.client.OrderCreate(ctx, octane.OrderRequest{CustNo: 9, PlanNo: 1001, MSN: msn, IsEsim: true,
+		BeforeSend: func() error {
+			calls++
+			if n := len(e.ledger(octane.MethodOrderCreate)); n != 0 {
+				t.Errorf("hook ran after %d orderCreate calls reached the simulator, want before", n)
+			}
+			return nil
+		}})
+	if err != nil || id == "" {
+		t.Fatalf("OrderCreate = %q, %v", id, err)
+	}
+	if calls != 1 {
+		t.Fatalf("hook ran %d times, want 1", calls)
+	}
+	if n := len(e.ledger(octane.MethodOrderCreate)); n != 1 {
+		t.Fatalf("simulator saw %d orderCreate calls, want 1", n)
+	}
+}

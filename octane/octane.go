@@ -79,7 +79,26 @@ type OrderRequest struct {
 	IsQRCode          bool
 	NotificationEmail string
 	OrderNotes        string
+
+	// BeforeSend, when set, is called once, after the rate limiter granted
+	// the call and before the request leaves the process: the caller writes
+	// its intent there, so an intent is never stamped and then left waiting
+	// on the limiter. When it returns an error nothing is sent, the slot is
+	// given back and OrderCreate returns an *IntentError wrapping it.
+	BeforeSend func() error `json:"-"`
 }
+
+// IntentError is returned by OrderCreate when OrderRequest.BeforeSend
+// failed: the order was provably not sent.
+type IntentError struct{ Err error }
+
+// Error says the intent could not be written and nothing was sent.
+func (e *IntentError) Error() string {
+	return "octane orderCreate: not sent: intent not written: " + e.Err.Error()
+}
+
+// Unwrap returns BeforeSend's error.
+func (e *IntentError) Unwrap() error { return e.Err }
 
 // OrderStatus is the orderQueryResponse of orderQuery.
 type OrderStatus struct {
