@@ -134,6 +134,7 @@ type Runner struct {
 	log    *slog.Logger
 
 	importFn, reportFn PhaseFunc
+	passStart          []func(ctx context.Context) error
 
 	unknownStatus sync.Map // order status values already logged once
 }
@@ -155,6 +156,14 @@ func WithImport(f PhaseFunc) Option { return func(r *Runner) { r.importFn = f } 
 
 // WithReport plugs in the report phase.
 func WithReport(f PhaseFunc) Option { return func(r *Runner) { r.reportFn = f } }
+
+// WithPassStart adds a function run at the start of every pass, once the run
+// lock is held and before anything is claimed (seeding the limiter from the
+// call log, syncing the clock with the database). An error stops the pass
+// (ErrStopped) before it touches a row.
+func WithPassStart(f func(ctx context.Context) error) Option {
+	return func(r *Runner) { r.passStart = append(r.passStart, f) }
+}
 
 // NewRunner returns a Runner over the store and the client. When the store
 // has AcquireRunLock (as *repo.Store does) it provides the run lock. The
@@ -310,6 +319,11 @@ func (r *Runner) Pass(ctx context.Context, phases []string) (Result, error) {
 		}
 	}()
 
+	for _, f := range r.passStart {
+		if err := f(ctx); err != nil {
+			return res, fmt.Errorf("%w: pass start: %w", ErrStopped, err)
+		}
+	}
 	if r.cfg.RunDeadline > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, r.cfg.RunDeadline)
