@@ -14,6 +14,7 @@ import (
 type Store interface {
 	StartRun(ctx context.Context, at time.Time, credential string, phases []string, dryRun bool) (int64, error)
 	FinishRun(ctx context.Context, runID int64, at time.Time, outcome string, counts map[string]int, errMsg string) error
+	RenewRun(ctx context.Context, runID int64, until time.Time) error
 	RecordCall(ctx context.Context, c repo.Call) error
 
 	ClaimPending(ctx context.Context, now time.Time, runID int64, limit int, lease time.Duration) ([]repo.Activation, error)
@@ -21,18 +22,19 @@ type Store interface {
 	SaveReservations(ctx context.Context, runID int64, sentAt time.Time, msns []repo.Reservation) error
 	TakeReservation(ctx context.Context, runID int64, a *repo.Activation, now time.Time) (repo.Reservation, error)
 	MarkSelected(ctx context.Context, a *repo.Activation, r repo.Reservation, now time.Time) error
-	BeginOrder(ctx context.Context, a *repo.Activation, qrByEmail bool, now time.Time) error
+	BeginOrder(ctx context.Context, a *repo.Activation, g repo.LockGuard, qrByEmail bool, now time.Time) error
 	OrderAccepted(ctx context.Context, a *repo.Activation, orderID string, now, nextPoll time.Time) error
-	Fail(ctx context.Context, a *repo.Activation, step, code, msg string, now time.Time) error
-	Backoff(ctx context.Context, a *repo.Activation, step, code, msg string, now time.Time, maxAttempts int) (bool, error)
+	Fail(ctx context.Context, a *repo.Activation, step repo.Step, code, msg string, now time.Time) error
+	Backoff(ctx context.Context, a *repo.Activation, step repo.Step, code, msg string, now time.Time, policy repo.RetryPolicy) (bool, error)
+	BackToPending(ctx context.Context, a *repo.Activation, step repo.Step, outcome string, now time.Time) error
 	Unclaim(ctx context.Context, a *repo.Activation) error
 	FreeReservations(ctx context.Context, runID int64) ([]repo.Reservation, error)
 	ReleaseReservation(ctx context.Context, r repo.Reservation, now time.Time) error
 
+	Peek(ctx context.Context, kind repo.PeekKind, now time.Time, afterID int64, limit int) ([]repo.Activation, error)
 	ClaimUnknownOrders(ctx context.Context, now time.Time, runID int64, limit int, lease time.Duration) ([]repo.Activation, error)
 	ReconcileResubmit(ctx context.Context, a *repo.Activation, now time.Time) error
 	ReconcileAdopt(ctx context.Context, a *repo.Activation, now, nextPoll time.Time) error
-	ReconcileLapsed(ctx context.Context, a *repo.Activation, now time.Time) error
 
 	DueReleases(ctx context.Context, now, olderThan time.Time, runID int64, limit int) ([]repo.Reservation, error)
 

@@ -493,7 +493,7 @@ func TestLostOrderThenRejectedIsNotReordered(t *testing.T) {
 		}
 	}
 	a := h.activations()["S-00001"]
-	if a.State != repo.StateFailed || a.LastErrorStep != "reconcile" || !strings.Contains(a.LastErrorMessage, "check the order") {
+	if a.State != repo.StateFailed || a.LastErrorStep != string(repo.StepReconcile) || !strings.Contains(a.LastErrorMessage, "check Octane") {
 		t.Errorf("row %s step %q: %q, want failed at reconcile with advice", a.State, a.LastErrorStep, a.LastErrorMessage)
 	}
 	if n := len(h.sim.Orders()); n != 1 {
@@ -501,34 +501,40 @@ func TestLostOrderThenRejectedIsNotReordered(t *testing.T) {
 	}
 }
 
-// When the reservation really lapsed (no run for over 24 h after a lost
-// answer that Octane never processed), reconcile starts the row again and it
-// completes with one order.
-func TestLapsedReservationStartsAgain(t *testing.T) {
+// Break 3 of issue 9: after a lost orderCreate answer, a number found
+// AVAILABLE more than 24 h later is no proof that no order was placed (a
+// rejected order hands its number back too): the row is never ordered again
+// and fails for review with advice, whatever its age. Only SELECTED proves
+// no order consumed the number.
+func TestLostAnswerAfterADayIsReviewedNotReordered(t *testing.T) {
 	h := newHarness(t, octanetest.Faults{})
 	h.load(1)
 	r := h.runner(h.client("secret"))
 	ctx := context.Background()
-	h.sim.FailNext(octane.MethodOrderCreate, octanetest.FaultTransport, 1) // hung up before processing
+	// The answer is lost after Octane accepted the order; Octane then
+	// rejects it, which hands the number back.
+	h.sim.SetFaults(octanetest.Faults{Drop: 1, AsyncReject: 1, Methods: []string{octane.MethodOrderCreate}})
 	if _, err := r.Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
 		t.Fatal(err)
 	}
+	h.sim.SetFaults(octanetest.Faults{})
 	if a := h.activations()["S-00001"]; a.State != repo.StateOrdering {
 		t.Fatalf("after a lost answer the row is %s, want ordering", a.State)
 	}
-	h.clock.Advance(25 * time.Hour)
+	h.clock.Advance(25 * time.Hour) // the job was down for a day
 	for pass := 0; pass < 3; pass++ {
 		if _, err := r.Pass(ctx, nil); err != nil {
 			t.Fatal(err)
 		}
 		h.clock.Advance(31 * time.Minute)
 	}
-	if a := h.activations()["S-00001"]; a.State != repo.StateQRReady {
-		t.Errorf("row %s (%s), want qr_ready after starting again", a.State, a.LastErrorMessage)
+	a := h.activations()["S-00001"]
+	if a.State != repo.StateFailed || a.LastErrorStep != string(repo.StepReconcile) ||
+		!strings.Contains(a.LastErrorMessage, "not ordered again") {
+		t.Errorf("row %s at %q (%s), want failed at reconcile for review", a.State, a.LastErrorStep, a.LastErrorMessage)
 	}
-	h.checkOneOrder(h.activations())
 	if n := len(h.sim.Orders()); n != 1 {
-		t.Errorf("%d orders, want 1", n)
+		t.Errorf("%d orders, want only the one Octane rejected", n)
 	}
 }
 

@@ -9,22 +9,30 @@ import (
 	"github.com/esimbatch/esimbatch/repo"
 )
 
-// kind is how the job treats an Octane error (contract section 4).
+// kind is how an Octane error reads (the left column of the error table).
 type kind int
 
 const (
-	kindTransport      kind = iota // retry later with backoff
-	kindUnknownOutcome             // a mutating call may have taken effect: reconcile
-	kindRejected                   // business rejection: the row fails with the message
-	kindUnauthorized               // stop the whole run, touch no row
-	kindUnavailable                // pool empty: stop submitting, rows stay pending
-	kindRateLimited                // should have waited in the client: never counts
+	kindTransport      kind = iota // no answer; the request provably never left, or was safe to repeat
+	kindUnknownOutcome             // a call that is not safe to repeat may have taken effect
+	kindRejected                   // business rejection: errorCode and message
+	kindUnauthorized               // the credential was refused
+	kindUnavailable                // the number or eSIM pool is empty
+	kindRateLimited                // fault 233 after the client's own waits and retries
 	kindCancelled                  // the pass is stopping
-	kindReadOnly                   // dry run refused a write
+	kindReadOnly                   // a dry run refused a write
+	kindLockLost                   // the run lock is gone: another runner may hold the credential
 )
+
+func (k kind) String() string {
+	return [...]string{"transport", "unknown_outcome", "rejected", "unauthorized", "unavailable",
+		"rate_limited", "cancelled", "read_only", "lock_lost"}[k]
+}
 
 func classify(ctx context.Context, err error) kind {
 	switch {
+	case errors.Is(err, repo.ErrLocked):
+		return kindLockLost
 	case errors.Is(err, octane.ErrUnauthorized):
 		return kindUnauthorized
 	case errors.Is(err, octane.ErrResourcesUnavailable):
@@ -44,11 +52,86 @@ func classify(ctx context.Context, err error) kind {
 	}
 }
 
-// apiCode returns Octane's error code and message for the row's last error.
+// act is what happens to a row after a step failed (the right column).
+type act int
+
+const (
+	// actHandBack releases the claim and changes nothing else: no attempt
+	// is charged (the row was not at fault, or the pass is stopping).
+	actHandBack act = iota
+	// actRetry backs the row off and charges an attempt; the row fails only
+	// when its attempts span RetrySpan (days, not hours).
+	actRetry
+	// actFail fails the row with Octane's code and message.
+	actFail
+	// actUnknown leaves an orderCreate whose outcome is unknown in
+	// `ordering` for reconcile: it is never resent blind.
+	actUnknown
+	// actStopPass stops the whole pass (exit 1) and touches no further row.
+	actStopPass
+	// actStopSubmit stops submitting for this pass; the row stays pending.
+	actStopSubmit
+	// actWait tries again later and never fails the row: a live service
+	// whose QR code cannot be fetched yet.
+	actWait
+)
+
+func (a act) String() string {
+	return [...]string{"hand_back", "retry", "fail", "unknown", "stop_pass", "stop_submit", "wait"}[a]
+}
+
+// errorTable is the Octane error table, once: how each kind of error is
+// handled. docs/design.md ("Outcomes") states the same table in words.
+var errorTable = map[kind]act{
+	kindTransport:      actRetry,      // back off; an outage stops the pass first (see outage)
+	kindUnknownOutcome: actRetry,      // a call safe to repeat: back off and do it again
+	kindRejected:       actFail,       // the row fails with Octane's message
+	kindUnauthorized:   actStopPass,   // bad credentials stop the run, touch no row
+	kindUnavailable:    actStopSubmit, // pool empty: stop submitting, rows stay pending
+	kindRateLimited:    actHandBack,   // the limiter waits; never a row's failure
+	kindCancelled:      actHandBack,   // the pass is stopping
+	kindReadOnly:       actHandBack,   // dry run
+	kindLockLost:       actStopPass,   // another runner may hold the credential
+}
+
+// stepTable holds the steps that read an error differently from errorTable.
+var stepTable = map[repo.Step]map[kind]act{
+	// orderCreate is never resent once it may have reached Octane.
+	repo.StepOrder: {kindUnknownOutcome: actUnknown},
+	// A poll's slot is spent by its claim: whatever goes wrong, the order
+	// is asked again at its next slot, and the row never fails for it.
+	repo.StepPoll: {kindTransport: actHandBack, kindUnknownOutcome: actHandBack, kindRejected: actHandBack,
+		kindUnavailable: actHandBack},
+	// A completed service never fails for want of its QR code: "not ready
+	// yet" is a rejection, and an outage a transport error; both wait.
+	repo.StepQR: {kindTransport: actWait, kindUnknownOutcome: actWait, kindRejected: actWait, kindUnavailable: actWait},
+	// Reconcile reads a number's state; until it can, the row waits in
+	// `ordering` (handed back, never failed by a transport error).
+	repo.StepReconcile: {kindTransport: actHandBack, kindUnknownOutcome: actHandBack, kindRejected: actHandBack,
+		kindUnavailable: actHandBack},
+}
+
+// decide looks up the act for an error at a step.
+func decide(step repo.Step, k kind) act {
+	if m, ok := stepTable[step]; ok {
+		if a, ok := m[k]; ok {
+			return a
+		}
+	}
+	return errorTable[k]
+}
+
+// apiCode returns Octane's error code and message for the row's last error;
+// a failure that never got an answer from Octane is "transport", one whose
+// request never left the process is "not_sent".
 func apiCode(err error) (code, msg string) {
 	var ae *octane.APIError
 	if errors.As(err, &ae) {
 		return ae.Code, ae.Message
+	}
+	var te *octane.TransportError
+	if errors.As(err, &te) && !te.MayHaveReached {
+		return "not_sent", err.Error()
 	}
 	return "transport", err.Error()
 }

@@ -52,16 +52,16 @@ func (p *pass) releaseOne(ctx context.Context, r repo.Reservation) {
 	if r.ActivationID != nil {
 		ctx = withActivation(ctx, *r.ActivationID)
 	}
-	if err := p.r.client.UnreserveResource(ctx, r.MSN); err != nil {
-		switch classify(ctx, err) {
-		case kindUnauthorized:
+	if err := p.oc.UnreserveResource(ctx, r.MSN); err != nil {
+		switch k := classify(ctx, err); decide(repo.StepRelease, k) {
+		case actStopPass:
 			p.setFatal(err)
 			return
-		case kindRejected:
+		case actFail:
 			// Octane no longer holds it for us (lapsed): record it released.
 		default:
 			p.add("release.errors", 1)
-			p.log.Warn("unreserve failed; retried next pass", "msn", r.MSN, "err", err)
+			p.log.Warn("unreserve failed; retried next pass", "msn", r.MSN, "kind", k, "err", err)
 			return
 		}
 	}
@@ -110,15 +110,12 @@ func (p *pass) pollOne(ctx context.Context, a *repo.Activation, u *unclaimer) {
 		p.pollAdopted(ctx, a, u)
 		return
 	}
-	st, err := p.r.client.OrderQuery(ctx, a.OrderID)
+	// The claim spent the slot: whatever the answer, the next query of
+	// this order comes after the interval (settle hands the row back).
+	st, err := p.oc.OrderQuery(ctx, a.OrderID)
 	if err != nil {
-		// The slot is spent either way; the next poll comes after the interval.
-		if classify(ctx, err) == kindUnauthorized {
-			p.setFatal(err)
-		}
 		p.add("poll.errors", 1)
-		p.log.Warn("orderQuery failed; polled again next slot", "activation_id", a.ID, "order_id", a.OrderID, "err", err)
-		u.add(a)
+		p.settle(ctx, a, repo.StepPoll, err, u)
 		return
 	}
 	c, cancel := wctx(ctx)
@@ -140,7 +137,7 @@ func (p *pass) pollOne(ctx context.Context, a *repo.Activation, u *unclaimer) {
 		if msg == "" {
 			msg = "order " + st.Status
 		}
-		p.failRow(ctx, a, "poll", st.Status, msg)
+		p.failRow(ctx, a, repo.StepPoll, st.Status, msg)
 	case octane.StatusOpen, octane.StatusInProgress:
 		p.add("poll.open", 1)
 		u.add(a)
@@ -158,23 +155,25 @@ func (p *pass) awaitQR(a *repo.Activation) bool {
 	return a.SIMType != "physical" && !a.QRByEmail
 }
 
-// pollAdopted checks an order adopted by reconcile (no order id) by its number.
+// pollAdopted checks an order adopted by reconcile (no order id) by its
+// number, through the same error table as every other step: an answer
+// that is not there yet waits for the next slot.
 func (p *pass) pollAdopted(ctx context.Context, a *repo.Activation, u *unclaimer) {
 	var (
 		q   octane.EsimQR
 		err error
 	)
 	if a.SIMType == "physical" {
-		_, err = p.r.client.GetSIMDetails(ctx, a.MSN)
+		_, err = p.oc.GetSIMDetails(ctx, a.MSN)
 	} else {
-		q, err = p.r.client.GetEsimQR(ctx, a.MSN)
+		q, err = p.oc.GetEsimQR(ctx, a.MSN)
+		if err == nil && q.ActivationCode == "" && len(q.QRCode) == 0 {
+			err = fmt.Errorf("getEsimDetails for %s: answer has neither activation code nor QR image: %w", a.MSN, octane.ErrRejected)
+		}
 	}
 	if err != nil {
-		if classify(ctx, err) == kindUnauthorized {
-			p.setFatal(err)
-		}
 		p.add("poll.open", 1)
-		u.add(a)
+		p.settle(ctx, a, repo.StepPoll, err, u)
 		return
 	}
 	c, cancel := wctx(ctx)
@@ -186,7 +185,7 @@ func (p *pass) pollAdopted(ctx context.Context, a *repo.Activation, u *unclaimer
 		return
 	}
 	p.add("poll.completed", 1)
-	if await && (q.ActivationCode != "" || len(q.QRCode) > 0) {
+	if await {
 		if err := p.r.store.QRReady(c, a, q.ActivationCode, q.QRCode, q.ICCID, now); err != nil {
 			p.storeErr(err, a, "qr ready")
 			return
@@ -228,32 +227,14 @@ func (p *pass) qrOne(ctx context.Context, a *repo.Activation, u *unclaimer) {
 	if msn == "" {
 		msn = a.MSN
 	}
-	q, err := p.r.client.GetEsimQR(ctx, msn)
+	q, err := p.oc.GetEsimQR(ctx, msn)
 	if err == nil && q.ActivationCode == "" && len(q.QRCode) == 0 {
-		err = fmt.Errorf("getEsimDetails for %s: answer has neither activation code nor QR image", msn)
+		err = fmt.Errorf("getEsimDetails for %s: answer has neither activation code nor QR image: %w", msn, octane.ErrRejected)
 	}
 	if err != nil {
-		switch classify(ctx, err) {
-		case kindUnauthorized:
-			p.setFatal(err)
-			u.add(a)
-		case kindCancelled, kindRateLimited:
-			u.add(a)
-		default: // not ready yet, or transport: try again later, bounded by MaxAttempts
-			code, msg := apiCode(err)
-			c, cancel := wctx(ctx)
-			defer cancel()
-			failed, berr := p.r.store.Backoff(c, a, "qr", code, msg, p.r.now(), p.r.cfg.MaxAttempts)
-			if berr != nil {
-				p.storeErr(berr, a, "qr backoff")
-				return
-			}
-			p.add("qr.backoff", 1)
-			if failed {
-				p.add("qr.failed", 1)
-			}
-			p.log.Warn("QR fetch failed; backing off", "activation_id", a.ID, "attempts", a.Attempts, "gave_up", failed, "err", err)
-		}
+		// Never a failure: the service is live and only lacks its QR
+		// (the table says wait); after 24 h the report lists it.
+		p.settle(ctx, a, repo.StepQR, err, u)
 		return
 	}
 	c, cancel := wctx(ctx)

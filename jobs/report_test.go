@@ -71,7 +71,7 @@ func seedReportRows(t *testing.T, s *repo.Store, tag string, qr, failed, rejects
 		if err := s.MarkSelected(ctx, a, r, reportT0); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.BeginOrder(ctx, a, false, reportT0); err != nil {
+		if err := s.BeginOrder(ctx, a, repo.LockGuard{}, false, reportT0); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.OrderAccepted(ctx, a, "000"+msn, reportT0, reportT0); err != nil {

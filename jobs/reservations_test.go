@@ -57,8 +57,8 @@ func TestNumberGivenBackAndReservedAgain(t *testing.T) {
 				t.Fatalf("Pass: %v (counts %v)", err, res.Counts)
 			}
 			acts := h.activations()
-			if a := acts["BAD-PLAN"]; a.State != repo.StateFailed || a.LastErrorStep != "order" {
-				t.Errorf("BAD-PLAN: %s at %q, want failed at order", a.State, a.LastErrorStep)
+			if a := acts["BAD-PLAN"]; a.State != repo.StateFailed || a.LastErrorStep != string(repo.StepOrder) {
+				t.Errorf("BAD-PLAN: %s at %q, want failed at orderCreate", a.State, a.LastErrorStep)
 			}
 			if a := acts["GOOD"]; a.State != repo.StateSubmitted || a.MSN != "0410000000" {
 				t.Errorf("GOOD: %s with %q (%s), want submitted with the number given back", a.State, a.MSN, a.LastErrorMessage)
@@ -97,8 +97,8 @@ func TestUnsentOrderBacksOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := h.activations()["S-00001"]
-	if a.State != repo.StateSelected || a.Attempts != 1 || a.LastErrorStep != "order" || a.ClaimToken != "" {
-		t.Errorf("row %s, attempts %d, step %q, claim %q; want selected, 1, order, unclaimed",
+	if a.State != repo.StateSelected || a.Attempts != 1 || a.LastErrorStep != string(repo.StepOrder) || a.ClaimToken != "" {
+		t.Errorf("row %s, attempts %d, step %q, claim %q; want selected, 1, orderCreate, unclaimed",
 			a.State, a.Attempts, a.LastErrorStep, a.ClaimToken)
 	}
 	if n := len(h.sim.Orders()); n != 0 {

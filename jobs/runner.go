@@ -82,8 +82,14 @@ type Config struct {
 	Lease time.Duration
 	// Workers run a batch's activations concurrently (default 4).
 	Workers int
-	// MaxAttempts transport failures before a row fails (default 8).
+	// MaxAttempts transport failures before a row fails (default 8), and
+	// only once they span RetrySpan (default 48h): an outage of hours or a
+	// day never fails live work.
 	MaxAttempts int
+	RetrySpan   time.Duration
+	// OutageAfter consecutive Octane calls without an answer stop the pass
+	// (exit 1) and charge no further row (default 5; negative: never).
+	OutageAfter int
 	// DryRun: reads and selections only; no mutating Octane call, no row change.
 	DryRun bool
 	// ProgressEvery is the wall-time gap between progress lines (default 10s).
@@ -118,9 +124,20 @@ func (c *Config) defaults() {
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = 8
 	}
+	if c.RetrySpan <= 0 {
+		c.RetrySpan = 48 * time.Hour
+	}
+	if c.OutageAfter == 0 {
+		c.OutageAfter = 5
+	}
 	if c.ProgressEvery <= 0 {
 		c.ProgressEvery = 10 * time.Second
 	}
+}
+
+// retryPolicy is when a row's transport failures end in failure.
+func (c *Config) retryPolicy() repo.RetryPolicy {
+	return repo.RetryPolicy{MaxAttempts: c.MaxAttempts, MinSpan: c.RetrySpan}
 }
 
 // Runner runs passes. It is safe to call Pass from several goroutines: the
@@ -196,9 +213,18 @@ type Result struct {
 	Counts map[string]int
 	// SubmitStopped says why submitting stopped early ("" if it did not).
 	SubmitStopped string
-	// Cancelled is true when the context ended the pass early.
+	// Cancelled is true when the caller's context ended the pass early.
 	Cancelled bool
+	// DeadlineReached is true when the pass ran out of RunDeadline with
+	// work left: a normal pass (no error), the next one picks up.
+	DeadlineReached bool
+	// Left counts the rows still waiting per state when the pass ended
+	// (filled when the deadline was reached).
+	Left map[repo.State]int
 }
+
+// errDeadline is the cause of a pass context that ran out of RunDeadline.
+var errDeadline = errors.New("run deadline reached")
 
 // ErrStopped wraps the cause of a pass that stopped on an infrastructure or
 // credential failure (octane.ErrUnauthorized, a store error): exit 1.
@@ -206,9 +232,11 @@ var ErrStopped = errors.New("pass stopped")
 
 // pass is the state of one Pass.
 type pass struct {
-	r     *Runner
-	runID int64
-	log   *slog.Logger
+	r      *Runner
+	runID  int64
+	log    *slog.Logger
+	oc     Octane  // the client, watched for outages
+	outage *outage // consecutive calls without an answer
 
 	mu            sync.Mutex
 	counts        map[string]int
@@ -237,6 +265,10 @@ type lockChecker interface {
 func (p *pass) holdsLock(ctx context.Context) bool {
 	lc, ok := p.lock.(lockChecker)
 	if !ok {
+		if p.fatalErr() != nil || ctx.Err() != nil {
+			return false
+		}
+		p.renew(ctx)
 		return p.fatalErr() == nil
 	}
 	if ctx.Err() != nil || p.fatalErr() != nil {
@@ -250,7 +282,18 @@ func (p *pass) holdsLock(ctx context.Context) bool {
 		}
 		return false
 	}
+	p.renew(c)
 	return true
+}
+
+// renew extends the run's lease, under which its free numbers are its own.
+func (p *pass) renew(ctx context.Context) {
+	if p.runID == 0 {
+		return
+	}
+	if err := p.r.store.RenewRun(ctx, p.runID, p.r.now().Add(p.r.cfg.Lease)); err != nil && ctx.Err() == nil {
+		p.setFatal(fmt.Errorf("renew run lease: %w", err))
+	}
 }
 
 func (p *pass) add(key string, n int) {
@@ -324,19 +367,28 @@ func (r *Runner) Pass(ctx context.Context, phases []string) (Result, error) {
 			return res, fmt.Errorf("%w: pass start: %w", ErrStopped, err)
 		}
 	}
+	parent := ctx
 	if r.cfg.RunDeadline > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, r.cfg.RunDeadline)
+		ctx, cancel = context.WithTimeoutCause(ctx, r.cfg.RunDeadline, errDeadline)
 		defer cancel()
 	}
 	start := r.now()
 	wstart := time.Now()
-	runID, err := r.store.StartRun(ctx, start, r.cfg.Credential, phases, r.cfg.DryRun)
-	if err != nil {
-		return res, fmt.Errorf("%w: start run: %w", ErrStopped, err)
+	var runID int64
+	if !r.cfg.DryRun { // a dry run leaves no trace, not even a runs row
+		runID, err = r.store.StartRun(ctx, start, r.cfg.Credential, phases, r.cfg.DryRun)
+		if err != nil {
+			return res, fmt.Errorf("%w: start run: %w", ErrStopped, err)
+		}
+		if err := r.store.RenewRun(ctx, runID, start.Add(r.cfg.Lease)); err != nil {
+			return res, fmt.Errorf("%w: start run: %w", ErrStopped, err)
+		}
 	}
 	res.RunID = runID
 	p := &pass{r: r, runID: runID, counts: res.Counts, log: r.log.With("run_id", runID), lock: lock}
+	p.outage = &outage{after: r.cfg.OutageAfter, onStop: p.setFatal}
+	p.oc = watched{c: r.client, o: p.outage}
 	if r.cfg.DryRun {
 		p.log = p.log.With("dry_run", true)
 	}
@@ -374,6 +426,10 @@ func (r *Runner) Pass(ctx context.Context, phases []string) (Result, error) {
 		if errors.Is(p.fatalErr(), octane.ErrUnauthorized) {
 			outcome = "unauthorized"
 		}
+	case ctx.Err() != nil && parent.Err() == nil && errors.Is(context.Cause(ctx), errDeadline):
+		// Out of time with work left: a normal pass; the next one picks up.
+		res.DeadlineReached = true
+		outcome = "deadline"
 	case ctx.Err() != nil:
 		res.Cancelled = true
 		passErr = ctx.Err()
@@ -391,19 +447,48 @@ func (r *Runner) Pass(ctx context.Context, phases []string) (Result, error) {
 	}
 	p.mu.Unlock()
 	res.Counts = counts
-	if err := r.store.FinishRun(wctx, runID, r.now(), outcome, counts, errMsg); err != nil {
-		p.log.Error("finish run", "err", err)
-		if passErr == nil {
-			passErr = fmt.Errorf("%w: finish run: %w", ErrStopped, err)
+	if !r.cfg.DryRun {
+		if err := r.store.FinishRun(wctx, runID, r.now(), outcome, counts, errMsg); err != nil {
+			p.log.Error("finish run", "err", err)
+			if passErr == nil {
+				passErr = fmt.Errorf("%w: finish run: %w", ErrStopped, err)
+			}
 		}
 	}
 	lvl := slog.LevelInfo
 	if passErr != nil {
 		lvl = slog.LevelError
 	}
-	p.log.Log(ctx, lvl, "pass end", "outcome", outcome, "duration_ms", time.Since(wstart).Milliseconds(),
-		"submit_stopped", res.SubmitStopped, "err", errMsg)
+	attrs := []any{"outcome", outcome, "duration_ms", time.Since(wstart).Milliseconds(),
+		"submit_stopped", res.SubmitStopped, "err", errMsg}
+	if res.DeadlineReached {
+		res.Left = p.left(wctx)
+		left := 0
+		for st, n := range res.Left {
+			attrs = append(attrs, "left_"+string(st), n)
+			left += n
+		}
+		attrs = append(attrs, "left", left)
+	}
+	p.log.Log(wctx, lvl, "pass end", attrs...)
 	return res, passErr
+}
+
+// left counts the rows still waiting for a later pass, per state.
+func (p *pass) left(ctx context.Context) map[repo.State]int {
+	now := p.r.now()
+	st, err := p.r.store.Status(ctx, now, now.Add(-p.r.cfg.ReleaseAfter))
+	if err != nil {
+		p.log.Warn("count work left", "err", err)
+		return nil
+	}
+	out := map[repo.State]int{}
+	for _, s := range repo.States() {
+		if !s.Terminal() && st.Counts[s] > 0 {
+			out[s] = st.Counts[s]
+		}
+	}
+	return out
 }
 
 // ErrPanic wraps a panic recovered in a phase or one of its workers: the

@@ -35,6 +35,9 @@ func (p *pass) flush(ctx context.Context, u *unclaimer) {
 	rows := u.rows
 	u.rows = nil
 	u.mu.Unlock()
+	if p.r.cfg.DryRun {
+		return // peeked, never claimed
+	}
 	for _, a := range rows {
 		c, cancel := wctx(ctx)
 		err := p.r.store.Unclaim(c, a)
@@ -135,6 +138,22 @@ func (p *pass) drain(ctx context.Context, u *unclaimer, l claimLoop) error {
 	return nil
 }
 
+// claimer returns claim, or in a dry run a peek at the rows claim would take
+// (a dry run changes no column, not even a claim stamp), moving on by id.
+func (p *pass) claimer(kind repo.PeekKind, claim func(ctx context.Context, n int) ([]repo.Activation, error)) func(ctx context.Context, n int) ([]repo.Activation, error) {
+	if !p.r.cfg.DryRun {
+		return claim
+	}
+	var after int64
+	return func(ctx context.Context, n int) ([]repo.Activation, error) {
+		rows, err := p.r.store.Peek(ctx, kind, p.r.now(), after, n)
+		if len(rows) > 0 {
+			after = rows[len(rows)-1].ID
+		}
+		return rows, err
+	}
+}
+
 // credentialProbe is the value of the one queryResources call that proves
 // the credential before a pass claims its first row. Any answer but a
 // refused login will do, so a number-shaped value nobody holds is enough;
@@ -147,7 +166,7 @@ const credentialProbe = "0400000000"
 // Other errors (Octane down) are left to the calls that follow.
 func (p *pass) credentialProven(ctx context.Context) bool {
 	p.credOnce.Do(func() {
-		_, err := p.r.client.QueryResources(ctx, credentialProbe)
+		_, err := p.oc.QueryResources(ctx, credentialProbe)
 		if err != nil && classify(ctx, err) == kindUnauthorized {
 			p.setFatal(err)
 		}
@@ -187,9 +206,9 @@ func (p *pass) submit(ctx context.Context) error {
 	err := p.drain(ctx, u, claimLoop{
 		count: "submit.claimed", limit: limit, prog: prog,
 		more: func() bool { return p.submitStop() == "" },
-		claim: func(ctx context.Context, n int) ([]repo.Activation, error) {
+		claim: p.claimer(repo.PeekPending, func(ctx context.Context, n int) ([]repo.Activation, error) {
 			return p.r.store.ClaimPending(ctx, p.r.now(), p.runID, n, cfg.Lease)
-		},
+		}),
 		work: func(ctx context.Context, a *repo.Activation) { p.submitOne(ctx, a, u) },
 	})
 	if err != nil {
@@ -253,55 +272,6 @@ func (p *pass) unselect(ctx context.Context, a *repo.Activation, r repo.Reservat
 	p.add("submit.unselected", 1)
 }
 
-// onError applies the contract's error table to a failed call for row a.
-func (p *pass) onError(ctx context.Context, a *repo.Activation, step string, err error, u *unclaimer) {
-	code, msg := apiCode(err)
-	switch classify(ctx, err) {
-	case kindUnauthorized:
-		p.setFatal(err)
-		u.add(a)
-	case kindUnavailable:
-		p.stopSubmit(fmt.Sprintf("%s: %s", step, msg))
-		u.add(a)
-	case kindRateLimited, kindCancelled, kindReadOnly:
-		u.add(a)
-	case kindRejected:
-		if p.r.cfg.DryRun {
-			p.log.Info("dry run: row would fail", "activation_id", a.ID, "step", step, "code", code, "message", msg)
-			u.add(a)
-			return
-		}
-		p.failRow(ctx, a, step, code, msg)
-	default: // transport, or an unknown outcome of a call that is safe to redo
-		if p.r.cfg.DryRun {
-			u.add(a)
-			return
-		}
-		c, cancel := wctx(ctx)
-		defer cancel()
-		failed, berr := p.r.store.Backoff(c, a, step, code, msg, p.r.now(), p.r.cfg.MaxAttempts)
-		if berr != nil {
-			p.storeErr(berr, a, "backoff")
-			return
-		}
-		p.add(p.phaseOf(step)+".backoff", 1)
-		if failed {
-			p.add(p.phaseOf(step)+".failed", 1)
-		}
-		p.log.Warn("octane call failed; backing off", "activation_id", a.ID, "step", step, "attempts", a.Attempts, "gave_up", failed, "err", err)
-	}
-}
-
-func (p *pass) phaseOf(step string) string {
-	switch step {
-	case "poll":
-		return PhasePoll
-	case "qr":
-		return PhaseQR
-	}
-	return PhaseSubmit
-}
-
 // prepare creates the customer, checks a physical SIM, reserves and
 // selects a number: pending -> selected. It returns false when the row is
 // done for this pass.
@@ -312,9 +282,9 @@ func (p *pass) prepare(ctx context.Context, a *repo.Activation, u *unclaimer) (r
 		if dry {
 			p.log.Info("dry run: would add customer", "activation_id", a.ID, "sales_ref", a.SalesRef)
 		} else {
-			custNo, err := p.r.client.AddCustomer(ctx, customerOf(a))
+			custNo, err := p.oc.AddCustomer(ctx, customerOf(a))
 			if err != nil {
-				p.onError(ctx, a, "customer", err, u)
+				p.settle(ctx, a, repo.StepCustomer, err, u)
 				return none, false
 			}
 			c, cancel := wctx(ctx)
@@ -332,18 +302,13 @@ func (p *pass) prepare(ctx context.Context, a *repo.Activation, u *unclaimer) (r
 			u.add(a)
 			return none, false
 		}
-		res, err := p.r.client.QueryResources(ctx, a.SIMSerial)
+		res, err := p.oc.QueryResources(ctx, a.SIMSerial)
 		if err != nil {
-			p.onError(ctx, a, "sim_check", err, u)
+			p.settle(ctx, a, repo.StepSIMCheck, err, u)
 			return none, false
 		}
 		if reason := simProblem(a.SIMSerial, res); reason != "" {
-			if dry {
-				p.log.Info("dry run: row would fail", "activation_id", a.ID, "step", "sim_check", "message", reason)
-				u.add(a)
-				return none, false
-			}
-			p.failRow(ctx, a, "sim_check", "invalid_sim", reason)
+			p.failRow(ctx, a, repo.StepSIMCheck, "invalid_sim", reason)
 			return none, false
 		}
 	}
@@ -363,12 +328,12 @@ func (p *pass) prepare(ctx context.Context, a *repo.Activation, u *unclaimer) (r
 			p.storeErr(err, a, "take reservation")
 			return none, false
 		}
-		p.onError(ctx, a, "reserve", err, u)
+		p.settle(ctx, a, repo.StepReserve, err, u)
 		return none, false
 	}
-	if err := p.r.client.SelectResource(ctx, r.MSN); err != nil {
+	if err := p.oc.SelectResource(ctx, r.MSN); err != nil {
 		p.dropNumber(ctx, r)
-		p.onError(ctx, a, "select", err, u)
+		p.settle(ctx, a, repo.StepSelect, err, u)
 		return none, false
 	}
 	c, cancel := wctx(ctx)
@@ -378,18 +343,6 @@ func (p *pass) prepare(ctx context.Context, a *repo.Activation, u *unclaimer) (r
 		return none, false
 	}
 	return r, true
-}
-
-// failRow fails a row for a reason found by the job itself.
-func (p *pass) failRow(ctx context.Context, a *repo.Activation, step, code, msg string) {
-	c, cancel := wctx(ctx)
-	defer cancel()
-	if err := p.r.store.Fail(c, a, step, code, msg, p.r.now()); err != nil {
-		p.storeErr(err, a, "fail")
-		return
-	}
-	p.add(p.phaseOf(step)+".failed", 1)
-	p.log.Info("activation failed", "activation_id", a.ID, "sales_ref", a.SalesRef, "step", step, "code", code, "message", msg)
 }
 
 // storeError marks an error as the store's, not Octane's.
@@ -421,7 +374,7 @@ func (p *pass) takeNumber(ctx context.Context, a *repo.Activation) (repo.Reserva
 		return r, context.Canceled
 	}
 	sent := p.r.now()
-	got, err := p.r.client.ReserveResources(ctx, p.r.cfg.ReserveBatch)
+	got, err := p.oc.ReserveResources(ctx, p.r.cfg.ReserveBatch)
 	if err != nil {
 		return r, err
 	}
@@ -445,7 +398,7 @@ func (p *pass) takeNumber(ctx context.Context, a *repo.Activation) (repo.Reserva
 func (p *pass) dropNumber(ctx context.Context, r repo.Reservation) {
 	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 	defer cancel()
-	if err := p.r.client.UnreserveResource(c, r.MSN); err != nil && classify(c, err) != kindRejected {
+	if err := p.oc.UnreserveResource(c, r.MSN); err != nil && classify(c, err) != kindRejected {
 		p.log.Warn("unreserve after failed select", "msn", r.MSN, "err", err)
 		return
 	}
@@ -454,7 +407,8 @@ func (p *pass) dropNumber(ctx context.Context, r repo.Reservation) {
 	}
 }
 
-// order writes the intent, then sends orderCreate once: selected -> submitted.
+// order sends orderCreate once: selected -> ordering (the intent, written
+// only once the limiter has granted the call) -> submitted.
 func (p *pass) order(ctx context.Context, a *repo.Activation, u *unclaimer) {
 	cfg := p.r.cfg
 	req := octane.OrderRequest{
@@ -472,20 +426,21 @@ func (p *pass) order(ctx context.Context, a *repo.Activation, u *unclaimer) {
 	}
 	if cfg.DryRun {
 		p.log.Info("dry run: would orderCreate", "activation_id", a.ID, "sales_ref", a.SalesRef, "msn", a.MSN, "plan_no", a.PlanNo)
-		u.add(a)
 		return
 	}
-	c, cancel := wctx(ctx)
+	guard := guardOf(p.lock)
+	// The intent is written between the limiter's grant and the send: a
+	// row is never stamped `ordering` while its call still waits for a
+	// slot, and a pass whose run lock is gone writes no intent at all. The
+	// client finishes a sent orderCreate even if ctx is cancelled.
+	req.BeforeSend = func() error {
+		c, cancel := wctx(ctx)
+		defer cancel()
+		return p.r.store.BeginOrder(c, a, guard, cfg.QRByEmail, p.r.now())
+	}
+	orderID, err := p.oc.OrderCreate(ctx, req)
+	c, cancel := wctx(ctx) // a fresh deadline: the call may have waited long
 	defer cancel()
-	if err := p.r.store.BeginOrder(c, a, cfg.QRByEmail, p.r.now()); err != nil {
-		p.storeErr(err, a, "begin order")
-		return
-	}
-	// The intent is stored: from here the call runs to its end even if the
-	// pass is cancelled, so its outcome can be recorded.
-	octx, ocancel := context.WithTimeout(context.WithoutCancel(ctx), orderCreateGrace)
-	defer ocancel() // not before classify(octx, ...): a cancelled octx reads as "outcome unknown"
-	orderID, err := p.r.client.OrderCreate(octx, req)
 	now := p.r.now()
 	if err == nil {
 		if err := p.r.store.OrderAccepted(c, a, orderID, now, now.Add(cfg.PollInterval)); err != nil {
@@ -497,56 +452,61 @@ func (p *pass) order(ctx context.Context, a *repo.Activation, u *unclaimer) {
 		p.add("submit.ordered", 1)
 		return
 	}
-	code, msg := apiCode(err)
-	switch k := classify(octx, err); k {
-	case kindRejected:
+	var ie *octane.IntentError
+	if errors.As(err, &ie) {
+		// Nothing was sent; the row is still selected and claimed.
+		if p.lost(ie.Err, a, "begin order") {
+			return
+		}
+		if errors.Is(ie.Err, repo.ErrLocked) {
+			p.settle(ctx, a, repo.StepOrder, ie.Err, u)
+			return
+		}
+		p.storeErr(ie.Err, a, "begin order")
+		return
+	}
+	if a.State != repo.StateOrdering {
+		// The limiter wait gave up (the pass is stopping): not sent, no intent.
+		p.settle(ctx, a, repo.StepOrder, err, u)
+		return
+	}
+	switch decide(repo.StepOrder, classify(ctx, err)) {
+	case actFail:
+		// Octane refused the order: no order consumed the number.
 		p.giveBack(ctx, a.MSN)
-		p.failRow(ctx, a, "order", code, msg)
-	case kindUnavailable:
-		p.stopSubmit("order: " + msg)
+		p.settle(ctx, a, repo.StepOrder, err, u)
+	case actStopSubmit:
+		_, msg := apiCode(err)
+		p.stopSubmit("orderCreate: " + msg)
 		if p.giveBack(ctx, a.MSN) {
-			if err := p.r.store.ReconcileLapsed(c, a, now); err != nil {
+			if err := p.r.store.BackToPending(c, a, repo.StepOrder, "unavailable", now); err != nil {
 				p.storeErr(err, a, "back to pending")
 			}
 			return
 		}
-		p.leaveOrdering(ctx, a, err)
-	case kindUnauthorized:
-		p.setFatal(err)
-		p.leaveOrdering(ctx, a, err)
-	case kindTransport:
-		// provably not sent: the same number can be ordered later
-		failed, berr := p.r.store.Backoff(c, a, "order", code, msg, now, cfg.MaxAttempts)
-		if berr != nil {
-			p.storeErr(berr, a, "backoff")
-			return
-		}
-		p.add("submit.backoff", 1)
-		if failed {
-			p.add("submit.failed", 1)
-		}
-	default: // unknown outcome, rate limited after waiting, cancelled: reconcile
-		p.leaveOrdering(ctx, a, err)
+		u.add(a) // left ordering: reconcile reads the number's state
+	default:
+		// Provably not sent: back off (ordering -> selected). Unknown
+		// outcome, refused credential, 233 after waiting, cancelled: the
+		// row stays ordering and reconcile settles it.
+		p.settle(ctx, a, repo.StepOrder, err, u)
 	}
 }
 
-// leaveOrdering keeps the row in `ordering` and frees the claim: the next
-// submit phase reconciles it with queryResources on its number.
-func (p *pass) leaveOrdering(ctx context.Context, a *repo.Activation, err error) {
-	p.add("submit.unknown_outcome", 1)
-	p.log.Warn("orderCreate outcome unknown; left for reconcile", "activation_id", a.ID, "msn", a.MSN, "err", err)
-	c, cancel := wctx(ctx)
-	defer cancel()
-	if err := p.r.store.Unclaim(c, a); err != nil {
-		p.storeErr(err, a, "unclaim")
+// guardOf returns the run lock's guard for the intent write (the zero
+// guard for a lock that has none).
+func guardOf(l Lock) repo.LockGuard {
+	if g, ok := l.(interface{ Guard() repo.LockGuard }); ok {
+		return g.Guard()
 	}
+	return repo.LockGuard{}
 }
 
 // giveBack unreserves a number no order consumed; it reports success.
 func (p *pass) giveBack(ctx context.Context, msn string) bool {
 	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 	defer cancel()
-	if err := p.r.client.UnreserveResource(c, msn); err != nil {
+	if err := p.oc.UnreserveResource(c, msn); err != nil {
 		p.log.Warn("unreserve", "msn", msn, "err", err)
 		return false
 	}
@@ -566,7 +526,7 @@ func (p *pass) releaseLeftovers(ctx context.Context) {
 		return
 	}
 	for _, r := range free {
-		if err := p.r.client.UnreserveResource(c, r.MSN); err != nil && classify(c, err) != kindRejected {
+		if err := p.oc.UnreserveResource(c, r.MSN); err != nil && classify(c, err) != kindRejected {
 			p.log.Warn("unreserve leftover; the release phase retries", "msn", r.MSN, "err", err)
 			continue
 		}
@@ -581,12 +541,12 @@ func (p *pass) releaseLeftovers(ctx context.Context) {
 // reconcile settles rows whose orderCreate outcome is unknown (contract 5).
 func (p *pass) reconcile(ctx context.Context, u *unclaimer) {
 	err := p.drain(ctx, u, claimLoop{
-		claim: func(ctx context.Context, n int) ([]repo.Activation, error) {
+		claim: p.claimer(repo.PeekUnknownOrders, func(ctx context.Context, n int) ([]repo.Activation, error) {
 			return p.r.store.ClaimUnknownOrders(ctx, p.r.now(), p.runID, n, p.r.cfg.Lease)
-		},
+		}),
 		work: func(ctx context.Context, a *repo.Activation) { p.reconcileOne(ctx, a, u) },
 	})
-	if err != nil {
+	if err != nil && ctx.Err() == nil {
 		p.setFatal(fmt.Errorf("claim unknown orders: %w", err))
 	}
 }
@@ -596,13 +556,9 @@ func (p *pass) reconcileOne(ctx context.Context, a *repo.Activation, u *unclaime
 		u.add(a)
 		return
 	}
-	res, err := p.r.client.QueryResources(ctx, a.MSN)
+	res, err := p.oc.QueryResources(ctx, a.MSN)
 	if err != nil {
-		if classify(ctx, err) == kindUnauthorized {
-			p.setFatal(err)
-		}
-		p.log.Warn("reconcile: queryResources failed; retried next run", "activation_id", a.ID, "msn", a.MSN, "err", err)
-		u.add(a)
+		p.settle(ctx, a, repo.StepReconcile, err, u)
 		return
 	}
 	status := ""
@@ -611,54 +567,76 @@ func (p *pass) reconcileOne(ctx context.Context, a *repo.Activation, u *unclaime
 			status = r.InternalStatus
 		}
 	}
-	p.log.Info("reconcile", "activation_id", a.ID, "msn", a.MSN, "number_state", status)
+	now := p.r.now()
+	verdict, why := numberVerdict(a, status, now)
+	p.log.Info("reconcile", "activation_id", a.ID, "msn", a.MSN, "number_state", status, "verdict", verdict)
 	if p.r.cfg.DryRun {
-		u.add(a)
 		return
 	}
 	c, cancel := wctx(ctx)
 	defer cancel()
-	now := p.r.now()
-	switch status {
-	case octane.NumberReserved:
-		if err := p.r.client.SelectResource(ctx, a.MSN); err != nil {
-			p.log.Warn("reconcile: reselect failed; retried next run", "activation_id", a.ID, "err", err)
-			u.add(a)
-			return
-		}
-		fallthrough
-	case octane.NumberSelected:
+	switch verdict {
+	case verdictResubmit:
 		if err := p.r.store.ReconcileResubmit(c, a, now); err != nil {
 			p.storeErr(err, a, "reconcile resubmit")
 			return
 		}
 		p.add("submit.reconciled_resubmit", 1)
 		u.add(a) // free the claim; the claim loop picks the row up as selected
-	case octane.NumberInUse:
+	case verdictAdopt:
 		if err := p.r.store.ReconcileAdopt(c, a, now, now); err != nil {
 			p.storeErr(err, a, "reconcile adopt")
 			return
 		}
 		p.add("submit.reconciled_adopted", 1)
-	case octane.NumberAvailable:
-		if a.ReservedAt != nil && now.Sub(*a.ReservedAt) < octane.ReservationLifetime {
-			// Too young to have lapsed: an order consumed the number and
-			// ended REJECTED or CANCELLED, which hands it back (contract 5).
-			// Resubmitting would be a second accepted order (invariant 1).
-			p.failRow(ctx, a, "reconcile", "order_lost",
-				fmt.Sprintf("the orderCreate answer was lost and number %s was AVAILABLE again %s after its reservation, before it could lapse: Octane most likely accepted the order and then rejected or cancelled it; check the order in Octane before resubmitting",
-					a.MSN, now.Sub(*a.ReservedAt).Round(time.Minute)))
-			return
-		}
-		if err := p.r.store.ReconcileLapsed(c, a, now); err != nil {
-			p.storeErr(err, a, "reconcile lapsed")
-			return
-		}
-		p.add("submit.reconciled_lapsed", 1)
 	default:
-		p.log.Warn("reconcile: number state not understood; retried next run", "activation_id", a.ID, "msn", a.MSN, "number_state", status)
-		u.add(a)
+		p.failRow(ctx, a, repo.StepReconcile, "review", why)
 	}
+}
+
+// verdicts of reconcile on a number's state.
+const (
+	verdictResubmit = "resubmit"
+	verdictAdopt    = "adopt"
+	verdictReview   = "review"
+)
+
+// adoptMargin keeps adoption clear of the 24 h lapse: reserved_at is our
+// send time, Octane's own stamp is a little later, and clocks differ.
+const adoptMargin = 30 * time.Minute
+
+// numberVerdict is the reconcile table: what the state of a's number proves
+// once an orderCreate for it may have been accepted.
+//
+//   - SELECTED: no order consumed the number: resubmit it.
+//   - IN_USE while our reservation cannot have lapsed (under 24 h, less a
+//     margin, since reserveResources): the order is ours: adopt it.
+//   - IN_USE later: the number may have lapsed and been ordered by someone
+//     else, so its service and QR code may be another customer's: review.
+//   - anything else (AVAILABLE, RESERVED, unknown): an order may have
+//     consumed the number and ended (a rejected order hands it back), or the
+//     reservation lapsed; ordering again could make a second order: review.
+func numberVerdict(a *repo.Activation, status string, now time.Time) (verdict, why string) {
+	switch status {
+	case octane.NumberSelected:
+		return verdictResubmit, ""
+	case octane.NumberInUse:
+		if a.ReservedAt != nil && now.Sub(*a.ReservedAt) < octane.ReservationLifetime-adoptMargin {
+			return verdictAdopt, ""
+		}
+		age := "unknown"
+		if a.ReservedAt != nil {
+			age = now.Sub(*a.ReservedAt).Round(time.Minute).String()
+		}
+		return verdictReview, fmt.Sprintf("the orderCreate answer was lost and number %s is IN_USE, but our reservation (age %s) may have lapsed before the order, so the service may be another customer's; not adopted: find the order with notes %q in Octane, then adopt it by hand or retry with --force",
+			a.MSN, age, a.SalesRef)
+	}
+	state := status
+	if state == "" {
+		state = "unknown"
+	}
+	return verdictReview, fmt.Sprintf("the orderCreate answer was lost and number %s is now %s, not SELECTED: an order may have been accepted and then rejected or cancelled (which frees the number), or the reservation lapsed; not ordered again, to avoid a second order: check Octane for an order with notes %q before resubmitting",
+		a.MSN, state, a.SalesRef)
 }
 
 func customerOf(a *repo.Activation) octane.Customer {

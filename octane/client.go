@@ -459,6 +459,7 @@ func (c *Client) OrderCreate(ctx context.Context, req OrderRequest) (string, err
 			return err
 		}
 		orderID = strings.TrimSpace(ret.OrderID)
+		s.orderID = orderID // the call log keeps every accepted order's id
 		if orderID == "" {
 			return &TransportError{Method: MethodOrderCreate, MayHaveReached: true, Err: errors.New("accepted answer without orderId")}
 		}

@@ -99,7 +99,7 @@ func BenchmarkLifecycle(b *testing.B) {
 			if err := s.MarkSelected(ctx, a, r, now); err != nil {
 				return err
 			}
-			if err := s.BeginOrder(ctx, a, false, now); err != nil {
+			if err := s.BeginOrder(ctx, a, repo.LockGuard{}, false, now); err != nil {
 				return err
 			}
 			return s.OrderAccepted(ctx, a, "O"+r.MSN, now, now.Add(30*time.Minute))

@@ -70,7 +70,7 @@ func toSubmitted(t *testing.T, s *repo.Store, now time.Time, runID int64, msn st
 	t.Helper()
 	ctx := context.Background()
 	a := toSelected(t, s, now, runID, msn)
-	must(t, s.BeginOrder(ctx, &a, false, now))
+	must(t, s.BeginOrder(ctx, &a, repo.LockGuard{}, false, now))
 	must(t, s.OrderAccepted(ctx, &a, "ORD"+msn, now, now.Add(30*time.Minute)))
 	return a
 }

@@ -32,7 +32,11 @@ func (s *Store) claim(ctx context.Context, op string, now time.Time, runID int64
 	}
 	query, args := s.pickUpdate("activations", set, setArgs, where, whereArgs, order, limit, activationCols)
 	var out []Activation
-	if err := sqlx.SelectContext(ctx, s.db, &out, query, args...); err != nil {
+	err := retryCancelled(ctx, func() error {
+		out = nil
+		return sqlx.SelectContext(ctx, s.db, &out, query, args...)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("repo: %s: %w", op, err)
 	}
 	slices.SortFunc(out, less)
@@ -78,6 +82,39 @@ func (s *Store) ClaimPolls(ctx context.Context, now, nextPoll time.Time, runID i
 		`next_poll_at = ?, last_poll_at = ?, poll_count = poll_count + 1`, []any{s.t(nextPoll), s.t(now)}, byID)
 }
 
+// Peek returns, without claiming or changing anything, up to limit rows a
+// claim of kind would take now, with ids above afterID, by id: what a dry
+// run works through. kind is PeekPending or PeekUnknownOrders. Errors: the
+// database's, wrapped.
+func (s *Store) Peek(ctx context.Context, kind PeekKind, now time.Time, afterID int64, limit int) ([]Activation, error) {
+	var where string
+	var args []any
+	switch kind {
+	case PeekPending:
+		where, args = `state IN ('pending', 'selected') AND next_attempt_at <= ? AND `+unclaimed, []any{s.t(now), s.t(now)}
+	case PeekUnknownOrders:
+		where, args = `state = 'ordering' AND `+unclaimed, []any{s.t(now)}
+	default:
+		return nil, fmt.Errorf("repo: peek: unknown kind %d", kind)
+	}
+	var out []Activation
+	err := s.db.SelectContext(ctx, &out, s.q(`SELECT `+activationColumns+` FROM activations WHERE `+where+
+		` AND id > ? ORDER BY id LIMIT ?`), append(args, afterID, limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("repo: peek: %w", err)
+	}
+	return out, nil
+}
+
+// PeekKind names the claim a Peek mirrors.
+type PeekKind int
+
+// The claims a dry run can peek at.
+const (
+	PeekPending PeekKind = iota + 1
+	PeekUnknownOrders
+)
+
 // ClaimQR claims completed rows due for the QR fetch.
 func (s *Store) ClaimQR(ctx context.Context, now time.Time, runID int64, limit int, lease time.Duration) ([]Activation, error) {
 	return s.claim(ctx, "claim qr", now, runID, limit, lease,
@@ -92,7 +129,7 @@ type change struct {
 	args      []any
 	keepClaim bool
 	noEvent   bool
-	step      string
+	step      Step
 	outcome   string
 	code      string
 	message   string
@@ -162,7 +199,7 @@ func (s *Store) transition(ctx context.Context, op string, a *Activation, now ti
 func (s *Store) SetCustomer(ctx context.Context, a *Activation, custNo int64, now time.Time) error {
 	return s.transition(ctx, "set customer", a, now, change{
 		to: StatePending, set: `cust_no = ?`, args: []any{custNo}, keepClaim: true,
-		step: "addCustomer", outcome: "ok",
+		step: StepCustomer, outcome: "ok",
 	}, nil)
 }
 
@@ -188,7 +225,7 @@ WHERE id = ? AND (state = 'free' OR (state = 'assigned' AND activation_id = ?)) 
 		reservedAt = *rt.T
 		moved, err := s.move(ctx, tx, "mark selected", a, change{
 			to: StateSelected, set: `msn = ?, reserved_at = ?`, args: []any{r.MSN, s.t(reservedAt)}, keepClaim: true,
-			step: "selectResource", outcome: "ok",
+			step: StepSelect, outcome: "ok",
 		}, now)
 		if err != nil {
 			return err
@@ -207,12 +244,17 @@ WHERE activation_id = ? AND state = 'assigned' AND id <> ?`), s.t(now), a.ID, r.
 // BeginOrder writes the intent before orderCreate (selected -> ordering:
 // order_sent_at, order_attempts+1, qr_by_email) and keeps the claim.
 // Errors: ErrLostClaim.
-func (s *Store) BeginOrder(ctx context.Context, a *Activation, qrByEmail bool, now time.Time) error {
+//
+// The write is also guarded by the run lock g: once the lock's session is
+// gone (a restarted database, a terminated backend) or its lease passed, a
+// second runner may hold the credential, so no new intent may be written
+// and BeginOrder fails with ErrLocked. The zero LockGuard checks nothing.
+func (s *Store) BeginOrder(ctx context.Context, a *Activation, g LockGuard, qrByEmail bool, now time.Time) error {
 	return s.transition(ctx, "begin order", a, now, change{
 		to: StateOrdering, set: `order_sent_at = ?, order_attempts = order_attempts + 1, qr_by_email = ?`,
 		args: []any{s.t(now), qrByEmail}, keepClaim: true,
-		step: "orderCreate", outcome: "intent",
-	}, nil)
+		step: StepOrder, outcome: "intent",
+	}, func(tx *sqlx.Tx, _ *Activation) error { return s.checkGuard(ctx, tx, g) })
 }
 
 // OrderAccepted records the accepted order (ordering -> submitted: order_id,
@@ -220,7 +262,7 @@ func (s *Store) BeginOrder(ctx context.Context, a *Activation, qrByEmail bool, n
 func (s *Store) OrderAccepted(ctx context.Context, a *Activation, orderID string, now, nextPoll time.Time) error {
 	return s.transition(ctx, "order accepted", a, now, change{
 		to: StateSubmitted, set: `order_id = ?, next_poll_at = ?`, args: []any{orderID, s.t(nextPoll)},
-		step: "orderCreate", outcome: "accepted",
+		step: StepOrder, outcome: "accepted",
 	}, func(tx *sqlx.Tx, _ *Activation) error { return s.settleReservation(ctx, tx, a.ID, "consumed", now) })
 }
 
@@ -244,7 +286,7 @@ WHERE activation_id = ? AND state = 'assigned'`), s.t(now), activationID)
 // and clears the claim. A pending row's held numbers go back to the run;
 // others stay assigned to the failed row for the release phase.
 // Errors: ErrLostClaim.
-func (s *Store) Fail(ctx context.Context, a *Activation, step, code, msg string, now time.Time) error {
+func (s *Store) Fail(ctx context.Context, a *Activation, step Step, code, msg string, now time.Time) error {
 	from := a.State
 	return s.transition(ctx, "fail", a, now, change{
 		to: StateFailed,
@@ -252,7 +294,7 @@ func (s *Store) Fail(ctx context.Context, a *Activation, step, code, msg string,
 		// and a row rejected on its first call made one.
 		set: `attempts = attempts + 1, last_error_step = ?, last_error_code = ?, last_error_message = ?,
 first_attempt_at = COALESCE(first_attempt_at, ?), last_attempt_at = ?`,
-		args: []any{step, code, msg, s.t(now), s.t(now)},
+		args: []any{string(step), code, msg, s.t(now), s.t(now)},
 		step: step, outcome: "failed", code: code, message: msg,
 	}, func(tx *sqlx.Tx, _ *Activation) error {
 		if from == StatePending {
@@ -278,12 +320,37 @@ func BackoffDelay(attempt int) time.Duration {
 	return min(max(a*a*a*a*time.Second, MinBackoff), MaxBackoff)
 }
 
+// RetryPolicy says when a row's transport failures end in failure. A row
+// fails only when it has made MaxAttempts attempts AND its first failed
+// attempt is at least MinSpan old, so an ordinary outage (hours, a day)
+// never fails live work; with NeverFail it keeps trying (a completed
+// service is never failed because its QR code could not be fetched yet).
+type RetryPolicy struct {
+	MaxAttempts int           // attempts before failing (0: never by count)
+	MinSpan     time.Duration // the attempts must span at least this long
+	MaxDelay    time.Duration // caps BackoffDelay (0: MaxBackoff)
+	NeverFail   bool
+}
+
+// DefaultRetryPolicy: 8 attempts over at least two days.
+var DefaultRetryPolicy = RetryPolicy{MaxAttempts: 8, MinSpan: 48 * time.Hour}
+
+// gaveUp reports whether the attempt-th failed attempt of a row whose first
+// failed attempt was at first ends it.
+func (p RetryPolicy) gaveUp(attempt int, first *time.Time, now time.Time) bool {
+	if p.NeverFail || p.MaxAttempts <= 0 || attempt < p.MaxAttempts {
+		return false
+	}
+	return first != nil && now.Sub(*first) >= p.MinSpan
+}
+
 // Backoff records a failed attempt (transport errors only): attempts+1,
-// next_attempt_at = now + BackoffDelay + up to 10% jitter, the last error,
-// claim cleared. The state is kept, except ordering -> selected (only when
-// the order provably did not reach Octane). After maxAttempts failed
-// attempts the row fails instead and failed is true. Errors: ErrLostClaim.
-func (s *Store) Backoff(ctx context.Context, a *Activation, step, code, msg string, now time.Time, maxAttempts int) (failed bool, err error) {
+// next_attempt_at = now + BackoffDelay (capped by the policy) + up to 10%
+// jitter, the last error, claim cleared. The state is kept, except ordering
+// -> selected (only when the order provably did not reach Octane). When the
+// policy gives up the row fails instead and failed is true. Errors:
+// ErrLostClaim.
+func (s *Store) Backoff(ctx context.Context, a *Activation, step Step, code, msg string, now time.Time, policy RetryPolicy) (failed bool, err error) {
 	attempt := a.Attempts + 1
 	to := a.State
 	if to == StateOrdering {
@@ -291,10 +358,13 @@ func (s *Store) Backoff(ctx context.Context, a *Activation, step, code, msg stri
 	}
 	outcome := "retry"
 	next := now
-	if maxAttempts > 0 && attempt >= maxAttempts {
+	if policy.gaveUp(attempt, a.FirstAttemptAt, now) {
 		to, outcome, failed = StateFailed, "failed", true
 	} else {
 		d := BackoffDelay(attempt)
+		if policy.MaxDelay > 0 {
+			d = min(d, policy.MaxDelay)
+		}
 		next = now.Add(d + time.Duration(rand.Int64N(int64(d/10)+1)))
 	}
 	from := a.State
@@ -302,7 +372,7 @@ func (s *Store) Backoff(ctx context.Context, a *Activation, step, code, msg stri
 		to: to,
 		set: `attempts = attempts + 1, next_attempt_at = ?, last_error_step = ?, last_error_code = ?, last_error_message = ?,
 first_attempt_at = COALESCE(first_attempt_at, ?), last_attempt_at = ?`,
-		args: []any{s.t(next), step, code, msg, s.t(now), s.t(now)},
+		args: []any{s.t(next), string(step), code, msg, s.t(now), s.t(now)},
 		step: step, outcome: outcome, code: code, message: msg,
 	}, func(tx *sqlx.Tx, _ *Activation) error {
 		if from == StatePending {
@@ -334,7 +404,7 @@ func (s *Store) Unclaim(ctx context.Context, a *Activation) error {
 // (ordering -> selected); the claim is kept for the resubmit.
 func (s *Store) ReconcileResubmit(ctx context.Context, a *Activation, now time.Time) error {
 	return s.transition(ctx, "reconcile resubmit", a, now, change{
-		to: StateSelected, keepClaim: true, step: "reconcile", outcome: "selected",
+		to: StateSelected, keepClaim: true, step: StepReconcile, outcome: "selected",
 	}, nil)
 }
 
@@ -344,17 +414,18 @@ func (s *Store) ReconcileResubmit(ctx context.Context, a *Activation, now time.T
 func (s *Store) ReconcileAdopt(ctx context.Context, a *Activation, now, nextPoll time.Time) error {
 	return s.transition(ctx, "reconcile adopt", a, now, change{
 		to: StateSubmitted, set: `adopted = ?, next_poll_at = ?`, args: []any{true, s.t(nextPoll)},
-		step: "reconcile", outcome: "in_use",
+		step: StepReconcile, outcome: "in_use",
 	}, func(tx *sqlx.Tx, _ *Activation) error { return s.settleReservation(ctx, tx, a.ID, "consumed", now) })
 }
 
-// ReconcileLapsed: queryResources says AVAILABLE, the reservation lapsed
-// (ordering -> pending, msn and reserved_at cleared, due now); the
-// reservation is released.
-func (s *Store) ReconcileLapsed(ctx context.Context, a *Activation, now time.Time) error {
-	return s.transition(ctx, "reconcile lapsed", a, now, change{
+// BackToPending puts an ordering row whose orderCreate Octane provably did
+// not take (it answered that resources are not available, and the number was
+// given back) back to pending: msn and reserved_at cleared, due now; the
+// reservation is released. Errors: ErrLostClaim.
+func (s *Store) BackToPending(ctx context.Context, a *Activation, step Step, outcome string, now time.Time) error {
+	return s.transition(ctx, "back to pending", a, now, change{
 		to: StatePending, set: `msn = '', reserved_at = NULL, next_attempt_at = ?`, args: []any{s.t(now)},
-		step: "reconcile", outcome: "available",
+		step: step, outcome: outcome,
 	}, func(tx *sqlx.Tx, _ *Activation) error { return s.settleReservation(ctx, tx, a.ID, "released", now) })
 }
 
@@ -364,7 +435,7 @@ func (s *Store) ReconcileLapsed(ctx context.Context, a *Activation, now time.Tim
 func (s *Store) OrderCompleted(ctx context.Context, a *Activation, serviceNumber string, awaitQR bool, now time.Time) error {
 	c := change{
 		to: StateProvisioned, set: `service_number = ?, completed_at = ?`, args: []any{serviceNumber, s.t(now)},
-		step: "orderQuery", outcome: "complete",
+		step: StepPoll, outcome: "complete",
 	}
 	if awaitQR {
 		c.to = StateCompleted
@@ -379,7 +450,7 @@ func (s *Store) OrderCompleted(ctx context.Context, a *Activation, serviceNumber
 func (s *Store) QRReady(ctx context.Context, a *Activation, code string, png []byte, iccid string, now time.Time) error {
 	return s.transition(ctx, "qr ready", a, now, change{
 		to: StateQRReady, set: `activation_code = ?, qr_png = ?, iccid = ?`, args: []any{code, png, iccid},
-		step: "getEsimDetails", outcome: "ok",
+		step: StepQR, outcome: "ok",
 	}, nil)
 }
 

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/jmoiron/sqlx"
 )
 
 // LeaseTTL is how long a SQLite run lock outlives its holder: the holder
@@ -25,6 +27,7 @@ type RunLock struct {
 	name string
 	key  int64
 	conn *sql.Conn // PostgreSQL
+	pid  int       // PostgreSQL: the backend that holds the advisory lock
 
 	holder  string        // SQLite
 	ttl     time.Duration // SQLite
@@ -54,6 +57,11 @@ func (s *Store) AcquireRunLock(ctx context.Context, key string) (*RunLock, error
 		if !ok {
 			conn.Close()
 			return nil, fmt.Errorf("repo: run lock %q: %w", key, ErrLocked)
+		}
+		if err := conn.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&l.pid); err != nil {
+			_, _ = conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, l.key)
+			conn.Close()
+			return nil, fmt.Errorf("repo: run lock %q: %w", key, err)
 		}
 		l.conn = conn
 		return l, nil
@@ -185,3 +193,52 @@ func (l *RunLock) Release(ctx context.Context) error {
 	}
 	return nil
 }
+
+// LockGuard identifies a held run lock to statements that must not run once
+// it is gone (the intent write before orderCreate). The zero value guards
+// nothing.
+type LockGuard struct {
+	key    int64
+	pid    int    // PostgreSQL: the advisory lock's backend
+	name   string // SQLite: the lease row
+	holder string
+}
+
+// Guard returns the guard of this lock, for Store.BeginOrder.
+func (l *RunLock) Guard() LockGuard {
+	return LockGuard{key: l.key, pid: l.pid, name: l.name, holder: l.holder}
+}
+
+// checkGuard fails with ErrLocked when g's lock is no longer held, inside
+// the caller's transaction: on PostgreSQL the advisory lock must still be
+// granted to the very backend that took it (a new session, even of the same
+// process, does not count); on SQLite the lease row must still be ours and
+// unexpired.
+func (s *Store) checkGuard(ctx context.Context, q sqlx.QueryerContext, g LockGuard) error {
+	if g == (LockGuard{}) {
+		return nil
+	}
+	var held bool
+	var err error
+	if s.dialect == DialectPostgres {
+		err = sqlx.GetContext(ctx, q, &held, `SELECT EXISTS (SELECT 1 FROM pg_locks
+WHERE locktype = 'advisory' AND pid = $2 AND granted
+AND classid = (($1::bigint >> 32) & 4294967295)::oid AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1)`,
+			g.key, g.pid)
+	} else {
+		err = sqlx.GetContext(ctx, q, &held, `SELECT EXISTS (SELECT 1 FROM run_locks
+WHERE name = ? AND holder = ? AND expires_at >= ?)`, g.name, g.holder, s.t(time.Now()))
+	}
+	if err != nil {
+		return fmt.Errorf("check run lock: %w", err)
+	}
+	if !held {
+		return fmt.Errorf("run lock %q no longer held: %w", g.name, ErrLocked)
+	}
+	return nil
+}
+
+// SessionPID returns the PostgreSQL backend that holds the advisory lock (0
+// on SQLite): what an operator looks for in pg_stat_activity, and what a
+// test terminates to take the lock's session away.
+func (l *RunLock) SessionPID() int { return l.pid }

@@ -25,7 +25,7 @@ type Event struct {
 	RunID        *int64        `db:"run_id"`
 	ActivationID int64         `db:"activation_id"`
 	Kind         string        `db:"kind"`
-	Step         string        `db:"step"`
+	Step         Step          `db:"step"`
 	FromState    State         `db:"from_state"`
 	ToState      State         `db:"to_state"`
 	Outcome      string        `db:"outcome"`
@@ -39,7 +39,7 @@ func (s *Store) addEvent(ctx context.Context, q sqlx.ExecerContext, e Event) err
 	_, err := q.ExecContext(ctx, s.q(`INSERT INTO events
 (at, run_id, activation_id, kind, step, from_state, to_state, outcome, code, message, duration_ns)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		s.t(e.At), e.RunID, e.ActivationID, e.Kind, e.Step, string(e.FromState), string(e.ToState),
+		s.t(e.At), e.RunID, e.ActivationID, e.Kind, string(e.Step), string(e.FromState), string(e.ToState),
 		e.Outcome, e.Code, e.Message, int64(e.Duration))
 	if err != nil {
 		return fmt.Errorf("append event: %w", err)
@@ -67,6 +67,20 @@ VALUES (?, ?, ?, ?) RETURNING id`), s.t(at), credential, strings.Join(phases, ",
 		return 0, fmt.Errorf("repo: start run: %w", err)
 	}
 	return id, nil
+}
+
+// RenewRun extends run runID's lease to until: while it lasts, the run's
+// free numbers are its own and no other run releases them as orphans.
+// Errors: ErrNotFound for an unknown run.
+func (s *Store) RenewRun(ctx context.Context, runID int64, until time.Time) error {
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE runs SET lease_until = ? WHERE id = ?`), s.t(until), runID)
+	if err != nil {
+		return fmt.Errorf("repo: renew run %d: %w", runID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("repo: renew run %d: %w", runID, ErrNotFound)
+	}
+	return nil
 }
 
 // FinishRun records a run's end, outcome, per-phase counts and error text.
@@ -158,7 +172,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 			return nil
 		}
 		err = s.addEvent(ctx, tx, Event{At: c.SentAt, RunID: runID, ActivationID: *c.ActivationID, Kind: EventCall,
-			Step: c.Method, Outcome: c.Outcome, Code: c.Code, Message: c.Message, Duration: c.Duration})
+			Step: Step(c.Method), Outcome: c.Outcome, Code: c.Code, Message: c.Message, Duration: c.Duration})
 		if err != nil {
 			return fmt.Errorf("repo: record call %s: %w", c.Method, err)
 		}

@@ -33,7 +33,7 @@ func (s *Store) provider(withLock bool) (*goose.Provider, error) {
 			opts = append(opts, goose.WithSessionLocker(l))
 		}
 	}
-	return goose.NewProvider(dialect, s.db.DB, fsys, opts...)
+	return goose.NewProvider(dialect, s.db.DB.DB, fsys, opts...)
 }
 
 // Migrate applies every pending migration; it is idempotent. Errors: the

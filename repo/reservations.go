@@ -102,6 +102,13 @@ WHERE run_id = ? AND state = 'free' ORDER BY reserved_at, id`), runID)
 	return out, nil
 }
 
+// runOver is true when the run that reserved r has ended (finished, its
+// lease passed or never set, or the run is unknown): only then are its free
+// numbers orphans. A run whose lock was lost is still live until its lease
+// passes, and its numbers may be about to be selected. One ? (now).
+const runOver = `NOT EXISTS (SELECT 1 FROM runs ru WHERE ru.id = r.run_id AND ru.finished_at IS NULL
+  AND ru.lease_until >= ?)`
+
 // DueReleases returns up to limit numbers the release phase must unreserve,
 // oldest first: free ones reserved at or before olderThan or left by an
 // earlier run (a crash); ones assigned to an unclaimed selected activation
@@ -113,13 +120,13 @@ func (s *Store) DueReleases(ctx context.Context, now, olderThan time.Time, runID
 	err := s.db.SelectContext(ctx, &out, s.q(`SELECT `+reservationCols("r.")+`
 FROM reservations r LEFT JOIN activations a ON a.id = r.activation_id
 WHERE r.state IN ('free', 'assigned') AND (
-     (r.state = 'free' AND (r.reserved_at <= ? OR r.run_id <> ?))
+     (r.state = 'free' AND (r.reserved_at <= ? OR (r.run_id <> ? AND `+runOver+`)))
   OR (r.state = 'assigned' AND a.state = 'selected' AND r.reserved_at <= ?
       AND (a.claim_until IS NULL OR a.claim_until < ?))
-  OR (r.state = 'assigned' AND a.state IN ('pending', 'failed') AND (r.reserved_at <= ? OR r.run_id <> ?)
+  OR (r.state = 'assigned' AND a.state IN ('pending', 'failed') AND (r.reserved_at <= ? OR (r.run_id <> ? AND `+runOver+`))
       AND (a.claim_until IS NULL OR a.claim_until < ?)))
 ORDER BY r.reserved_at, r.id LIMIT ?`),
-		s.t(olderThan), runID, s.t(olderThan), s.t(now), s.t(olderThan), runID, s.t(now), limit)
+		s.t(olderThan), runID, s.t(now), s.t(olderThan), s.t(now), s.t(olderThan), runID, s.t(now), s.t(now), limit)
 	if err != nil {
 		return nil, fmt.Errorf("repo: due releases: %w", err)
 	}
@@ -162,7 +169,7 @@ RETURNING `+activationColumns), s.t(now), s.t(now), *held.ActivationID, held.MSN
 			return fmt.Errorf("repo: release reservation %d: %w", r.ID, err)
 		}
 		err = s.addEvent(ctx, tx, Event{At: now, RunID: a.RunID, ActivationID: a.ID, Kind: EventState,
-			Step: "release", FromState: StateSelected, ToState: StatePending, Outcome: "released"})
+			Step: StepRelease, FromState: StateSelected, ToState: StatePending, Outcome: "released"})
 		if err != nil {
 			return fmt.Errorf("repo: release reservation %d: %w", r.ID, err)
 		}

@@ -9,11 +9,12 @@ import (
 	"fmt"
 	"hash/fnv"
 	neturl "net/url"
+	"reflect"
 	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	_ "github.com/lib/pq"  // "postgres" driver
+	"github.com/lib/pq"    // the "postgres" driver
 	_ "modernc.org/sqlite" // "sqlite" driver, pure Go
 )
 
@@ -42,7 +43,7 @@ const (
 // Store is the database: every method takes ctx first and is safe for
 // concurrent use.
 type Store struct {
-	db      *sqlx.DB
+	db      *pool
 	dialect string
 	// schema is the PostgreSQL schema in use (current_schema()), so that
 	// migrations of different schemas do not wait on one another.
@@ -60,7 +61,9 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	var err error
 	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
 		s.dialect = DialectPostgres
-		s.db, err = sqlx.Open("postgres", url)
+		var db *sqlx.DB
+		db, err = sqlx.Open("postgres", url)
+		s.db = &pool{db}
 		if err != nil {
 			return nil, fmt.Errorf("repo: open postgres: %w", err)
 		}
@@ -69,7 +72,9 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		s.db.SetConnMaxIdleTime(5 * time.Minute)
 	} else {
 		s.dialect = DialectSQLite
-		s.db, err = sqlx.Open("sqlite", sqliteDSN(url))
+		var db *sqlx.DB
+		db, err = sqlx.Open("sqlite", sqliteDSN(url))
+		s.db = &pool{db}
 		if err != nil {
 			return nil, fmt.Errorf("repo: open sqlite: %w", err)
 		}
@@ -124,13 +129,70 @@ func (s *Store) Close() error {
 func (s *Store) Dialect() string { return s.dialect }
 
 // DB returns the underlying pool (for tests and tools; prefer the methods).
-func (s *Store) DB() *sqlx.DB { return s.db }
+func (s *Store) DB() *sqlx.DB { return s.db.DB }
+
+// pool is the connection pool with statements retried after a spurious
+// cancel (retryCancelled).
+type pool struct{ *sqlx.DB }
+
+func (p *pool) GetContext(ctx context.Context, dest any, query string, args ...any) error {
+	return retryCancelled(ctx, func() error { return p.DB.GetContext(ctx, dest, query, args...) })
+}
+
+func (p *pool) SelectContext(ctx context.Context, dest any, query string, args ...any) error {
+	return retryCancelled(ctx, func() error {
+		if v := reflect.ValueOf(dest); v.Kind() == reflect.Pointer && !v.IsNil() {
+			v.Elem().Set(reflect.Zero(v.Elem().Type())) // a second try starts empty
+		}
+		return p.DB.SelectContext(ctx, dest, query, args...)
+	})
+}
+
+func (p *pool) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	var res sql.Result
+	err := retryCancelled(ctx, func() error {
+		var err error
+		res, err = p.DB.ExecContext(ctx, query, args...)
+		return err
+	})
+	return res, err
+}
 
 // InTx runs fn in one transaction: committed when fn returns nil, rolled
 // back when it returns an error (returned as is) or panics (re-panicked).
 // fn must use tx only: on SQLite the pool has one connection, so a call on
 // the Store inside fn would wait forever.
-func (s *Store) InTx(ctx context.Context, fn func(tx *sqlx.Tx) error) (err error) {
+//
+// A transaction that PostgreSQL cancelled although ctx was not (SQLSTATE
+// 57014, see retryCancelled) is rolled back and run again.
+func (s *Store) InTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	return retryCancelled(ctx, func() error { return s.inTx(ctx, fn) })
+}
+
+// retryCancelled runs f again (up to twice more) when it failed with
+// PostgreSQL's "canceling statement due to user request" (57014) while ctx
+// is still live. lib/pq cancels a statement whose context ends by sending a
+// cancel request for the connection's backend; when that request lands after
+// the connection went back to the pool and started another statement, the
+// other statement is cancelled instead. Such an error says nothing about the
+// statement itself, which rolled back: running it again is safe.
+func retryCancelled(ctx context.Context, f func() error) error {
+	err := f()
+	for i := 0; i < 2 && err != nil && ctx.Err() == nil && IsStatementCancelled(err); i++ {
+		err = f()
+	}
+	return err
+}
+
+// IsStatementCancelled reports whether err is PostgreSQL's SQLSTATE 57014
+// raised by a cancel request ("due to user request"), not by
+// statement_timeout, which a second try would only repeat.
+func IsStatementCancelled(err error) bool {
+	var pe *pq.Error
+	return errors.As(err, &pe) && pe.Code == "57014" && strings.Contains(pe.Message, "user request")
+}
+
+func (s *Store) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) (err error) {
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("repo: begin: %w", err)

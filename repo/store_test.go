@@ -233,7 +233,7 @@ func TestClaimPendingOrderAndLease(t *testing.T) {
 		}
 		// Not yet due.
 		b := claimOne(t, s, t0.Add(20*time.Minute), runID)
-		_, err = s.Backoff(ctx, &b, "addCustomer", "", "timeout", t0.Add(20*time.Minute), 8)
+		_, err = s.Backoff(ctx, &b, "addCustomer", "", "timeout", t0.Add(20*time.Minute), repo.RetryPolicy{MaxAttempts: 8})
 		must(t, err)
 		got, err = s.ClaimPending(ctx, t0.Add(20*time.Minute+30*time.Second), runID, 10, lease)
 		must(t, err)
@@ -269,13 +269,16 @@ func TestStaleClaimCannotMove(t *testing.T) {
 				return s.MarkSelected(ctx, a, repo.Reservation{ID: 1, MSN: "0411"}, later)
 			}},
 			{"Fail", func(a *repo.Activation) error { return s.Fail(ctx, a, "x", "1", "no", later) }},
-			{"Backoff", func(a *repo.Activation) error { _, err := s.Backoff(ctx, a, "x", "", "t", later, 8); return err }},
+			{"Backoff", func(a *repo.Activation) error {
+				_, err := s.Backoff(ctx, a, "x", "", "t", later, repo.RetryPolicy{MaxAttempts: 8})
+				return err
+			}},
 			{"Unclaim", func(a *repo.Activation) error { return s.Unclaim(ctx, a) }},
 			{"wrong state", func(a *repo.Activation) error {
 				b := *a
 				b.State = repo.StateSelected
 				b.ClaimToken = fresh.ClaimToken
-				return s.BeginOrder(ctx, &b, false, later)
+				return s.BeginOrder(ctx, &b, repo.LockGuard{}, false, later)
 			}},
 			{"no token", func(a *repo.Activation) error {
 				b := *a
@@ -373,7 +376,7 @@ func TestLifecycleEvents(t *testing.T) {
 		if a.State != repo.StateSelected || a.MSN != "0400" || !a.ReservedAt.Equal(t0.Add(-time.Second)) || a.ClaimToken == "" {
 			t.Fatalf("after MarkSelected: %+v", a)
 		}
-		must(t, s.BeginOrder(ctx, &a, true, t0))
+		must(t, s.BeginOrder(ctx, &a, repo.LockGuard{}, true, t0))
 		if a.State != repo.StateOrdering || a.OrderAttempts != 1 || !a.QRByEmail || !a.OrderSentAt.Equal(t0) {
 			t.Fatalf("after BeginOrder: %+v", a)
 		}
@@ -450,7 +453,7 @@ func TestBackoff(t *testing.T) {
 		now := t0
 		a := claimOne(t, s, now, runID)
 		for attempt := 1; attempt <= 3; attempt++ {
-			failed, err := s.Backoff(ctx, &a, "addCustomer", "", "connection reset", now, 3)
+			failed, err := s.Backoff(ctx, &a, "addCustomer", "", "connection reset", now, repo.RetryPolicy{MaxAttempts: 3})
 			must(t, err)
 			if attempt < 3 {
 				d := repo.BackoffDelay(attempt)
@@ -470,8 +473,8 @@ func TestBackoff(t *testing.T) {
 		// ordering -> selected: the order provably never left.
 		runID = seed(t, s, "b2", 1)
 		b := toSelected(t, s, now, runID, "0400")
-		must(t, s.BeginOrder(ctx, &b, false, now))
-		failed, err := s.Backoff(ctx, &b, "orderCreate", "", "dial tcp: refused", now, 8)
+		must(t, s.BeginOrder(ctx, &b, repo.LockGuard{}, false, now))
+		failed, err := s.Backoff(ctx, &b, "orderCreate", "", "dial tcp: refused", now, repo.RetryPolicy{MaxAttempts: 8})
 		must(t, err)
 		if failed || b.State != repo.StateSelected || b.ClaimToken != "" {
 			t.Fatalf("Backoff from ordering: %+v", b)
@@ -487,10 +490,10 @@ func TestReconcile(t *testing.T) {
 		rows := make([]repo.Activation, 3)
 		for i := range rows {
 			rows[i] = toSelected(t, s, t0, crashed, fmt.Sprintf("04%02d", i))
-			must(t, s.BeginOrder(ctx, &rows[i], false, t0))
+			must(t, s.BeginOrder(ctx, &rows[i], repo.LockGuard{}, false, t0))
 		}
 		live := toSelected(t, s, t0, crashed, "0499")
-		must(t, s.BeginOrder(ctx, &live, false, t0))
+		must(t, s.BeginOrder(ctx, &live, repo.LockGuard{}, false, t0))
 		current := run(t, s)
 		// A live claim is not an unknown outcome, whichever run asks: the
 		// run holding it may have its orderCreate in flight (a run that lost
@@ -511,7 +514,7 @@ func TestReconcile(t *testing.T) {
 		}
 		must(t, s.ReconcileResubmit(ctx, &got[0], now))
 		must(t, s.ReconcileAdopt(ctx, &got[1], now, now.Add(30*time.Minute)))
-		must(t, s.ReconcileLapsed(ctx, &got[2], now))
+		must(t, s.BackToPending(ctx, &got[2], repo.StepReconcile, "available", now))
 		if got[0].State != repo.StateSelected || got[0].ClaimToken == "" {
 			t.Fatalf("resubmit: %+v", got[0])
 		}
@@ -545,7 +548,7 @@ func TestReleases(t *testing.T) {
 		sel := toSelected(t, s, t0, old, "0401")
 		must(t, s.Unclaim(ctx, &sel))
 		ord := selectRef(t, s, t0, old, "rel-2", "0402")
-		must(t, s.BeginOrder(ctx, &ord, false, t0))
+		must(t, s.BeginOrder(ctx, &ord, repo.LockGuard{}, false, t0))
 		// A free number of the old run, and a young free one of the current run.
 		must(t, s.SaveReservations(ctx, old, t0.Add(20*time.Hour), []repo.Reservation{{MSN: "0403"}}))
 		cur := run(t, s)
@@ -861,7 +864,7 @@ func TestReleaseAfterOrderBeganIsLost(t *testing.T) {
 		}
 		// Meanwhile the row is claimed and its order begins.
 		b := claimOne(t, s, now, runID)
-		must(t, s.BeginOrder(ctx, &b, false, now))
+		must(t, s.BeginOrder(ctx, &b, repo.LockGuard{}, false, now))
 		if err := s.ReleaseReservation(ctx, due[0], now); !errors.Is(err, repo.ErrLostClaim) {
 			t.Fatalf("ReleaseReservation of an ordering row's number = %v, want ErrLostClaim", err)
 		}
@@ -995,6 +998,57 @@ func TestReportCallsChain(t *testing.T) {
 		}
 		if got := methods(rep2.ID); got != "getEsimDetails" {
 			t.Errorf("report 2 calls = %q, want only the run at t2", got)
+		}
+	})
+}
+
+// TestBackoffOutlastsAnOutage: under the default policy a row whose
+// attempts all fall inside a few hours (an Octane outage) never fails, however
+// many there are; it fails only once its attempts span two days; NeverFail
+// never fails.
+func TestBackoffOutlastsAnOutage(t *testing.T) {
+	t.Parallel()
+	repotest.Each(t, func(t *testing.T, s *repo.Store) {
+		ctx := context.Background()
+		runID := seed(t, s, "span", 1)
+		now := t0
+		for attempt := 1; attempt <= 12; attempt++ {
+			a := claimOne(t, s, now, runID)
+			failed, err := s.Backoff(ctx, &a, repo.StepCustomer, "", "connection refused", now, repo.DefaultRetryPolicy)
+			must(t, err)
+			if failed || a.State == repo.StateFailed {
+				t.Fatalf("attempt %d at +%s: failed inside an outage", attempt, now.Sub(t0))
+			}
+			now = now.Add(15 * time.Minute) // claim again well before 48 h
+			if a.NextAttemptAt.After(now) {
+				now = a.NextAttemptAt
+			}
+			if now.Sub(t0) > 40*time.Hour {
+				break
+			}
+		}
+		late := t0.Add(49 * time.Hour)
+		a := claimOne(t, s, late, runID)
+		failed, err := s.Backoff(ctx, &a, repo.StepCustomer, "", "connection refused", late, repo.DefaultRetryPolicy)
+		must(t, err)
+		if !failed || a.State != repo.StateFailed {
+			t.Fatalf("after 49 h of attempts: failed=%v state %s, want failed", failed, a.State)
+		}
+
+		runID = seed(t, s, "never", 1)
+		b := claimOne(t, s, late, runID)
+		never := repo.RetryPolicy{MaxAttempts: 1, MinSpan: time.Nanosecond, NeverFail: true, MaxDelay: 30 * time.Minute}
+		for i := 0; i < 3; i++ {
+			failed, err := s.Backoff(ctx, &b, repo.StepQR, "", "not ready", late, never)
+			must(t, err)
+			if failed || b.State == repo.StateFailed {
+				t.Fatalf("NeverFail failed the row on attempt %d", i+1)
+			}
+			if d := b.NextAttemptAt.Sub(late); d > 33*time.Minute {
+				t.Fatalf("next attempt in %s, want at most MaxDelay plus jitter", d)
+			}
+			late = b.NextAttemptAt
+			b = claimOne(t, s, late, runID)
 		}
 	})
 }

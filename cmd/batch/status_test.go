@@ -50,7 +50,7 @@ func seedStatus(t *testing.T, s *repo.Store, now time.Time) (base time.Time) {
 	order := func(a *repo.Activation, msn string, nextPoll time.Time) {
 		t.Helper()
 		sel(a, msn, base)
-		must(s.BeginOrder(ctx, a, false, base))
+		must(s.BeginOrder(ctx, a, repo.LockGuard{}, false, base))
 		must(s.OrderAccepted(ctx, a, "ORD-"+msn, base, nextPoll))
 	}
 	// selected, on an old number.
@@ -58,7 +58,7 @@ func seedStatus(t *testing.T, s *repo.Store, now time.Time) (base time.Time) {
 	must(s.Unclaim(ctx, &claimed[0]))
 	// ordering.
 	sel(&claimed[1], "0400000002", base)
-	must(s.BeginOrder(ctx, &claimed[1], false, base))
+	must(s.BeginOrder(ctx, &claimed[1], repo.LockGuard{}, false, base))
 	// submitted: one poll due, one not.
 	order(&claimed[2], "0400000003", base.Add(10*time.Minute))
 	order(&claimed[3], "0400000004", now.Add(time.Hour))
