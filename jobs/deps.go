@@ -87,7 +87,14 @@ type ctxKey int
 const (
 	keyRun ctxKey = iota
 	keyActivation
+	keyDryRun
 )
+
+// withDryRun marks a dry run's context: its calls are not recorded (a dry
+// run leaves no trace in the database).
+func withDryRun(ctx context.Context) context.Context {
+	return context.WithValue(ctx, keyDryRun, true)
+}
 
 func withRun(ctx context.Context, runID int64) context.Context {
 	return context.WithValue(ctx, keyRun, runID)
@@ -110,6 +117,9 @@ func CallRecorder(rec interface {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return func(ctx context.Context, ev octane.CallEvent) {
+		if dry, _ := ctx.Value(keyDryRun).(bool); dry {
+			return // a dry run writes nothing; its reads are read-only calls
+		}
 		if !ev.Sent {
 			// Never left the process (limiter wait or dial failed): not an
 			// Octane call, nothing for Octane's counters or the call log.

@@ -52,14 +52,25 @@ type harness struct {
 
 func newHarness(t *testing.T, faults octanetest.Faults) *harness {
 	t.Helper()
+	return newHarnessWith(t, faults, nil)
+}
+
+// newHarnessWith is newHarness with the simulator's configuration adjusted
+// by tune (when not nil).
+func newHarnessWith(t *testing.T, faults octanetest.Faults, tune func(*octanetest.Config)) *harness {
+	t.Helper()
 	store := repotest.NewPostgres(t)
 	clk := &clock{t: time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)}
 	cred := fmt.Sprintf("job-%d", rand.Int64())
-	sim := octanetest.New(octanetest.Config{
+	cfg := octanetest.Config{
 		Username: cred, Password: "secret", Now: clk.Now, OrderLatency: 5 * time.Minute,
 		MinuteWindow: minuteWin, HourWindow: hourWin, Faults: faults, Seed: 42,
 		EsimProfiles: 5000,
-	})
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	sim := octanetest.New(cfg)
 	srv := httptest.NewServer(sim)
 	t.Cleanup(srv.Close)
 	return &harness{t: t, store: store, sim: sim, url: srv.URL, clock: clk, cred: cred,

@@ -58,7 +58,7 @@ func (p *pass) settle(ctx context.Context, a *repo.Activation, step repo.Step, e
 		if do == actWait {
 			policy = repo.RetryPolicy{NeverFail: true, MaxDelay: p.r.cfg.PollInterval}
 		}
-		c, cancel := wctx(ctx)
+		c, cancel := p.wctx(ctx)
 		defer cancel()
 		failed, berr := p.r.store.Backoff(c, a, step, code, msg, p.r.now(), policy)
 		if berr != nil {
@@ -80,7 +80,7 @@ func (p *pass) failRow(ctx context.Context, a *repo.Activation, step repo.Step, 
 		p.log.Info("dry run: row would fail", "activation_id", a.ID, "step", step, "code", code, "message", msg)
 		return
 	}
-	c, cancel := wctx(ctx)
+	c, cancel := p.wctx(ctx)
 	defer cancel()
 	if err := p.r.store.Fail(c, a, step, code, msg, p.r.now()); err != nil {
 		p.storeErr(err, a, "fail")

@@ -65,7 +65,7 @@ func (p *pass) releaseOne(ctx context.Context, r repo.Reservation) {
 			return
 		}
 	}
-	c, cancel := wctx(ctx)
+	c, cancel := p.wctx(ctx)
 	defer cancel()
 	if err := p.r.store.ReleaseReservation(c, r, p.r.now()); err != nil {
 		p.log.Error("record released number", "msn", r.MSN, "err", err)
@@ -118,7 +118,7 @@ func (p *pass) pollOne(ctx context.Context, a *repo.Activation, u *unclaimer) {
 		p.settle(ctx, a, repo.StepPoll, err, u)
 		return
 	}
-	c, cancel := wctx(ctx)
+	c, cancel := p.wctx(ctx)
 	defer cancel()
 	now := p.r.now()
 	switch st.Status {
@@ -176,7 +176,7 @@ func (p *pass) pollAdopted(ctx context.Context, a *repo.Activation, u *unclaimer
 		p.settle(ctx, a, repo.StepPoll, err, u)
 		return
 	}
-	c, cancel := wctx(ctx)
+	c, cancel := p.wctx(ctx)
 	defer cancel()
 	now := p.r.now()
 	await := p.awaitQR(a)
@@ -237,7 +237,7 @@ func (p *pass) qrOne(ctx context.Context, a *repo.Activation, u *unclaimer) {
 		p.settle(ctx, a, repo.StepQR, err, u)
 		return
 	}
-	c, cancel := wctx(ctx)
+	c, cancel := p.wctx(ctx)
 	defer cancel()
 	if err := p.r.store.QRReady(c, a, q.ActivationCode, q.QRCode, q.ICCID, p.r.now()); err != nil {
 		p.storeErr(err, a, "qr ready")

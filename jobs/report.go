@@ -15,7 +15,7 @@ import (
 	"github.com/esimbatch/esimbatch/reports"
 )
 
-// reportStore is what the report phase needs from the store (LIFECYCLE.md).
+// reportStore is what the report phase needs from the store (docs/design.md).
 type reportStore interface {
 	PendingReport(ctx context.Context) (repo.Report, error)
 	NewReport(ctx context.Context, now time.Time, maxQRRows int) (repo.Report, error)

@@ -92,6 +92,9 @@ type Config struct {
 	OutageAfter int
 	// DryRun: reads and selections only; no mutating Octane call, no row change.
 	DryRun bool
+	// WriteTimeout bounds each store write that records an outcome
+	// (default 15s).
+	WriteTimeout time.Duration
 	// ProgressEvery is the wall-time gap between progress lines (default 10s).
 	ProgressEvery time.Duration
 }
@@ -129,6 +132,9 @@ func (c *Config) defaults() {
 	}
 	if c.OutageAfter == 0 {
 		c.OutageAfter = 5
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 15 * time.Second
 	}
 	if c.ProgressEvery <= 0 {
 		c.ProgressEvery = 10 * time.Second
@@ -393,6 +399,9 @@ func (r *Runner) Pass(ctx context.Context, phases []string) (Result, error) {
 		p.log = p.log.With("dry_run", true)
 	}
 	ctx = withRun(ctx, runID)
+	if r.cfg.DryRun {
+		ctx = withDryRun(ctx)
+	}
 	p.log.Info("pass start", "phases", strings.Join(phases, ","), "credential", r.cfg.Credential)
 
 	var passErr error
@@ -646,7 +655,9 @@ func (g *progress) tick(n int) {
 }
 
 // wctx is a context for store writes that must happen even when the pass is
-// being cancelled (recording an outcome, releasing a claim).
-func wctx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+// being cancelled (recording an outcome, releasing a claim). Take it right
+// before the write: a deadline taken before an Octane call can run out while
+// the call waits for its limiter slot.
+func (p *pass) wctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), p.r.cfg.WriteTimeout)
 }

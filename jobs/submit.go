@@ -39,7 +39,7 @@ func (p *pass) flush(ctx context.Context, u *unclaimer) {
 		return // peeked, never claimed
 	}
 	for _, a := range rows {
-		c, cancel := wctx(ctx)
+		c, cancel := p.wctx(ctx)
 		err := p.r.store.Unclaim(c, a)
 		cancel()
 		if err != nil && !p.lost(err, a, "unclaim") {
@@ -256,7 +256,7 @@ func (p *pass) submitOne(ctx context.Context, a *repo.Activation, u *unclaimer) 
 // (the row goes back to pending). On failure the row stays selected and the
 // release phase retries later.
 func (p *pass) unselect(ctx context.Context, a *repo.Activation, r repo.Reservation) {
-	c, cancel := wctx(ctx)
+	c, cancel := p.wctx(ctx)
 	defer cancel()
 	if err := p.r.store.Unclaim(c, a); err != nil {
 		p.storeErr(err, a, "unclaim")
@@ -287,7 +287,7 @@ func (p *pass) prepare(ctx context.Context, a *repo.Activation, u *unclaimer) (r
 				p.settle(ctx, a, repo.StepCustomer, err, u)
 				return none, false
 			}
-			c, cancel := wctx(ctx)
+			c, cancel := p.wctx(ctx)
 			err = p.r.store.SetCustomer(c, a, custNo, p.r.now())
 			cancel()
 			if err != nil {
@@ -336,7 +336,7 @@ func (p *pass) prepare(ctx context.Context, a *repo.Activation, u *unclaimer) (r
 		p.settle(ctx, a, repo.StepSelect, err, u)
 		return none, false
 	}
-	c, cancel := wctx(ctx)
+	c, cancel := p.wctx(ctx)
 	defer cancel()
 	if err := p.r.store.MarkSelected(c, a, r, p.r.now()); err != nil {
 		p.storeErr(err, a, "mark selected")
@@ -361,7 +361,7 @@ func (p *pass) isStoreErr(err error) bool {
 func (p *pass) takeNumber(ctx context.Context, a *repo.Activation) (repo.Reservation, error) {
 	p.poolMu.Lock()
 	defer p.poolMu.Unlock()
-	c, cancel := wctx(ctx)
+	c, cancel := p.wctx(ctx)
 	defer cancel()
 	r, err := p.r.store.TakeReservation(c, p.runID, a, p.r.now())
 	if err == nil {
@@ -434,12 +434,12 @@ func (p *pass) order(ctx context.Context, a *repo.Activation, u *unclaimer) {
 	// slot, and a pass whose run lock is gone writes no intent at all. The
 	// client finishes a sent orderCreate even if ctx is cancelled.
 	req.BeforeSend = func() error {
-		c, cancel := wctx(ctx)
+		c, cancel := p.wctx(ctx)
 		defer cancel()
 		return p.r.store.BeginOrder(c, a, guard, cfg.QRByEmail, p.r.now())
 	}
 	orderID, err := p.oc.OrderCreate(ctx, req)
-	c, cancel := wctx(ctx) // a fresh deadline: the call may have waited long
+	c, cancel := p.wctx(ctx) // a fresh deadline: the call may have waited long
 	defer cancel()
 	now := p.r.now()
 	if err == nil {
@@ -573,7 +573,7 @@ func (p *pass) reconcileOne(ctx context.Context, a *repo.Activation, u *unclaime
 	if p.r.cfg.DryRun {
 		return
 	}
-	c, cancel := wctx(ctx)
+	c, cancel := p.wctx(ctx)
 	defer cancel()
 	switch verdict {
 	case verdictResubmit:

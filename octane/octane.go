@@ -1,6 +1,6 @@
 // Package octane is the client for Telcoinabox's Octane wholesale API: the
 // legacy SOAP services (UtbPooledResource, UtbOrder) and the REST API
-// (customers, eSIM details), as fixed in the project's octane-contract.md.
+// (customers, eSIM details), as the README's "Provisional Octane shapes" and docs/design.md describe.
 //
 // Every call takes a context, goes through a per-method client-side limiter
 // that keeps the credential under Octane's documented per-minute and per-hour

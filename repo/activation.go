@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// State is an activation's lifecycle state (LIFECYCLE.md).
+// State is an activation's lifecycle state (docs/design.md).
 type State string
 
 // The lifecycle states; the schema's CHECK constraint holds exactly these.

@@ -176,10 +176,16 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 // the connection went back to the pool and started another statement, the
 // other statement is cancelled instead. Such an error says nothing about the
 // statement itself, which rolled back: running it again is safe.
+//
+// When ctx did end, the cancelled statement's error also wraps ctx.Err(), so
+// callers recognise it as the cancellation it is.
 func retryCancelled(ctx context.Context, f func() error) error {
 	err := f()
 	for i := 0; i < 2 && err != nil && ctx.Err() == nil && IsStatementCancelled(err); i++ {
 		err = f()
+	}
+	if err != nil && ctx.Err() != nil && IsStatementCancelled(err) && !errors.Is(err, ctx.Err()) {
+		err = fmt.Errorf("%w: %w", ctx.Err(), err)
 	}
 	return err
 }

@@ -33,7 +33,7 @@ func redact(s string) string {
 }
 
 // config is the one configuration struct, decoded once from the environment
-// (names from DESIGN.md), validated, passed down.
+// (names in the README), validated, passed down.
 type config struct {
 	DatabaseURL string `env:"DATABASE_URL"`
 

@@ -24,7 +24,7 @@ import (
 	"syscall"
 )
 
-// Exit codes (DESIGN.md).
+// Exit codes (docs/design.md, README "Commands").
 const (
 	exitOK     = 0
 	exitFailed = 1

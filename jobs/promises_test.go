@@ -1,0 +1,345 @@
+package jobs_test
+
+// Tests for the promises a pass keeps under production conditions: at the
+// rate-limit ceiling, through an outage, after a day's stop, with a lost
+// run lock, in a dry run and at the run deadline. Each fails on the code
+// before the fix it names.
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/esimbatch/esimbatch/jobs"
+	"github.com/esimbatch/esimbatch/octane"
+	"github.com/esimbatch/esimbatch/octane/octanetest"
+	"github.com/esimbatch/esimbatch/repo"
+)
+
+// At the ceiling orderCreate waits on the limiter longer than a store write
+// may take. The intent is written only once the slot is granted and the
+// answer recorded on a fresh deadline, so every accepted order is stored
+// and its id is in the call log.
+func TestAcceptedOrdersRecordedAtTheCeiling(t *testing.T) {
+	h := newHarness(t, octanetest.Faults{})
+	h.load(5)
+	h.config.WriteTimeout = 300 * time.Millisecond
+	// One orderCreate per 700 ms: each order waits longer than a write may.
+	limits := octane.DefaultLimits()
+	limits[octane.MethodOrderCreate] = octane.Limit{PerMinute: 1}
+	c := h.client("secret", octane.WithLimits(limits), octane.WithWindows(700*time.Millisecond, 5*time.Second))
+	h.config.Workers = 1
+	res, err := h.runner(c).Pass(context.Background(), []string{jobs.PhaseSubmit})
+	if err != nil {
+		t.Fatalf("pass: %v (counts %v)", err, res.Counts)
+	}
+	for ref, a := range h.activations() {
+		if a.State != repo.StateSubmitted || a.OrderID == "" {
+			t.Errorf("%s: %s, order %q; want submitted with its order id", ref, a.State, a.OrderID)
+		}
+	}
+	var missing int
+	err = h.store.DB().Get(&missing, h.store.DB().Rebind(`SELECT count(*) FROM calls
+WHERE credential = ? AND method = ? AND outcome = ? AND order_id = ''`), h.cred, octane.MethodOrderCreate, octane.OutcomeOK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if missing != 0 {
+		t.Errorf("%d accepted orderCreate calls without an order id in the call log", missing)
+	}
+	if n := len(h.sim.Orders()); n != 5 {
+		t.Errorf("%d orders, want 5", n)
+	}
+}
+
+// A row left ordering whose reservation lapsed while the job was down,
+// and whose number someone else has since ordered, reads IN_USE: it must not
+// be adopted (that service's QR code is another customer's credential).
+func TestInUseAfterLapseIsNotAdopted(t *testing.T) {
+	h := newHarnessWith(t, octanetest.Faults{}, func(c *octanetest.Config) { c.MSNs = 8 })
+	h.load(1)
+	c := h.client("secret")
+	r := h.runner(c)
+	ctx := context.Background()
+	// Our answer is lost; Octane then rejects the order, which frees the number.
+	h.sim.SetFaults(octanetest.Faults{Drop: 1, AsyncReject: 1, Methods: []string{octane.MethodOrderCreate}})
+	if _, err := r.Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
+		t.Fatal(err)
+	}
+	h.sim.SetFaults(octanetest.Faults{})
+	ours := h.activations()["S-00001"]
+	if ours.State != repo.StateOrdering {
+		t.Fatalf("after a lost answer the row is %s, want ordering", ours.State)
+	}
+	h.clock.Advance(10 * time.Minute) // the rejection lands; the number is AVAILABLE
+	if st := h.sim.NumberState(ours.MSN); st != octane.NumberAvailable {
+		t.Fatalf("number %s is %s after the rejection, want AVAILABLE", ours.MSN, st)
+	}
+	// Someone else takes the number and orders it.
+	otherOrder := orderNumber(t, c, ours.MSN)
+	h.clock.Advance(25 * time.Hour) // the job was down for a day
+	for pass := 0; pass < 3; pass++ {
+		if _, err := r.Pass(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		h.clock.Advance(31 * time.Minute)
+	}
+	a := h.activations()["S-00001"]
+	if a.State != repo.StateFailed || a.LastErrorStep != string(repo.StepReconcile) || a.ActivationCode != "" {
+		t.Fatalf("row %s at %q with code %v (%s); want failed at reconcile with no QR code",
+			a.State, a.LastErrorStep, a.ActivationCode != "", a.LastErrorMessage)
+	}
+	for _, o := range h.sim.Orders() {
+		if o.Notes == "S-00001" && o.Status != octane.StatusRejected && o.ID != otherOrder {
+			t.Errorf("a second order %s for S-00001", o.ID)
+		}
+	}
+}
+
+// orderNumber reserves numbers until it holds msn, orders it for another
+// customer and gives the rest back; it returns the order id.
+func orderNumber(t *testing.T, c *octane.Client, msn string) string {
+	t.Helper()
+	ctx := context.Background()
+	var spare []string
+	defer func() {
+		for _, m := range spare {
+			_ = c.UnreserveResource(ctx, m)
+		}
+	}()
+	for range 40 {
+		got, err := c.ReserveResources(ctx, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range got {
+			if g.MSN != msn {
+				spare = append(spare, g.MSN)
+				continue
+			}
+			if err := c.SelectResource(ctx, msn); err != nil {
+				t.Fatal(err)
+			}
+			custNo, err := c.AddCustomer(ctx, octane.Customer{Type: "R", GivenNames: "Someone", Surname: "Else",
+				Email: "else@example.com", PlanNo: 1001, Address: octane.Address{CountryCode: "AU"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := c.OrderCreate(ctx, octane.OrderRequest{CustNo: custNo, PlanNo: 1001, MSN: msn, IsEsim: true,
+				LineName: "Someone Else", NotificationEmail: "else@example.com", OrderNotes: "OTHER"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return id
+		}
+	}
+	t.Fatalf("could not reserve %s", msn)
+	return ""
+}
+
+// capturingLocker hands out the store's run locks and remembers the last.
+type capturingLocker struct {
+	store *repo.Store
+	mu    sync.Mutex
+	last  *repo.RunLock
+}
+
+func (c *capturingLocker) lock(ctx context.Context, key string) (jobs.Lock, error) {
+	l, err := c.store.AcquireRunLock(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.last = l
+	c.mu.Unlock()
+	return l, nil
+}
+
+// When the run lock's session dies mid-batch, the run must not order on:
+// the next intent write fails and the pass stops.
+func TestLostRunLockSessionStopsOrdering(t *testing.T) {
+	h := newHarness(t, octanetest.Faults{Latency: 30 * time.Millisecond, Methods: []string{octane.MethodOrderCreate}})
+	h.load(40)
+	h.config.BatchSize = 40
+	h.config.Workers = 2
+	cl := &capturingLocker{store: h.store}
+	var ordered atomic.Int32
+	var once sync.Once
+	var killedAt atomic.Int32
+	c := h.client("secret", octane.WithCallHook(func(ctx context.Context, ev octane.CallEvent) {
+		if ev.Method != octane.MethodOrderCreate || ev.Outcome != octane.OutcomeOK {
+			return
+		}
+		if ordered.Add(1) == 5 {
+			once.Do(func() {
+				cl.mu.Lock()
+				pid := cl.last.SessionPID()
+				cl.mu.Unlock()
+				if _, err := h.store.DB().Exec(`SELECT pg_terminate_backend($1)`, pid); err != nil {
+					t.Errorf("terminate the lock's backend: %v", err)
+				}
+				killedAt.Store(ordered.Load())
+			})
+		}
+	}))
+	r := jobs.NewRunner(h.store, c, h.config, jobs.WithClock(h.clock.Now), jobs.WithLocker(cl.lock))
+	_, err := r.Pass(context.Background(), []string{jobs.PhaseSubmit})
+	if !errors.Is(err, jobs.ErrStopped) || !errors.Is(err, repo.ErrLocked) {
+		t.Errorf("pass after losing its lock: %v, want ErrStopped wrapping ErrLocked", err)
+	}
+	// At most the calls already past their intent (one per worker) finish.
+	if extra := int(ordered.Load()) - int(killedAt.Load()); extra > h.config.Workers {
+		t.Errorf("%d orders placed after the lock's session died, want at most %d (in flight)", extra, h.config.Workers)
+	}
+}
+
+// An Octane outage is the pass's failure: after a few calls without an
+// answer the pass stops with ErrOctaneUnreachable, charges no further row,
+// and no row fails however long the outage lasts (attempts must span two
+// days).
+func TestOutageStopsThePassAndFailsNoRow(t *testing.T) {
+	h := newHarness(t, octanetest.Faults{})
+	h.load(60)
+	ctx := context.Background()
+	h.config.MaxSubmitPerRun = 50
+	if _, err := h.runner(h.client("secret")).Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
+		t.Fatal(err)
+	}
+	h.config.MaxSubmitPerRun = 1000
+	r := h.runner(h.client("secret")) // 50 submitted, 10 pending: every pass has work
+	h.sim.SetFaults(octanetest.Faults{Transport: 1})
+	// A three-hour outage, a pass every 10 minutes.
+	for pass := 0; pass < 18; pass++ {
+		h.clock.Advance(10 * time.Minute)
+		_, err := r.Pass(ctx, nil)
+		if !errors.Is(err, jobs.ErrOctaneUnreachable) {
+			t.Fatalf("pass %d in the outage: %v, want ErrOctaneUnreachable", pass, err)
+		}
+	}
+	charged := 0
+	for ref, a := range h.activations() {
+		if a.State == repo.StateFailed {
+			t.Errorf("%s failed in an outage: %s %s", ref, a.LastErrorStep, a.LastErrorMessage)
+		}
+		charged += a.Attempts
+	}
+	if charged > 18*5 {
+		t.Errorf("%d attempts charged over 18 passes, want at most 5 a pass", charged)
+	}
+	h.sim.SetFaults(octanetest.Faults{})
+	for pass := 0; pass < 6; pass++ {
+		h.clock.Advance(31 * time.Minute)
+		if _, err := r.Pass(ctx, nil); err != nil {
+			t.Fatalf("pass %d after the outage: %v", pass, err)
+		}
+	}
+	for ref, a := range h.activations() {
+		if a.State != repo.StateQRReady {
+			t.Errorf("%s: %s after the outage (%s), want qr_ready", ref, a.State, a.LastErrorMessage)
+		}
+	}
+	h.checkOneOrder(h.activations())
+	h.checkPolls()
+}
+
+// A completed service is never failed because its QR code cannot be
+// fetched yet, however long getEsimDetails refuses.
+func TestCompletedServiceNeverFailsForItsQR(t *testing.T) {
+	h := newHarness(t, octanetest.Faults{})
+	h.load(3)
+	h.config.OutageAfter = -1 // every pass reaches the QR phase
+	r := h.runner(h.client("secret"))
+	ctx := context.Background()
+	if _, err := r.Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(31 * time.Minute)
+	h.sim.SetFaults(octanetest.Faults{Transport: 1, Methods: []string{octane.MethodGetEsimDetails}})
+	for pass := 0; pass < 120; pass++ { // 60 hours
+		if _, err := r.Pass(ctx, []string{jobs.PhasePoll, jobs.PhaseQR}); err != nil {
+			t.Fatal(err)
+		}
+		h.clock.Advance(30 * time.Minute)
+	}
+	for ref, a := range h.activations() {
+		if a.State != repo.StateCompleted {
+			t.Errorf("%s: %s (%s) after 60 h without getEsimDetails, want completed", ref, a.State, a.LastErrorMessage)
+		}
+	}
+	h.sim.SetFaults(octanetest.Faults{})
+	h.clock.Advance(31 * time.Minute)
+	if _, err := r.Pass(ctx, []string{jobs.PhaseQR}); err != nil {
+		t.Fatal(err)
+	}
+	for ref, a := range h.activations() {
+		if a.State != repo.StateQRReady {
+			t.Errorf("%s: %s once getEsimDetails answers, want qr_ready", ref, a.State)
+		}
+	}
+}
+
+// A dry run changes no activation column (not even a claim stamp) and
+// leaves no runs or calls row.
+func TestDryRunChangesNoColumn(t *testing.T) {
+	h := newHarness(t, octanetest.Faults{})
+	h.load(30)
+	ctx := context.Background()
+	// Some rows further along: ordering with an unknown outcome, submitted.
+	h.sim.FailNext(octane.MethodOrderCreate, octanetest.FaultDrop, 2)
+	h.config.MaxSubmitPerRun = 10
+	if _, err := h.runner(h.client("secret")).Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(31 * time.Minute)
+	count := func(table string) int {
+		var n int
+		if err := h.store.DB().Get(&n, `SELECT count(*) FROM `+table); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := h.activations()
+	runs, calls, events := count("runs"), count("calls"), count("events")
+	h.config.DryRun = true
+	h.config.MaxSubmitPerRun = 1000
+	res, err := h.runner(h.client("secret", octane.WithReadOnly())).Pass(ctx, nil)
+	if err != nil {
+		t.Fatalf("dry run: %v", err)
+	}
+	h.sameRows(before)
+	if r, c, e := count("runs"), count("calls"), count("events"); r != runs || c != calls || e != events {
+		t.Errorf("dry run left rows: runs %d -> %d, calls %d -> %d, events %d -> %d", runs, r, calls, c, events, e)
+	}
+	if res.Counts["submit.claimed"] != 20 {
+		t.Errorf("dry run looked at %d pending rows, want 20", res.Counts["submit.claimed"])
+	}
+}
+
+// A pass that reaches its deadline with work left is a normal pass: no
+// error, DeadlineReached set, and what is left counted.
+func TestDeadlineIsANormalPass(t *testing.T) {
+	h := newHarness(t, octanetest.Faults{Latency: 40 * time.Millisecond})
+	h.load(200)
+	h.config.RunDeadline = 1500 * time.Millisecond
+	res, err := h.runner(h.client("secret")).Pass(context.Background(), nil)
+	if err != nil {
+		t.Fatalf("pass at its deadline: %v, want no error", err)
+	}
+	if !res.DeadlineReached || res.Cancelled {
+		t.Fatalf("DeadlineReached %v, Cancelled %v; want true, false", res.DeadlineReached, res.Cancelled)
+	}
+	left := 0
+	for _, n := range res.Left {
+		left += n
+	}
+	if left == 0 {
+		t.Errorf("Left = %v, want the rows still waiting", res.Left)
+	}
+	runs, err := h.store.Runs(context.Background(), 1)
+	if err != nil || len(runs) != 1 || runs[0].Outcome != "deadline" {
+		t.Errorf("run record %+v (%v), want outcome deadline", runs, err)
+	}
+}
