@@ -195,6 +195,12 @@ func printResult(w io.Writer, res jobs.Result, dryRun bool) {
 		fmt.Fprintf(w, "run %d (dry run: no order placed, no row changed; counts are what a run would start with)\n", res.RunID)
 	case res.Cancelled:
 		fmt.Fprintf(w, "run %d (stopped before the end; the next run picks up)\n", res.RunID)
+	case res.DeadlineReached:
+		left := 0
+		for _, n := range res.Left {
+			left += n
+		}
+		fmt.Fprintf(w, "run %d (reached RUN_DEADLINE with %d activations still in progress; the next run picks up)\n", res.RunID, left)
 	default:
 		fmt.Fprintf(w, "run %d\n", res.RunID)
 	}
