@@ -20,8 +20,9 @@ type reportStore interface {
 	PendingReport(ctx context.Context) (repo.Report, error)
 	NewReport(ctx context.Context, now time.Time, maxQRRows int) (repo.Report, error)
 	SetReportMessage(ctx context.Context, reportID int64, messageID, file string) error
-	ReportContent(ctx context.Context, reportID int64) (repo.ReportContent, error)
+	ReportContentAt(ctx context.Context, reportID int64, now time.Time) (repo.ReportContent, error)
 	MarkReportDelivered(ctx context.Context, reportID int64, at time.Time) error
+	Attention(ctx context.Context, now time.Time, limit int) (repo.Attention, error)
 }
 
 // ReportOptions configure the report phase.
@@ -162,7 +163,9 @@ func (r *Reporter) deliver(ctx context.Context, mailer *reports.Mailer, rep repo
 			return fmt.Errorf("report #%d: %w", rep.Number, err)
 		}
 	}
-	content, err := r.store.ReportContent(ctx, rep.ID)
+	// The open orders and late QR codes as of this send: a resend lists
+	// them as they are now, not as when the report was built.
+	content, err := r.store.ReportContentAt(ctx, rep.ID, now)
 	if err != nil {
 		return fmt.Errorf("report #%d: %w", rep.Number, err)
 	}
@@ -200,7 +203,8 @@ func (r *Reporter) deliver(ctx context.Context, mailer *reports.Mailer, rep repo
 	res.Activations += len(content.Activations)
 	res.Rejects += len(content.Rejects)
 	r.log.Info("report delivered", "report", rep.Number, "via", del.Via, "resend", resend,
-		"qr_rows", len(data.QR), "failures", len(data.Failures), "rejects", len(data.Rejects), "file", path)
+		"qr_rows", len(data.QR), "failures", len(data.Failures), "rejects", len(data.Rejects),
+		"open_orders_over_24h", data.OpenOrders.Count, "qr_late_over_24h", data.QRLate.Count, "file", path)
 	return nil
 }
 
@@ -208,7 +212,12 @@ func (r *Reporter) deliver(ctx context.Context, mailer *reports.Mailer, rep repo
 func (r *Reporter) sendEmpty(ctx context.Context, mailer *reports.Mailer, now time.Time, res *ReportResult) error {
 	name := "esim-report-empty-" + now.UTC().Format("20060102T1504Z") + ".xlsx"
 	path := filepath.Join(r.opts.Dir, name)
-	data := reports.Data{GeneratedAt: now, PeriodFrom: now, PeriodTo: now, Counts: reportCounts(nil, nil)}
+	at, err := r.store.Attention(ctx, now, reports.MaxAttentionRows)
+	if err != nil {
+		return fmt.Errorf("empty report: %w", err)
+	}
+	data := reports.Data{GeneratedAt: now, PeriodFrom: now, PeriodTo: now, Counts: reportCounts(nil, nil),
+		OpenOrders: attentionData(at.OpenOrders), QRLate: attentionData(at.QRLate)}
 	book, err := reports.Build(data, reports.Options{Password: r.opts.Password})
 	if err != nil {
 		return fmt.Errorf("empty report: %w", err)
@@ -278,10 +287,26 @@ func reportData(c repo.ReportContent) reports.Data {
 		d.Rejects = append(d.Rejects, reports.RejectRow{File: rj.File, Line: rj.Line, Reason: rj.Reason, Raw: rj.Raw, ImportedAt: rj.ImportedAt})
 	}
 	d.Counts = reportCounts(c.Activations, c.Rejects)
+	d.OpenOrders, d.QRLate = attentionData(c.Attention.OpenOrders), attentionData(c.Attention.QRLate)
 	for _, m := range c.Calls {
 		d.Calls = append(d.Calls, reports.CallStat{Method: m.Method, Outcome: m.Outcome, Count: m.Count, Waited: m.Waited})
 	}
 	return d
+}
+
+// attentionData turns a store attention list into the workbook's: the count
+// shown is polls for an open order, attempts for a late QR code.
+func attentionData(l repo.AttentionList) reports.AttentionList {
+	out := reports.AttentionList{Count: l.Count}
+	for _, a := range l.Rows {
+		n := a.Attempts
+		if a.State == repo.StateSubmitted {
+			n = a.PollCount
+		}
+		out.Rows = append(out.Rows, reports.AttentionRow{SalesRef: a.SalesRef, MSN: a.MSN, OrderID: a.OrderID,
+			State: string(a.State), Since: a.Since, Count: n, LastError: a.LastError})
+	}
+	return out
 }
 
 func reportCounts(acts []repo.Activation, rejects []repo.RejectRow) map[string]int {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -170,8 +171,9 @@ func smtpReporter(t *testing.T, s interface {
 	PendingReport(context.Context) (repo.Report, error)
 	NewReport(context.Context, time.Time, int) (repo.Report, error)
 	SetReportMessage(context.Context, int64, string, string) error
-	ReportContent(context.Context, int64) (repo.ReportContent, error)
+	ReportContentAt(context.Context, int64, time.Time) (repo.ReportContent, error)
 	MarkReportDelivered(context.Context, int64, time.Time) error
+	Attention(context.Context, time.Time, int) (repo.Attention, error)
 }, srv *smtptest.Server, dir string, maxQR int) *jobs.Reporter {
 	return jobs.NewReporter(s, nil, jobs.ReportOptions{
 		Dir: dir, SMTP: &reports.SMTPConfig{Host: srv.Host, Port: srv.Port},
@@ -413,4 +415,183 @@ func TestReportNothingToSend(t *testing.T) {
 			}
 		})
 	}
+}
+
+// seedStuck adds rows that are not terminal and wait: open orders (submitted,
+// order sent at reportT0) and one completed eSIM waiting for its QR code
+// (completed at reportT0+30m), all through the real store.
+func seedStuck(t *testing.T, s *repo.Store, tag string, open int) {
+	t.Helper()
+	ctx := context.Background()
+	var rows []repo.NewActivation
+	for i := range open + 1 {
+		rows = append(rows, repo.NewActivation{Line: i + 2, SalesRef: fmt.Sprintf("%s-%d", tag, i+1), Email: "x@example.com", PlanNo: 1})
+	}
+	if _, err := s.Import(ctx, repo.ImportFile{Name: tag + ".csv", Hash: tag, DataRows: len(rows)}, rows, nil, reportT0); err != nil {
+		t.Fatal(err)
+	}
+	runID, err := s.StartRun(ctx, reportT0, "test", nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := s.ClaimPending(ctx, reportT0, runID, len(rows), time.Hour)
+	if err != nil || len(claimed) != len(rows) {
+		t.Fatalf("claimed %d of %d: %v", len(claimed), len(rows), err)
+	}
+	for i := range claimed {
+		a := &claimed[i]
+		msn := fmt.Sprintf("05%08d", a.ID)
+		if err := s.SaveReservations(ctx, runID, reportT0, []repo.Reservation{{MSN: msn}}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := s.TakeReservation(ctx, runID, a, reportT0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MarkSelected(ctx, a, r, reportT0); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.BeginOrder(ctx, a, false, reportT0); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.OrderAccepted(ctx, a, "ORD-"+msn, reportT0, reportT0.Add(30*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	polls, err := s.ClaimPolls(ctx, reportT0.Add(30*time.Minute), reportT0.Add(time.Hour), runID, len(rows), time.Hour)
+	if err != nil || len(polls) != len(rows) {
+		t.Fatalf("polls %d of %d: %v", len(polls), len(rows), err)
+	}
+	for i := range polls {
+		a := &polls[i]
+		if a.SalesRef == rows[len(rows)-1].SalesRef {
+			if err := s.OrderCompleted(ctx, a, a.MSN, true, reportT0.Add(30*time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := s.Unclaim(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// attentionRows reads the Attention sheet's data rows (reference, MSN,
+// order id, state, since, polls/attempts), checking each since is a real
+// Excel date.
+func attentionRows(t *testing.T, f *excelize.File) [][]string {
+	t.Helper()
+	rows, err := f.GetRows(reports.SheetAttention)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]string
+	for i, r := range rows[1:] {
+		if len(r) < 7 || r[0] == "" || strings.HasPrefix(r[0], "No order") {
+			continue
+		}
+		raw, err := f.GetCellValue(reports.SheetAttention, fmt.Sprintf("F%d", i+2), excelize.Options{RawCellValue: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		serial, err := strconv.ParseFloat(raw, 64)
+		if err != nil {
+			t.Errorf("Attention F%d = %q: not an Excel date", i+2, raw)
+		}
+		since, _ := excelize.ExcelDateToTime(serial, false)
+		out = append(out, []string{r[0], r[1], r[2], r[3], r[4], since.Round(time.Second).Format(time.RFC3339), r[6]})
+	}
+	return out
+}
+
+// summaryCount reads a Summary count cell as a number.
+func summaryCount(t *testing.T, f *excelize.File, ref string) int {
+	t.Helper()
+	raw, err := f.GetCellValue(reports.SheetSummary, ref, excelize.Options{RawCellValue: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil {
+		t.Fatalf("Summary %s = %q, not a count", ref, raw)
+	}
+	return n
+}
+
+// Open orders and late QR codes are in every report while they last (the
+// "nothing new" one too), counted on the Summary and listed on the Attention
+// sheet, and never taken into a report: they stay in their state, unreported.
+func TestReportListsAttention(t *testing.T) {
+	repotest.Each(t, func(t *testing.T, s *repo.Store) {
+		ctx := context.Background()
+		seedReportRows(t, s, "T", 1, 1, 0)
+		seedStuck(t, s, "W", 2)
+		srv := smtptest.Start(t)
+		r := jobs.NewReporter(s, nil, jobs.ReportOptions{
+			Dir: t.TempDir(), SMTP: &reports.SMTPConfig{Host: srv.Host, Port: srv.Port},
+			From: "esimbatch@example.com", To: []string{"ops@example.com"}, SendEmpty: true,
+		})
+		// 24h15m after the orders, 23h45m after the completion.
+		res, err := r.Run(ctx, reportT0.Add(24*time.Hour+15*time.Minute))
+		if err != nil || res.Reports != 1 || res.Activations != 2 {
+			t.Fatalf("first run %+v %v, want one report of the 2 terminal rows", res, err)
+		}
+		ord := func(ref string) (msn, order string) {
+			a, err := s.ActivationByRef(ctx, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return a.MSN, a.OrderID
+		}
+		m1, o1 := ord("W-1")
+		m2, o2 := ord("W-2")
+		m3, o3 := ord("W-3")
+		sent := reportT0.Format(time.RFC3339)
+		want := [][]string{
+			{"Open order over 24 h", "W-1", m1, o1, "submitted", sent, "1"},
+			{"Open order over 24 h", "W-2", m2, o2, "submitted", sent, "1"},
+		}
+		msgs := srv.Messages()
+		if len(msgs) != 1 {
+			t.Fatalf("%d messages, want 1", len(msgs))
+		}
+		book := openReportMail(t, msgs[0].Data, "").book
+		if n := summaryCount(t, book, "B8"); n != 2 {
+			t.Errorf("first report: open orders %d, want 2", n)
+		}
+		if n := summaryCount(t, book, "B9"); n != 0 {
+			t.Errorf("first report: QR codes late %d, want 0 (completed 23h45m ago)", n)
+		}
+		if got := attentionRows(t, book); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("first report's Attention rows\n got %q\nwant %q", got, want)
+		}
+		for _, ref := range []string{"W-1", "W-2", "W-3"} {
+			a, err := s.ActivationByRef(ctx, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.ReportedAt != nil || a.State.Terminal() {
+				t.Errorf("%s: state %s, reported %v: a listed row must stay as it is", ref, a.State, a.ReportedAt)
+			}
+		}
+
+		// 25 h: nothing new to report, so the "nothing new" email, which
+		// lists them again, now with the late QR code.
+		res, err = r.Run(ctx, reportT0.Add(25*time.Hour))
+		if err != nil || res.Reports != 0 {
+			t.Fatalf("second run %+v %v", res, err)
+		}
+		msgs = srv.Messages()
+		if len(msgs) != 2 {
+			t.Fatalf("%d messages, want the report and the empty one", len(msgs))
+		}
+		book = openReportMail(t, msgs[1].Data, "").book
+		if a, b := summaryCount(t, book, "B8"), summaryCount(t, book, "B9"); a != 2 || b != 1 {
+			t.Errorf("empty report: open orders %d, QR codes late %d; want 2, 1", a, b)
+		}
+		want = append(want, []string{"QR code late", "W-3", m3, o3, "completed", reportT0.Add(30 * time.Minute).Format(time.RFC3339), "0"})
+		if got := attentionRows(t, book); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("empty report's Attention rows\n got %q\nwant %q", got, want)
+		}
+	})
 }

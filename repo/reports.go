@@ -165,15 +165,41 @@ type ReportContent struct {
 	Rejects     []RejectRow   // in this report, by file and line
 	Totals      map[State]int // all activations to date, by state
 	Calls       []MethodCalls // calls sent in the report's period
+	// Attention lists the open orders and late QR codes (up to
+	// ReportAttentionRows of each, oldest first) at the time asked for.
+	// They are not the report's rows: not terminal, never marked
+	// reported, listed by every report while the condition holds.
+	Attention Attention
 }
 
-// ReportContent reads a report's fixed content (the same on every retry of
-// its send). Errors: ErrNotFound for an unknown report.
+// ReportContent is ReportContentAt at the report's creation time.
+// Errors: ErrNotFound for an unknown report.
 func (s *Store) ReportContent(ctx context.Context, reportID int64) (ReportContent, error) {
+	return s.reportContent(ctx, reportID, nil)
+}
+
+// ReportContentAt reads a report's fixed content (the same on every retry of
+// its send), the totals to date as they are when read, and the rows needing
+// attention at now (the caller's clock; see Attention). Errors: ErrNotFound
+// for an unknown report; the database's, wrapped.
+func (s *Store) ReportContentAt(ctx context.Context, reportID int64, now time.Time) (ReportContent, error) {
+	return s.reportContent(ctx, reportID, &now)
+}
+
+// reportContent reads the content; a nil now means the report's CreatedAt.
+func (s *Store) reportContent(ctx context.Context, reportID int64, now *time.Time) (ReportContent, error) {
 	var c ReportContent
 	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
 		if err := tx.GetContext(ctx, &c.Report, s.q(`SELECT `+reportColumns+` FROM reports WHERE id = ?`), reportID); err != nil {
 			return notFound(err)
+		}
+		at := c.Report.CreatedAt
+		if now != nil {
+			at = *now
+		}
+		var err error
+		if c.Attention, err = s.attention(ctx, tx, at, ReportAttentionRows); err != nil {
+			return err
 		}
 		if err := tx.SelectContext(ctx, &c.Activations, s.q(`SELECT `+activationCols("a.")+`
 FROM activations a JOIN report_items i ON i.activation_id = a.id WHERE i.report_id = ? ORDER BY a.id`), reportID); err != nil {
@@ -183,7 +209,6 @@ FROM activations a JOIN report_items i ON i.activation_id = a.id WHERE i.report_
 FROM import_rejects r JOIN report_rejects x ON x.reject_id = r.id WHERE x.report_id = ? ORDER BY r.import_id, r.line, r.id`), reportID); err != nil {
 			return err
 		}
-		var err error
 		if c.Totals, err = s.countByState(ctx, tx); err != nil {
 			return err
 		}
@@ -260,10 +285,16 @@ type Status struct {
 	ReleasesDue   int
 	NextPoll      *time.Time // earliest next_poll_at of a submitted row
 	NextRelease   *time.Time // when the oldest held number reaches the release age
+	// OpenOrders and QRLate are Attention at now: the count and the
+	// StatusAttentionRows oldest rows of each.
+	OpenOrders AttentionList
+	QRLate     AttentionList
 }
 
 // Status counts activations by state and the work due at now; numbers
-// reserved at or before releaseBefore (now - RELEASE_AFTER) are due for release.
+// reserved at or before releaseBefore (now - RELEASE_AFTER) are due for
+// release. It also lists the rows needing attention at now (see Attention).
+// Errors: the database's, wrapped.
 func (s *Store) Status(ctx context.Context, now, releaseBefore time.Time) (Status, error) {
 	var st Status
 	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
@@ -271,6 +302,11 @@ func (s *Store) Status(ctx context.Context, now, releaseBefore time.Time) (Statu
 		if st.Counts, err = s.countByState(ctx, tx); err != nil {
 			return err
 		}
+		at, err := s.attention(ctx, tx, now, StatusAttentionRows)
+		if err != nil {
+			return err
+		}
+		st.OpenOrders, st.QRLate = at.OpenOrders, at.QRLate
 		var oldest, nextPoll, oldestHeld nullTime
 		if err := tx.QueryRowxContext(ctx, `SELECT MIN(created_at) FROM activations WHERE state = 'pending'`).Scan(&oldest); err != nil {
 			return err

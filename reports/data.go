@@ -20,7 +20,14 @@ const (
 	SheetFailure = "Failures"
 	SheetRejects = "Rejected imports"
 	SheetSummary = "Summary"
+	// SheetAttention lists the open orders and late QR codes (AttentionRow).
+	SheetAttention = "Attention"
 )
+
+// MaxAttentionRows caps each attention list (open orders, QR codes late) on
+// the Attention sheet; the Summary gives the full counts and says when a list
+// is cut.
+const MaxAttentionRows = 500
 
 // Column headers of the data sheets. Finance builds spreadsheets on these:
 // the order is fixed and checked against testdata/columns.golden.
@@ -29,7 +36,9 @@ var (
 		"Outcome", "Completed (UTC)", "Activation code", "QR code"}
 	FailureColumns = []string{"Sales reference", "Customer", "Email", "MSN", "Failed step",
 		"Octane error code", "Message", "Attempts", "First attempt (UTC)", "Last attempt (UTC)"}
-	RejectColumns = []string{"File", "Line", "Reason", "Raw row", "Imported (UTC)"}
+	RejectColumns    = []string{"File", "Line", "Reason", "Raw row", "Imported (UTC)"}
+	AttentionColumns = []string{"Issue", "Sales reference", "MSN", "Order ID", "State", "Since (UTC)",
+		"Polls / attempts", "Last error"}
 )
 
 // Outcome keys the Summary lists first, in this order; other keys follow
@@ -77,6 +86,29 @@ type Data struct {
 	// RateLimitWaits is the total time calls waited on the rate limiter in
 	// the period; when zero it is the sum of Calls' Waited.
 	RateLimitWaits time.Duration
+	// OpenOrders are orders open for more than 24 h, QRLate completed eSIM
+	// services still without a QR code after 24 h, each oldest first. Not
+	// the report's rows: every report shows them while the condition holds.
+	OpenOrders AttentionList
+	QRLate     AttentionList
+}
+
+// AttentionList is the full count of one attention condition and its oldest
+// rows (at most MaxAttentionRows are shown).
+type AttentionList struct {
+	Count int
+	Rows  []AttentionRow
+}
+
+// AttentionRow is one activation on the Attention sheet.
+type AttentionRow struct {
+	SalesRef  string
+	MSN       string
+	OrderID   string
+	State     string    // the lifecycle state, e.g. "submitted", "completed"
+	Since     time.Time // order sent (open orders) or completed (QR codes late)
+	Count     int       // polls made (open orders) or QR fetch attempts (QR codes late)
+	LastError string
 }
 
 // QRRow is one finished activation on the QR codes sheet.

@@ -77,11 +77,11 @@ func newStyles(f *excelize.File) (styles, error) {
 }
 
 // Build writes the report workbook and returns its bytes: the QR codes,
-// Failures, Rejected imports and Summary sheets. With opts.Password the
-// workbook is encrypted. It returns ErrTooManyQRRows when more than
-// MaxQRRowsPerWorkbook QR rows carry a code or an image (rows without one,
-// e.g. a QR Octane emailed, cost little and are not capped), and a wrapped
-// excelize error otherwise.
+// Failures, Rejected imports, Summary and Attention sheets. With
+// opts.Password the workbook is encrypted. It returns ErrTooManyQRRows when
+// more than MaxQRRowsPerWorkbook QR rows carry a code or an image (rows
+// without one, e.g. a QR Octane emailed, cost little and are not capped),
+// and a wrapped excelize error otherwise.
 func Build(d Data, opts Options) ([]byte, error) {
 	var buf bytes.Buffer
 	if err := Write(&buf, d, opts); err != nil {
@@ -110,7 +110,7 @@ func Write(w io.Writer, d Data, opts Options) error {
 	if err := f.SetSheetName("Sheet1", SheetQR); err != nil {
 		return fmt.Errorf("reports: name sheet: %w", err)
 	}
-	for _, name := range []string{SheetFailure, SheetRejects, SheetSummary} {
+	for _, name := range []string{SheetFailure, SheetRejects, SheetSummary, SheetAttention} {
 		if _, err := f.NewSheet(name); err != nil {
 			return fmt.Errorf("reports: add sheet %q: %w", name, err)
 		}
@@ -125,6 +125,9 @@ func Write(w io.Writer, d Data, opts Options) error {
 		return err
 	}
 	if err := writeSummary(f, st, d); err != nil {
+		return err
+	}
+	if err := writeAttention(f, st, d); err != nil {
 		return err
 	}
 	f.SetActiveSheet(0)
@@ -345,9 +348,10 @@ func DecodeQR(png []byte) (string, error) {
 
 // streamSheet writes a header and rows to a new, empty sheet with the stream
 // writer (rows kept out of memory), freezes the header and adds a table, whose
-// autofilter is the only one a streamed sheet can carry.
+// autofilter is the only one a streamed sheet can carry. Each note is a line
+// of text below the table, after a blank row.
 func streamSheet(f *excelize.File, st styles, sheet, table string, headers []string, w widths,
-	rows int, row func(i int) []any) error {
+	rows int, row func(i int) []any, notes ...string) error {
 	// Before the stream writer: it copies the sheet's properties and page
 	// setup from the empty sheet.
 	if err := printSetup(f, sheet, true); err != nil {
@@ -380,6 +384,12 @@ func streamSheet(f *excelize.File, st styles, sheet, table string, headers []str
 		}
 		if err := sw.SetRow(cell(1, i+2), values, opts...); err != nil {
 			return fmt.Errorf("reports: stream %s row %d: %w", sheet, i+2, err)
+		}
+	}
+	for i, n := range notes {
+		// Not the text style: a note is one line that may run past its column.
+		if err := sw.SetRow(cell(1, rows+3+i), []any{excelize.Cell{Value: n}}); err != nil {
+			return fmt.Errorf("reports: stream %s note: %w", sheet, err)
 		}
 	}
 	if err := sw.AddTable(&excelize.Table{
@@ -474,8 +484,92 @@ const noCalls = "No Octane calls recorded in this period"
 
 // Summary layout: the rows below are fixed so the chart can point at them.
 const (
-	summaryOutcomeHeader = 9 // "Outcome | This report | To date"
+	summaryOpenOrders    = 8  // "Open orders older than 24 h | count | note"
+	summaryQRLate        = 9  // "QR codes late (over 24 h) | count | note"
+	summaryOutcomeHeader = 11 // "Outcome | This report | To date"
 )
+
+// The Summary's labels of the attention counts.
+const (
+	labelOpenOrders = "Open orders older than 24 h"
+	labelQRLate     = "QR codes late (over 24 h)"
+)
+
+// attentionShown is how many of l's rows the Attention sheet lists.
+func attentionShown(l AttentionList) int { return min(len(l.Rows), MaxAttentionRows) }
+
+// attentionNote is the Summary's word beside an attention count: where the
+// rows are and, when the list was cut, how many of them.
+func attentionNote(l AttentionList) string {
+	switch shown := attentionShown(l); {
+	case l.Count == 0:
+		return ""
+	case shown < l.Count:
+		return fmt.Sprintf("the oldest %d of %d are on the %s sheet", shown, l.Count, SheetAttention)
+	default:
+		return "listed on the " + SheetAttention + " sheet"
+	}
+}
+
+// attentionCapNote is the Attention sheet's line under a cut list, or "".
+func attentionCapNote(label string, l AttentionList) string {
+	if shown := attentionShown(l); shown < l.Count {
+		return fmt.Sprintf("%s: %d, the oldest %d listed", label, l.Count, shown)
+	}
+	return ""
+}
+
+// noAttention is the Attention sheet's note when nothing needs attention.
+const noAttention = "No order open for more than 24 h and no QR code late by more than 24 h"
+
+// writeAttention lists the open orders, then the late QR codes, each oldest
+// first (the order the store gives) and cut at MaxAttentionRows, with a note
+// under the table for each cut list.
+func writeAttention(f *excelize.File, st styles, d Data) error {
+	type entry struct {
+		issue string
+		r     AttentionRow
+	}
+	var rows []entry
+	for _, l := range []struct {
+		issue string
+		list  AttentionList
+	}{{"Open order over 24 h", d.OpenOrders}, {"QR code late", d.QRLate}} {
+		for _, r := range l.list.Rows[:attentionShown(l.list)] {
+			rows = append(rows, entry{l.issue, r})
+		}
+	}
+	w := newWidths(AttentionColumns)
+	for _, e := range rows {
+		for c, v := range []string{e.issue, e.r.SalesRef, e.r.MSN, e.r.OrderID, e.r.State} {
+			w.fit(c, v)
+		}
+		w.fit(7, e.r.LastError)
+	}
+	w.atLeast(5, dateWidth)
+	var notes []string
+	for _, n := range []string{attentionCapNote(labelOpenOrders, d.OpenOrders), attentionCapNote(labelQRLate, d.QRLate)} {
+		if n != "" {
+			notes = append(notes, n)
+		}
+	}
+	if d.OpenOrders.Count == 0 && d.QRLate.Count == 0 {
+		notes = append(notes, noAttention)
+	}
+	return streamSheet(f, st, SheetAttention, "Attention", AttentionColumns, w, len(rows), func(i int) []any {
+		e := rows[i]
+		return []any{
+			excelize.Cell{StyleID: st.text, Value: e.issue},
+			excelize.Cell{StyleID: st.text, Value: e.r.SalesRef},
+			excelize.Cell{StyleID: st.text, Value: e.r.MSN},
+			excelize.Cell{StyleID: st.text, Value: e.r.OrderID},
+			excelize.Cell{StyleID: st.text, Value: e.r.State},
+			excelize.Cell{StyleID: st.date, Value: utc(e.r.Since)},
+			excelize.Cell{StyleID: st.integer, Value: e.r.Count},
+			excelize.Cell{StyleID: st.text, Value: e.r.LastError},
+		}
+	}, notes...)
+}
 
 // outcomes lists the outcome keys to show: the fixed order first (the four
 // reporting outcomes always, lifecycle states when present), then the rest.
@@ -548,11 +642,22 @@ func writeSummary(f *excelize.File, st styles, d Data) error {
 		{5, "Dry run", dry, st.text},
 		{6, "QR rows / failures / rejects", fmt.Sprintf("%d / %d / %d", len(d.QR), len(d.Failures), len(d.Rejects)), st.text},
 		{7, "Rate-limit waits (s)", waits.Seconds(), st.seconds},
+		{summaryOpenOrders, labelOpenOrders, d.OpenOrders.Count, st.integer},
+		{summaryQRLate, labelQRLate, d.QRLate.Count, st.integer},
 	} {
 		if err := set(cell(1, e.row), e.label, st.header); err != nil {
 			return err
 		}
 		if err := set(cell(2, e.row), e.value, e.style); err != nil {
+			return err
+		}
+	}
+	notes := map[int]string{summaryOpenOrders: attentionNote(d.OpenOrders), summaryQRLate: attentionNote(d.QRLate)}
+	for r, note := range notes {
+		if note == "" {
+			continue
+		}
+		if err := set(cell(3, r), note, st.text); err != nil {
 			return err
 		}
 	}
@@ -596,6 +701,11 @@ func writeSummary(f *excelize.File, st styles, d Data) error {
 	w.atLeast(1, dateWidth)
 	for _, k := range keys {
 		w.fit(0, outcomeLabel(k))
+	}
+	w.fit(0, labelOpenOrders)
+	w.fit(0, labelQRLate)
+	for _, note := range notes {
+		w.fit(2, note)
 	}
 	for _, c := range calls {
 		row++

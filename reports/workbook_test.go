@@ -107,10 +107,11 @@ func TestColumnsGolden(t *testing.T) {
 	for _, s := range []struct {
 		sheet string
 		n     int
-	}{{SheetQR, len(QRColumns)}, {SheetFailure, len(FailureColumns)}, {SheetRejects, len(RejectColumns)}} {
+	}{{SheetQR, len(QRColumns)}, {SheetFailure, len(FailureColumns)}, {SheetRejects, len(RejectColumns)},
+		{SheetAttention, len(AttentionColumns)}} {
 		fmt.Fprintf(&got, "%s: %s\n", s.sheet, strings.Join(row(t, f, s.sheet, 1, s.n+1), " | "))
 	}
-	if sheets := f.GetSheetList(); strings.Join(sheets, ",") != "QR codes,Failures,Rejected imports,Summary" {
+	if sheets := f.GetSheetList(); strings.Join(sheets, ",") != "QR codes,Failures,Rejected imports,Summary,Attention" {
 		t.Errorf("sheets = %v", sheets)
 	}
 	path := filepath.Join("testdata", "columns.golden")
@@ -399,8 +400,8 @@ func TestSummaryChart(t *testing.T) {
 		}
 	}
 	want := []struct{ name, cat, val string }{
-		{"'Summary'!$B$9", "'Summary'!$A$10:$A$13", "'Summary'!$B$10:$B$13"},
-		{"'Summary'!$C$9", "'Summary'!$A$10:$A$13", "'Summary'!$C$10:$C$13"},
+		{"'Summary'!$B$11", "'Summary'!$A$12:$A$15", "'Summary'!$B$12:$B$15"},
+		{"'Summary'!$C$11", "'Summary'!$A$12:$A$15", "'Summary'!$C$12:$C$15"},
 	}
 	if len(chart.Series) != len(want) {
 		t.Fatalf("%d series, want %d (this report, to date)", len(chart.Series), len(want))
@@ -470,15 +471,27 @@ func TestTooManyQRRows(t *testing.T) {
 
 func TestEmptyReportBuilds(t *testing.T) {
 	f := open(t, mustBuild(t, Data{Number: 3}, Options{}), "")
-	if v, _ := f.GetCellValue(SheetSummary, "A10"); v != "QR ready" {
-		t.Errorf("A10 = %q, want the qr_ready outcome row", v)
+	if v, _ := f.GetCellValue(SheetSummary, "A12"); v != "QR ready" {
+		t.Errorf("A12 = %q, want the qr_ready outcome row", v)
 	}
-	// Outcome rows 10-13, a blank row, the calls header, then the note.
-	if v, _ := f.GetCellValue(SheetSummary, "A15"); v != "Octane method" {
-		t.Errorf("A15 = %q, want the calls table header", v)
+	// Outcome rows 12-15, a blank row, the calls header, then the note.
+	if v, _ := f.GetCellValue(SheetSummary, "A17"); v != "Octane method" {
+		t.Errorf("A17 = %q, want the calls table header", v)
 	}
-	if v, _ := f.GetCellValue(SheetSummary, "A16"); v != noCalls {
-		t.Errorf("A16 = %q: a period without Octane calls must say so, not leave an empty table", v)
+	if v, _ := f.GetCellValue(SheetSummary, "A18"); v != noCalls {
+		t.Errorf("A18 = %q: a period without Octane calls must say so, not leave an empty table", v)
+	}
+	// Nothing needs attention: counts 0, no note, and the Attention sheet says so.
+	for _, ref := range []string{"B8", "B9"} {
+		if v, _ := f.GetCellValue(SheetSummary, ref, excelize.Options{RawCellValue: true}); v != "0" {
+			t.Errorf("Summary %s = %q, want 0", ref, v)
+		}
+	}
+	if v, _ := f.GetCellValue(SheetSummary, "C8"); v != "" {
+		t.Errorf("Summary C8 = %q, want no note for a zero count", v)
+	}
+	if got := row(t, f, SheetAttention, 3, 1); got[0] != noAttention {
+		t.Errorf("Attention A3 = %q, want %q", got[0], noAttention)
 	}
 	if w, _ := f.GetColWidth(SheetSummary, "A"); w < float64(len(noCalls)) {
 		t.Errorf("Summary column A is %v wide: the note is cut", w)
@@ -670,6 +683,7 @@ func TestPrintSetup(t *testing.T) {
 		{SheetFailure, "'Failures'!$1:$1"},
 		{SheetRejects, "'Rejected imports'!$1:$1"},
 		{SheetSummary, ""},
+		{SheetAttention, "'Attention'!$1:$1"},
 	} {
 		t.Run(tt.sheet, func(t *testing.T) {
 			pl, err := f.GetPageLayout(tt.sheet)

@@ -66,7 +66,7 @@ func simOptions() []simOption {
 			}},
 		{"order-latency", "SIM_ORDER_LATENCY", "time from orderCreate to COMPLETE on the sim clock (default 5m)",
 			func(st *simSettings, v string) (err error) { st.cfg.OrderLatency, err = duration(v); return err }},
-		{"faults", "SIM_FAULTS", "injected faults, e.g. transport=0.05,drop=0.02,latency=50ms",
+		{"faults", "SIM_FAULTS", "injected faults at start, e.g. transport=0.05,drop=0.02,latency=50ms (replace them live with POST /_sim/faults)",
 			func(st *simSettings, v string) (err error) {
 				st.cfg.Faults, err = octanetest.ParseFaults(v)
 				return err

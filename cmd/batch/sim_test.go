@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/esimbatch/esimbatch/octane"
 )
 
 func fakeEnv(vars map[string]string, stdout io.Writer) env {
@@ -56,6 +59,7 @@ func TestSimConfig(t *testing.T) {
 		{"bad msns", nil, map[string]string{"SIM_MSNS": "0"}, nil, "SIM_MSNS"},
 		{"bad latency", nil, map[string]string{"SIM_ORDER_LATENCY": "5"}, nil, "SIM_ORDER_LATENCY"},
 		{"bad faults", nil, map[string]string{"SIM_FAULTS": "drop=2"}, nil, "SIM_FAULTS"},
+		{"bad faults method", []string{"--faults", "methods=orderCreat"}, nil, nil, "orderCreat"},
 		{"bad window flag", []string{"--minute-window", "-1s"}, nil, nil, "--minute-window"},
 		{"unknown flag", []string{"--nope"}, nil, nil, "nope"},
 	}
@@ -132,5 +136,80 @@ func TestCmdSimServesUntilCancelled(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("sim did not stop")
+	}
+}
+
+// TestCmdSimFaultsAndExpiry drives `batch sim` from outside as a black-box
+// test would: start and end an Octane outage with POST /_sim/faults, then let
+// a reservation lapse and find it in GET /_sim/expired.
+func TestCmdSimFaultsAndExpiry(t *testing.T) {
+	const user = "sim-faults-test"
+	base := startBatchSim(t, user, "pw", "--faults", "drop=0.5,methods=orderCreate")
+	client, err := octane.New(base+"/tiab", base+"/tiab/api", user, "pw", octane.WithRetries(1, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	control := func(method, path, body string, wantStatus int, out any) {
+		t.Helper()
+		req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != wantStatus {
+			t.Fatalf("%s %s %q: HTTP %d, want %d", method, path, body, resp.StatusCode, wantStatus)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+	}
+	steps := []struct {
+		name, method, body string
+		status             int
+		wantFaults         string // in force afterwards
+		wantDown           bool   // Octane calls fail at the transport level
+	}{
+		{"started with --faults", http.MethodGet, "", 200, "drop=0.5,methods=orderCreate", false},
+		{"outage begins", http.MethodPost, "transport=1", 200, "transport=1", true},
+		{"bad spec keeps the outage", http.MethodPost, "transport=1,drop=2", 400, "transport=1", true},
+		{"outage ends", http.MethodPost, "", 200, "", false},
+	}
+	for _, st := range steps {
+		var out map[string]string
+		control(st.method, "/_sim/faults", st.body, st.status, &out)
+		if st.status == http.StatusBadRequest && !strings.Contains(out["error"], `drop="2"`) {
+			t.Fatalf("%s: error %v, want it to name drop=\"2\"", st.name, out)
+		}
+		control(http.MethodGet, "/_sim/faults", "", 200, &out)
+		if out["faults"] != st.wantFaults {
+			t.Fatalf("%s: faults %q, want %q", st.name, out["faults"], st.wantFaults)
+		}
+		_, err := client.QueryResources(ctx, "0410000000")
+		var te *octane.TransportError
+		if down := errors.As(err, &te); down != st.wantDown || (!down && err != nil) {
+			t.Fatalf("%s: queryResources: %v, want a transport failure: %v", st.name, err, st.wantDown)
+		}
+	}
+
+	res, err := client.ReserveResources(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var expired []struct {
+		MSN, Credential string
+	}
+	control(http.MethodGet, "/_sim/expired", "", 200, &expired)
+	if len(expired) != 0 {
+		t.Fatalf("expired before 24h: %+v", expired)
+	}
+	simAdvance(t, base, 25*time.Hour)
+	control(http.MethodGet, "/_sim/expired", "", 200, &expired)
+	if len(expired) != 1 || expired[0].MSN != res[0].MSN || expired[0].Credential != user {
+		t.Fatalf("expired %+v, want %s reserved by %s", expired, res[0].MSN, user)
 	}
 }

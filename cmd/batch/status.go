@@ -4,16 +4,20 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/esimbatch/esimbatch/octane"
 	"github.com/esimbatch/esimbatch/repo"
 )
 
 // cmdStatus is `batch status`: counts by state, oldest waiting row, polls
-// and releases due, and the Octane budget left this hour per method.
+// and releases due, the open orders and late QR codes older than 24 h (the
+// oldest of each listed), and the Octane budget left this hour per method.
 func cmdStatus(ctx context.Context, args []string, e env) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
@@ -49,6 +53,9 @@ func cmdStatus(ctx context.Context, args []string, e env) error {
 	fmt.Fprintf(w, "\noldest pending:  %s\n", fmtTime(st.OldestPending))
 	fmt.Fprintf(w, "polls due:       %d (next %s)\n", st.PollsDue, fmtTime(st.NextPoll))
 	fmt.Fprintf(w, "releases due:    %d (next %s)\n", st.ReleasesDue, fmtTime(st.NextRelease))
+	fmt.Fprintln(w)
+	printAttention(w, "open orders older than 24 h", "polls", st.OpenOrders)
+	printAttention(w, "QR codes late (over 24 h)", "attempts", st.QRLate)
 	if cfg.Octane.Username == "" {
 		fmt.Fprintln(w, "\nbudget: OCTANE_USERNAME not set")
 		return nil
@@ -78,6 +85,42 @@ func cmdStatus(ctx context.Context, args []string, e env) error {
 		fmt.Fprintf(w, "  %-20s %5d/%-5d %4d/%-4d\n", m, max(0, l.PerHour-hour), l.PerHour, max(0, l.PerMinute-minute), l.PerMinute)
 	}
 	return nil
+}
+
+// printAttention prints an attention list: the count, then one line per
+// listed row (oldest first) and how many more there are. count names the
+// number shown per row: polls for an open order, attempts for a QR code.
+func printAttention(w io.Writer, title, count string, l repo.AttentionList) {
+	fmt.Fprintf(w, "%s: %d\n", title, l.Count)
+	for _, r := range l.Rows {
+		n := r.Attempts
+		if r.State == repo.StateSubmitted {
+			n = r.PollCount
+		}
+		fmt.Fprintf(w, "  %s  %s  msn %s  order %s  %s  %s %d", r.Since.UTC().Format(time.RFC3339),
+			field(r.SalesRef), field(r.MSN), field(r.OrderID), r.State, count, n)
+		if r.LastError != "" {
+			fmt.Fprintf(w, "  last error %q", r.LastError)
+		}
+		fmt.Fprintln(w)
+	}
+	if more := l.Count - len(l.Rows); more > 0 && len(l.Rows) > 0 {
+		fmt.Fprintf(w, "  ... and %d more\n", more)
+	}
+}
+
+// field shows a value from a sales file or Octane on one terminal line: "-"
+// when empty, quoted when it holds spaces, quotes or control characters.
+func field(s string) string {
+	if s == "" {
+		return "-"
+	}
+	for _, r := range s {
+		if !unicode.IsGraphic(r) || unicode.IsSpace(r) || r == '"' {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }
 
 func fmtTime(t *time.Time) string {

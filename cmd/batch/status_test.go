@@ -146,3 +146,111 @@ func TestStatusMatchesTheDatabase(t *testing.T) {
 		})
 	}
 }
+
+// dbTime is a time argument as the store writes it (text on SQLite).
+func dbTime(s *repo.Store, x time.Time) any {
+	x = x.UTC().Truncate(time.Microsecond)
+	if s.Dialect() == repo.DialectSQLite {
+		return x.Format("2006-01-02 15:04:05.000000")
+	}
+	return x
+}
+
+// `batch status` lists the open orders older than 24 h and the QR codes late
+// by more than 24 h: the count, then the 10 oldest, oldest first, and how
+// many more; a row 23h59m old is not listed.
+func TestStatusListsAttention(t *testing.T) {
+	for _, d := range []struct {
+		name string
+		url  func(testing.TB) string
+	}{
+		{"postgres", repotest.PostgresURL},
+		{"sqlite", repotest.SQLiteURL},
+	} {
+		t.Run(d.name, func(t *testing.T) {
+			ctx := context.Background()
+			url := d.url(t)
+			s, err := repo.Open(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			now := time.Now().UTC()
+			ref := func(i int) string {
+				if i == 7 {
+					return "O-07 \x1b[31mred" // a sales file's text: quoted, never sent to the terminal raw
+				}
+				return fmt.Sprintf("O-%02d", i)
+			}
+			var rows []repo.NewActivation
+			for i := 1; i <= 13; i++ {
+				rows = append(rows, repo.NewActivation{Line: i + 1, SalesRef: ref(i), Email: "a@example.com", PlanNo: 1})
+			}
+			rows = append(rows, repo.NewActivation{Line: 20, SalesRef: "Q-1", Email: "a@example.com", PlanNo: 1},
+				repo.NewActivation{Line: 21, SalesRef: "Q-2", Email: "a@example.com", PlanNo: 1})
+			if _, err := s.Import(ctx, repo.ImportFile{Name: "att.csv", Hash: "att", DataRows: len(rows)}, rows, nil, now.Add(-48*time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			set := func(ref, assign string, args ...any) {
+				t.Helper()
+				res, err := s.DB().ExecContext(ctx, s.DB().Rebind(`UPDATE activations SET `+assign+` WHERE sales_ref = ?`), append(args, ref)...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n, _ := res.RowsAffected(); n != 1 {
+					t.Fatalf("update %q: %d rows", ref, n)
+				}
+			}
+			since := map[string]time.Time{}
+			for i := 1; i <= 12; i++ {
+				since[ref(i)] = now.Add(-24*time.Hour - time.Duration(i)*time.Hour)
+				set(ref(i), `state = 'submitted', msn = ?, order_id = ?, order_sent_at = ?, poll_count = ?`,
+					fmt.Sprintf("04000000%02d", i), fmt.Sprintf("ORD-%d", i), dbTime(s, since[ref(i)]), 2*i)
+			}
+			set(ref(12), `last_error_message = ?`, "orderQuery: connection reset\nby peer")
+			set(ref(13), `state = 'submitted', msn = '0400000013', order_id = 'ORD-13', order_sent_at = ?`,
+				dbTime(s, now.Add(-24*time.Hour+time.Minute)))
+			since["Q-1"] = now.Add(-24*time.Hour - time.Minute)
+			set("Q-1", `state = 'completed', msn = '0400000020', order_id = 'ORD-20', completed_at = ?, poll_count = 5, attempts = 2, last_error_message = 'no QR code yet'`,
+				dbTime(s, since["Q-1"]))
+			set("Q-2", `state = 'completed', msn = '0400000021', order_id = 'ORD-21', completed_at = ?`,
+				dbTime(s, now.Add(-24*time.Hour+time.Minute)))
+
+			e, out, stderr := testEnv(map[string]string{"DATABASE_URL": url})
+			if err := run(ctx, []string{"status"}, e); err != nil {
+				t.Fatalf("status: %v\n%s", err, stderr)
+			}
+			text := out.String()
+			at := func(ref string) string { return since[ref].Format(time.RFC3339) }
+			want := []string{"open orders older than 24 h: 12"}
+			for i := 12; i >= 3; i-- {
+				line := fmt.Sprintf("  %s  %s  msn 04000000%02d  order ORD-%d  submitted  polls %d", at(ref(i)), ref(i), i, i, 2*i)
+				switch i {
+				case 12:
+					line += `  last error "orderQuery: connection reset\nby peer"`
+				case 7:
+					line = fmt.Sprintf("  %s  %s  msn 0400000007  order ORD-7  submitted  polls 14", at(ref(i)), `"O-07 \x1b[31mred"`)
+				}
+				want = append(want, line)
+			}
+			want = append(want, "  ... and 2 more",
+				"QR codes late (over 24 h): 1",
+				fmt.Sprintf(`  %s  Q-1  msn 0400000020  order ORD-20  completed  attempts 2  last error "no QR code yet"`, at("Q-1")))
+			block := strings.Join(want, "\n") + "\n"
+			if !strings.Contains(text, "\n"+block) {
+				t.Errorf("status lacks the attention block\nwant:\n%s\ngot:\n%s", block, text)
+			}
+			if strings.Contains(text, "\x1b") {
+				t.Errorf("status wrote a raw escape character from a sales reference")
+			}
+			for _, ref := range []string{"O-13", "Q-2", "O-02 ", "O-01 "} {
+				if strings.Contains(text, ref) {
+					t.Errorf("status lists %q: not over 24 h, or past the 10 oldest", ref)
+				}
+			}
+		})
+	}
+}

@@ -2,6 +2,8 @@ package octanetest
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,10 +43,19 @@ const (
 	FaultAsyncReject = "asyncreject"
 )
 
+// faultMethods are the method names the simulator serves, the only ones a
+// methods= filter can name: a misspelt name would otherwise filter every
+// fault out without a word.
+var faultMethods = []string{
+	methodQueryResources, methodReserveResources, methodSelectResource, methodUnreserveResources,
+	methodOrderCreate, methodOrderQuery, methodAddCustomer, methodGetEsimDetails,
+}
+
 // ParseFaults parses a SIM_FAULTS string such as
 // "transport=0.05,drop=0.02,reject=0.01,ratelimit=0.01,latency=50ms,asyncreject=0.01,methods=orderCreate|orderQuery".
-// Probabilities must be in 0..1, latency a non-negative Go duration. The
-// error names the bad key or value. An empty string is no faults.
+// Probabilities must be in 0..1, latency a non-negative Go duration,
+// methods names the simulator serves. The error names the bad key or value.
+// An empty string is no faults.
 func ParseFaults(s string) (Faults, error) {
 	var f Faults
 	for part := range strings.SplitSeq(s, ",") {
@@ -83,15 +94,91 @@ func ParseFaults(s string) (Faults, error) {
 			f.Latency = d
 		case "methods":
 			for m := range strings.SplitSeq(val, "|") {
-				if m = strings.TrimSpace(m); m != "" {
-					f.Methods = append(f.Methods, m)
+				if m = strings.TrimSpace(m); m == "" {
+					continue
 				}
+				if !slices.Contains(faultMethods, m) {
+					return Faults{}, fmt.Errorf("parse faults: methods: unknown method %q (want %s)", m, strings.Join(faultMethods, ", "))
+				}
+				f.Methods = append(f.Methods, m)
 			}
 		default:
 			return Faults{}, fmt.Errorf("parse faults: unknown key %q (want transport, drop, reject, asyncreject, ratelimit, latency or methods)", key)
 		}
 	}
 	return f, nil
+}
+
+// String is f in the ParseFaults (SIM_FAULTS) syntax, keys in a fixed
+// order, zero values left out, "" for no faults: ParseFaults(f.String())
+// gives f back.
+func (f Faults) String() string {
+	var parts []string
+	for _, p := range []struct {
+		key  string
+		prob float64
+	}{
+		{"transport", f.Transport}, {"drop", f.Drop}, {"reject", f.Reject},
+		{"asyncreject", f.AsyncReject}, {"ratelimit", f.RateLimit},
+	} {
+		if p.prob != 0 {
+			parts = append(parts, p.key+"="+strconv.FormatFloat(p.prob, 'g', -1, 64))
+		}
+	}
+	if f.Latency != 0 {
+		parts = append(parts, "latency="+f.Latency.String())
+	}
+	if len(f.Methods) > 0 {
+		parts = append(parts, "methods="+strings.Join(f.Methods, "|"))
+	}
+	return strings.Join(parts, ",")
+}
+
+// Faults returns the random fault configuration in force.
+func (s *Server) Faults() Faults {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.faults
+	f.Methods = slices.Clone(f.Methods)
+	return f
+}
+
+// SetFaults replaces the random fault configuration in one step: a call
+// draws its faults from either the old or the new configuration, never a
+// mix. It does not touch the FailNext schedule.
+func (s *Server) SetFaults(f Faults) {
+	f.Methods = slices.Clone(f.Methods)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = f
+}
+
+// faultsJSON is the wire shape of GET and POST /_sim/faults.
+type faultsJSON struct {
+	Faults string `json:"faults"`
+}
+
+// handleFaults serves GET /_sim/faults (the spec in force) and POST
+// /_sim/faults (a new spec in the SIM_FAULTS syntax as the whole body;
+// empty clears). A bad spec is a 400 naming the bad item and leaves the
+// faults in force unchanged.
+func (s *Server) handleFaults(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet {
+		writeJSON(w, http.StatusOK, faultsJSON{s.Faults().String()})
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "reading the fault spec: " + err.Error()})
+		return
+	}
+	f, err := ParseFaults(string(body))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	s.SetFaults(f)
+	writeJSON(w, http.StatusOK, faultsJSON{f.String()})
 }
 
 // FailNext schedules exact faults: the next n calls of method get kind

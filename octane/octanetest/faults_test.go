@@ -240,6 +240,7 @@ func TestParseFaults(t *testing.T) {
 		{"latency=-1s", Faults{}, "latency"},
 		{"explode=0.1", Faults{}, "explode"},
 		{"drop", Faults{}, "drop"},
+		{"methods=orderCreate|orderCreat", Faults{}, `"orderCreat"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {

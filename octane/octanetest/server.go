@@ -22,7 +22,8 @@ const (
 	DefaultOrderLatency = 5 * time.Minute
 
 	// ReservationTTL is how long a RESERVED or SELECTED number stays held
-	// (business clock) before it returns to AVAILABLE (contract 3.3).
+	// (business clock) before it returns to AVAILABLE, as on Octane. A lapse
+	// is recorded; see Server.Expired.
 	ReservationTTL = 24 * time.Hour
 
 	// maxMSNs keeps generated numbers inside "04" + 8 digits.
@@ -90,7 +91,8 @@ type LedgerEntry struct {
 	// addCustomer, getEsimDetails, ... ("" when the request could not be
 	// parsed).
 	Method string
-	// Credential is the userName presented ("" if none).
+	// Credential is the user name presented (SOAP login userName, REST
+	// Basic auth user), also when the login was refused; "" if none.
 	Credential string
 	// Outcome is "ok", "rejected" (business error answered), "fault" (SOAP
 	// fault such as 233, bad login, REST 401, malformed request) or
@@ -166,6 +168,8 @@ type Server struct {
 	profiles  int
 	rate      map[string]*rateCount
 	ledger    []LedgerEntry
+	holds     holdQueue // reservations by the end of their lifetime
+	expired   []Expiry
 }
 
 // New builds a Server from cfg, applying defaults to zero fields.
@@ -209,7 +213,6 @@ func New(cfg Config) *Server {
 		cfg:       cfg,
 		start:     time.Now(),
 		log:       log,
-		faults:    cfg.Faults,
 		rng:       rand.New(rand.NewPCG(seed, 1)),
 		idRNG:     rand.New(rand.NewPCG(seed, 2)),
 		schedule:  map[string][]string{},
@@ -240,6 +243,7 @@ func New(cfg Config) *Server {
 	for _, c := range cfg.Customers {
 		s.customers[c] = true
 	}
+	s.SetFaults(cfg.Faults)
 	s.routes()
 	return s
 }
@@ -251,6 +255,9 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /tiab/api/v1/mobile/resource/getEsimDetails", s.handleEsimDetails)
 	m.HandleFunc("GET /_sim/ledger", s.handleLedger)
 	m.HandleFunc("POST /_sim/clock", s.handleClock)
+	m.HandleFunc("GET /_sim/faults", s.handleFaults)
+	m.HandleFunc("POST /_sim/faults", s.handleFaults)
+	m.HandleFunc("GET /_sim/expired", s.handleExpired)
 	s.mux = m
 }
 
@@ -331,13 +338,6 @@ func (s *Server) EsimProfiles() int {
 	defer s.mu.Unlock()
 	s.settle(s.nowLocked())
 	return s.profiles
-}
-
-// SetFaults replaces the random fault configuration.
-func (s *Server) SetFaults(f Faults) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = f
 }
 
 // record appends to the ledger and logs the call. Called without s.mu.

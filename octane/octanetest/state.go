@@ -43,19 +43,17 @@ type order struct {
 
 func (o *order) public() Order { return o.Order }
 
-// numberState applies the lazy 24 h expiry and returns the state. Called
-// with s.mu held.
+// numberState is n's state at now, after the 24 h expiry. Called with s.mu
+// held.
 func (s *Server) numberState(n *number, now time.Time) string {
-	if (n.state == octane.NumberReserved || n.state == octane.NumberSelected) &&
-		!now.Before(n.reservedAt.Add(ReservationTTL)) {
-		n.release()
-	}
+	s.expire(now)
 	return n.state
 }
 
-// settle moves every non-terminal order along the business clock. Called
-// with s.mu held.
+// settle lapses expired reservations and moves every non-terminal order
+// along the business clock. Called with s.mu held.
 func (s *Server) settle(now time.Time) {
+	s.expire(now)
 	keep := s.pending[:0]
 	for _, o := range s.pending {
 		age := now.Sub(o.CreatedAt)
@@ -141,6 +139,7 @@ func (s *Server) reserveResources(c *soapCall, _ faultPlan) ([]el, LedgerEntry) 
 	for _, num := range got {
 		num.state, num.by, num.reservedAt = octane.NumberReserved, c.user, now
 		num.reservationID = strconv.FormatInt(s.nextRes, 10)
+		s.hold(num, s.nextRes)
 		s.nextRes++
 		rows = append(rows, el{name: "reservedPooledResources", kids: []el{
 			leaf("reservationId", num.reservationID), leaf("resourceValue", num.msn),
