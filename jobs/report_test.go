@@ -451,7 +451,7 @@ func seedStuck(t *testing.T, s *repo.Store, tag string, open int) {
 		if err := s.MarkSelected(ctx, a, r, reportT0); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.BeginOrder(ctx, a, false, reportT0); err != nil {
+		if err := s.BeginOrder(ctx, a, repo.LockGuard{}, false, reportT0); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.OrderAccepted(ctx, a, "ORD-"+msn, reportT0, reportT0.Add(30*time.Minute)); err != nil {

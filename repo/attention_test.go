@@ -80,7 +80,7 @@ func seedAttention(t *testing.T, s *repo.Store, now time.Time) {
 	must(t, s.Fail(ctx, &f, "addCustomer", "E1", "invalid", t0))
 	setRow(t, s, "att-12", `state = 'qr_ready', completed_at = ?, updated_at = ?`, now.Add(-120*time.Hour), now.Add(-120*time.Hour))
 	a13 := selectRef(t, s, t0, runID, "att-13", "0410000013")
-	must(t, s.BeginOrder(ctx, &a13, false, t0))
+	must(t, s.BeginOrder(ctx, &a13, repo.LockGuard{}, false, t0))
 	must(t, s.OrderAccepted(ctx, &a13, "ORD0410000013", t0, t0.Add(30*time.Minute)))
 
 	day := 24 * time.Hour
