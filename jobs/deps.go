@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"log/slog"
 	"time"
 
 	"github.com/esimbatch/esimbatch/octane"
@@ -102,52 +101,4 @@ func withRun(ctx context.Context, runID int64) context.Context {
 
 func withActivation(ctx context.Context, id int64) context.Context {
 	return context.WithValue(ctx, keyActivation, id)
-}
-
-// CallRecorder returns the hook for octane.WithCallHook: it writes every
-// Octane call to the store's call log (repo.Store.RecordCall) with the run id
-// and the activation id the jobs package put in the call's context. Build the
-// client with it before the Runner: the hook only needs the store, so there
-// is no cycle. A failed write is logged, never returned (the call happened).
-// Only calls that may have reached Octane are recorded.
-func CallRecorder(rec interface {
-	RecordCall(ctx context.Context, c repo.Call) error
-}, credential string, log *slog.Logger) func(context.Context, octane.CallEvent) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return func(ctx context.Context, ev octane.CallEvent) {
-		if dry, _ := ctx.Value(keyDryRun).(bool); dry {
-			return // a dry run writes nothing; its reads are read-only calls
-		}
-		if !ev.Sent {
-			// Never left the process (limiter wait or dial failed): not an
-			// Octane call, nothing for Octane's counters or the call log.
-			// The row's own last error still says what happened.
-			return
-		}
-		c := repo.Call{
-			Credential: credential,
-			Method:     ev.Method,
-			SentAt:     ev.SentAt,
-			Duration:   ev.Duration,
-			Waited:     ev.Waited,
-			Outcome:    ev.Outcome,
-			Code:       ev.Code,
-			Message:    ev.Message,
-			MSN:        ev.MSN,
-			OrderID:    ev.OrderID,
-		}
-		if id, ok := ctx.Value(keyRun).(int64); ok {
-			c.RunID = id
-		}
-		if id, ok := ctx.Value(keyActivation).(int64); ok {
-			c.ActivationID = &id
-		}
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if err := rec.RecordCall(wctx, c); err != nil {
-			log.Error("record octane call", "method", ev.Method, "run_id", c.RunID, "err", err)
-		}
-	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
@@ -93,8 +94,13 @@ func WithLimiterPad(d time.Duration) Option { return func(c *Client) { c.pad = d
 // (per method, send times), e.g. from the call log of an earlier run.
 func WithSeed(calls map[string][]time.Time) Option { return func(c *Client) { c.seed = calls } }
 
-// WithCallHook is called once per request sent (and once per call given up
-// before sending), with the context of the call.
+// WithCallHook sets f, called with the context of the call twice per try:
+// with Phase CallSending just before the request leaves and with Phase
+// CallDone when it ended, both events with the same ID; and once, CallDone
+// with Sent false, for a call given up before it passed the limiter. A
+// CallDone event with Sent false after a CallSending one means the request
+// provably never left the process (dial failure). f runs on the calling
+// goroutine, so a CallSending write is done before the request is sent.
 func WithCallHook(f func(context.Context, CallEvent)) Option { return func(c *Client) { c.hook = f } }
 
 // WithReadOnly refuses every mutating call (addCustomer, reserve, select,
@@ -168,6 +174,24 @@ func New(soapURL, restURL, username, password string, opts ...Option) (*Client, 
 	return c, nil
 }
 
+// Reseed replaces what the limiter knows of this credential's spent budget
+// with calls: per method, when Octane may have counted each call, on this
+// process's wall clock. It is meant for the call log's view at the start of
+// a pass, which holds the calls of every process on the credential, this
+// one's included (so it replaces rather than adds). Calls in flight keep
+// their slots. Each method in blockedUntil whose time is still ahead is not
+// called before then: a fault 233 met by another process, or by an earlier
+// run, blocks this one too.
+func (c *Client) Reseed(calls map[string][]time.Time, blockedUntil map[string]time.Time) {
+	c.limiter.Replace(c.username, calls)
+	now := time.Now()
+	for method, until := range blockedUntil {
+		if d := until.Sub(now); d > 0 {
+			c.limiter.BlockFor(method, c.username, d)
+		}
+	}
+}
+
 // attempt is what one try of a call learned about its request.
 type attempt struct {
 	reached atomic.Bool // a connection was obtained: bytes may have been written
@@ -221,7 +245,8 @@ func (c *Client) call(ctx context.Context, s *spec, do func(context.Context, *at
 	for {
 		slot, waited, err := c.limiter.Wait(ctx, s.method, c.username)
 		if err != nil {
-			c.report(ctx, s, CallEvent{Waited: waited, Outcome: OutcomeTransport, Message: "gave up waiting for the rate limiter"}, nil)
+			c.report(ctx, s, CallEvent{ID: rand.Uint64(), Phase: CallDone, Waited: waited, Outcome: OutcomeTransport,
+				Message: "gave up waiting for the rate limiter"}, nil)
 			return &TransportError{Method: s.method, MayHaveReached: false, Err: err}
 		}
 		if s.beforeSend != nil {
@@ -232,36 +257,47 @@ func (c *Client) call(ctx context.Context, s *spec, do func(context.Context, *at
 				return &IntentError{Err: err}
 			}
 		}
+		// On record before it leaves: a process killed while the request
+		// is out still leaves the call counted for the next one.
+		id := rand.Uint64()
+		c.report(ctx, s, CallEvent{ID: id, Phase: CallSending, SentAt: time.Now(), Waited: waited}, nil)
 		at := &attempt{}
 		start := time.Now()
 		err = c.try(ctx, s, at, do)
 		end := time.Now()
-		ev := CallEvent{Duration: end.Sub(start), Waited: waited, Outcome: outcome(err), Sent: at.reached.Load()}
+		ev := CallEvent{ID: id, Phase: CallDone, Duration: end.Sub(start), Waited: waited, Outcome: outcome(err), Sent: at.reached.Load()}
 		if ev.Sent {
 			ev.SentAt = start
 			slot.Done(end) // the latest Octane can have counted it
 		} else {
 			slot.Release()
 		}
+		var ae *APIError
+		limited := errors.As(err, &ae) && errors.Is(ae, ErrRateLimited)
+		var block time.Duration
+		if limited {
+			rateLimited++
+			// Someone else spends this credential, or windows are skewed.
+			// Octane's minute window has surely reset after one window
+			// length; a second fault in a row means the hour is spent. The
+			// block holds even when the call gives up, and the event carries
+			// it so the next process on the credential honours it too.
+			block = c.minuteWindow + c.pad
+			if rateLimited > 1 {
+				block = c.hourWindow + c.pad
+			}
+			c.limiter.BlockFor(s.method, c.username, block)
+			ev.BlockedUntil = time.Now().Add(block)
+		}
 		c.report(ctx, s, ev, err)
 		if err == nil {
 			return nil
 		}
 
-		var ae *APIError
-		if errors.As(err, &ae) && errors.Is(ae, ErrRateLimited) {
-			rateLimited++
+		if limited {
 			if rateLimited > c.rateLimitRetries {
 				return err
 			}
-			// Someone else spends this credential, or windows are skewed.
-			// Octane's minute window has surely reset after one window
-			// length; a second fault in a row means the hour is spent.
-			block := c.minuteWindow + c.pad
-			if rateLimited > 1 {
-				block = c.hourWindow + c.pad
-			}
-			c.limiter.BlockFor(s.method, c.username, block)
 			c.log.LogAttrs(ctx, slog.LevelWarn, "octane rate limited, waiting for the window",
 				slog.String("method", s.method), slog.Duration("wait", block))
 			continue
@@ -303,10 +339,16 @@ func (c *Client) try(ctx context.Context, s *spec, at *attempt, do func(context.
 	return do(dctx, at)
 }
 
-// report logs one try and hands it to the hook. It never logs a secret: the
-// event carries no credential, activation code or QR payload.
+// report logs one try's end and hands each event to the hook. It never logs
+// a secret: the event carries no credential, activation code or QR payload.
 func (c *Client) report(ctx context.Context, s *spec, ev CallEvent, err error) {
 	ev.Method, ev.MSN, ev.OrderID = s.method, s.msn, s.orderID
+	if ev.Phase == CallSending {
+		if c.hook != nil {
+			c.hook(ctx, ev)
+		}
+		return
+	}
 	var ae *APIError
 	if errors.As(err, &ae) {
 		ev.Code, ev.Message = ae.Code, ae.Message
@@ -459,7 +501,7 @@ func (c *Client) OrderCreate(ctx context.Context, req OrderRequest) (string, err
 			return err
 		}
 		orderID = strings.TrimSpace(ret.OrderID)
-		s.orderID = orderID // the call log keeps every accepted order's id
+		s.orderID = orderID // the call log keeps an accepted order's id
 		if orderID == "" {
 			return &TransportError{Method: MethodOrderCreate, MayHaveReached: true, Err: errors.New("accepted answer without orderId")}
 		}

@@ -201,7 +201,11 @@ func TestTransportNeverSent(t *testing.T) {
 	var events []octane.CallEvent
 	c, err := octane.New("http://"+addr+"/tiab", "http://"+addr+"/tiab/api", testUser, testPassword,
 		octane.WithRetries(3, time.Millisecond),
-		octane.WithCallHook(func(_ context.Context, ev octane.CallEvent) { events = append(events, ev) }))
+		octane.WithCallHook(func(_ context.Context, ev octane.CallEvent) {
+			if ev.Phase == octane.CallDone {
+				events = append(events, ev)
+			}
+		}))
 	if err != nil {
 		t.Fatal(err)
 	}

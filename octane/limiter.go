@@ -3,6 +3,7 @@ package octane
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -125,6 +126,31 @@ func (l *Limiter) Seed(method, credential string, sent []time.Time) {
 	for _, t := range sent {
 		w.insert(t)
 	}
+}
+
+// Replace makes calls (per method, when Octane may have counted each one)
+// the whole history of credential's calls: whatever was seeded or recorded
+// before is dropped, for methods absent from calls too. It is meant for the
+// call log's view of the credential, which holds this process's own calls
+// as well as other processes', so adding it to what the limiter already
+// knows would count this process's calls twice. Calls in flight keep their
+// slots and blocks set by BlockFor stay.
+func (l *Limiter) Replace(credential string, calls map[string][]time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k, w := range l.keys {
+		if k.credential == credential {
+			w.times = w.times[:0]
+		}
+	}
+	for method, sent := range calls {
+		w := l.window(limiterKey{method, credential})
+		w.times = append(w.times, sent...)
+		slices.SortFunc(w.times, func(a, b time.Time) int { return a.Compare(b) })
+	}
+	// Waiters re-evaluate: the new history may free slots or hold more.
+	close(l.changed)
+	l.changed = make(chan struct{})
 }
 
 // BlockFor stops granting method for credential during d from now: after a

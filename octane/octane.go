@@ -138,18 +138,39 @@ type SIMDetails struct {
 // CallEvent describes one call the client made (or gave up on), for the call
 // log that seeds the limiter of later runs and feeds reports. It never holds
 // a secret or a QR payload.
+//
+// Every try that passed the limiter is reported twice, with the same ID:
+// once with Phase CallSending just before the request leaves (so the call is
+// on record even if the process dies before it ends), once with Phase
+// CallDone when it ended. A call given up before that (the limiter wait
+// ended) is reported once, CallDone with Sent false.
 type CallEvent struct {
+	ID       uint64 // one try: the CallSending and CallDone events share it
+	Phase    string // CallSending or CallDone
 	Method   string
-	SentAt   time.Time // when the request left (zero if it never did)
+	SentAt   time.Time // when the request left (CallSending: is about to); zero if it never did
 	Duration time.Duration
 	Waited   time.Duration // time spent waiting on the limiter before sending
-	Outcome  string        // OutcomeOK, OutcomeRejected, OutcomeFault, OutcomeRateLimited, OutcomeTransport
+	Outcome  string        // CallDone: OutcomeOK, OutcomeRejected, OutcomeFault, OutcomeRateLimited, OutcomeTransport
 	Code     string        // Octane errorCode or faultcode, if any
 	Message  string
-	Sent     bool   // the request may have reached Octane
-	MSN      string // for reserveResources, the numbers reserved, comma-separated
-	OrderID  string
+	// Sent (CallDone) says the request may have reached Octane; false after
+	// a CallSending event means it provably never left (dial failure), so
+	// it is no Octane call.
+	Sent    bool
+	MSN     string // for reserveResources, the numbers reserved, comma-separated
+	OrderID string // orderQuery's order, and the id an orderCreate was accepted with
+	// BlockedUntil (after a fault 233) is the wall-clock time until which
+	// the client sends no call of Method on this credential; other
+	// processes on the credential should wait for it too.
+	BlockedUntil time.Time
 }
+
+// CallEvent phases.
+const (
+	CallSending = "sending" // the request is about to leave
+	CallDone    = "done"    // the try ended (or was given up before sending)
+)
 
 // Call outcomes recorded in CallEvent.Outcome.
 const (

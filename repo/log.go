@@ -135,8 +135,15 @@ outcome, counts, error FROM runs ORDER BY id DESC LIMIT ?`), limit)
 	return out, nil
 }
 
+// CallInflight is the outcome of a call written before it was sent
+// (StartCall) and not completed yet: in flight, or its process died with it.
+// It counts against the budget like any call that may have reached Octane.
+const CallInflight = "inflight"
+
 // Call is one Octane call as sent (faults and lost responses included).
-// Message must hold no secret or QR payload.
+// Message must hold no secret or QR payload. Times are on the database's
+// clock (see DBClock), so that the calls of processes whose clocks differ
+// line up.
 type Call struct {
 	RunID        int64
 	ActivationID *int64
@@ -150,10 +157,22 @@ type Call struct {
 	Message      string
 	MSN          string
 	OrderID      string
+	// BlockedUntil, after a fault 233, is until when the method is not to
+	// be called on the credential (zero: no block).
+	BlockedUntil time.Time
 }
 
-// RecordCall appends c to the call log and, when it is for an activation,
-// a call event to that activation's log, in one transaction.
+// nt converts an optional time argument: NULL when zero.
+func (s *Store) nt(x time.Time) any {
+	if x.IsZero() {
+		return nil
+	}
+	return s.t(x)
+}
+
+// RecordCall appends c, a call that has ended, to the call log and, when it
+// is for an activation, a call event to that activation's log, in one
+// transaction. Errors: the database's, wrapped.
 func (s *Store) RecordCall(ctx context.Context, c Call) error {
 	return s.InTx(ctx, func(tx *sqlx.Tx) error {
 		var runID *int64
@@ -161,27 +180,92 @@ func (s *Store) RecordCall(ctx context.Context, c Call) error {
 			runID = &c.RunID
 		}
 		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO calls
-(run_id, activation_id, credential, method, sent_at, duration_ns, waited_ns, outcome, code, message, msn, order_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+(run_id, activation_id, credential, method, sent_at, duration_ns, waited_ns, outcome, code, message, msn, order_id, blocked_until)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 			runID, c.ActivationID, c.Credential, c.Method, s.t(c.SentAt), int64(c.Duration), int64(c.Waited),
-			c.Outcome, c.Code, c.Message, c.MSN, c.OrderID)
+			c.Outcome, c.Code, c.Message, c.MSN, c.OrderID, s.nt(c.BlockedUntil))
 		if err != nil {
 			return fmt.Errorf("repo: record call %s: %w", c.Method, err)
 		}
-		if c.ActivationID == nil {
-			return nil
-		}
-		err = s.addEvent(ctx, tx, Event{At: c.SentAt, RunID: runID, ActivationID: *c.ActivationID, Kind: EventCall,
-			Step: Step(c.Method), Outcome: c.Outcome, Code: c.Code, Message: c.Message, Duration: c.Duration})
-		if err != nil {
-			return fmt.Errorf("repo: record call %s: %w", c.Method, err)
-		}
-		return nil
+		return s.callEvent(ctx, tx, c, runID)
 	})
 }
 
+func (s *Store) callEvent(ctx context.Context, tx *sqlx.Tx, c Call, runID *int64) error {
+	if c.ActivationID == nil {
+		return nil
+	}
+	err := s.addEvent(ctx, tx, Event{At: c.SentAt, RunID: runID, ActivationID: *c.ActivationID, Kind: EventCall,
+		Step: Step(c.Method), Outcome: c.Outcome, Code: c.Code, Message: c.Message, Duration: c.Duration})
+	if err != nil {
+		return fmt.Errorf("repo: record call %s: %w", c.Method, err)
+	}
+	return nil
+}
+
+// StartCall writes c to the call log as in flight (outcome CallInflight,
+// whatever c.Outcome says) before the request is sent, and returns the row's
+// id for FinishCall or DropCall. Until then the row counts against the
+// budget at c.SentAt, so a process killed with the request out still leaves
+// it counted. Errors: the database's, wrapped.
+func (s *Store) StartCall(ctx context.Context, c Call) (int64, error) {
+	var runID *int64
+	if c.RunID != 0 {
+		runID = &c.RunID
+	}
+	var id int64
+	err := s.db.GetContext(ctx, &id, s.q(`INSERT INTO calls
+(run_id, activation_id, credential, method, sent_at, waited_ns, outcome, msn, order_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+		runID, c.ActivationID, c.Credential, c.Method, s.t(c.SentAt), int64(c.Waited), CallInflight, c.MSN, c.OrderID)
+	if err != nil {
+		return 0, fmt.Errorf("repo: start call %s: %w", c.Method, err)
+	}
+	return id, nil
+}
+
+// FinishCall completes the in-flight call id with how it ended (c's send
+// time, duration, wait, outcome, code, message, numbers, order id and
+// block) and, when it is for an activation, appends the call event, in one
+// transaction. Errors: ErrNotFound when id is not an in-flight call; the
+// database's otherwise.
+func (s *Store) FinishCall(ctx context.Context, id int64, c Call) error {
+	return s.InTx(ctx, func(tx *sqlx.Tx) error {
+		var row struct {
+			RunID        *int64 `db:"run_id"`
+			ActivationID *int64 `db:"activation_id"`
+		}
+		err := tx.GetContext(ctx, &row, s.q(`UPDATE calls SET sent_at = ?, duration_ns = ?, waited_ns = ?, outcome = ?,
+code = ?, message = ?, msn = ?, order_id = ?, blocked_until = ?
+WHERE id = ? AND outcome = ? RETURNING run_id, activation_id`),
+			s.t(c.SentAt), int64(c.Duration), int64(c.Waited), c.Outcome, c.Code, c.Message, c.MSN, c.OrderID,
+			s.nt(c.BlockedUntil), id, CallInflight)
+		if err != nil {
+			return fmt.Errorf("repo: finish call %d (%s): %w", id, c.Method, notFound(err))
+		}
+		c.ActivationID = row.ActivationID
+		return s.callEvent(ctx, tx, c, row.RunID)
+	})
+}
+
+// DropCall deletes the in-flight call id: its request provably never left
+// the process (a dial failure), so it is no Octane call and must not count
+// against the budget. Errors: ErrNotFound when id is not an in-flight call;
+// the database's otherwise.
+func (s *Store) DropCall(ctx context.Context, id int64) error {
+	res, err := s.db.ExecContext(ctx, s.q(`DELETE FROM calls WHERE id = ? AND outcome = ?`), id, CallInflight)
+	if err != nil {
+		return fmt.Errorf("repo: drop call %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("repo: drop call %d: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
 // RecentCalls returns the send times of credential's calls since since, per
-// method, oldest first: the rate limiter's seed.
+// method, oldest first (calls in flight included). Errors: the database's,
+// wrapped.
 func (s *Store) RecentCalls(ctx context.Context, credential string, since time.Time) (map[string][]time.Time, error) {
 	var rows []struct {
 		Method string    `db:"method"`
@@ -195,6 +279,61 @@ WHERE credential = ? AND sent_at >= ? ORDER BY sent_at, id`), credential, s.t(si
 	out := map[string][]time.Time{}
 	for _, r := range rows {
 		out[r.Method] = append(out[r.Method], r.SentAt.UTC())
+	}
+	return out, nil
+}
+
+// CallBudget is what the call log says a credential has spent: the rate
+// limiter's seed.
+type CallBudget struct {
+	// Calls holds, per method and oldest first, when Octane may have counted
+	// each call: its end for a call that ended, its send time for one still
+	// in flight (or whose process died with it).
+	Calls map[string][]time.Time
+	// BlockedUntil holds, per method, the latest end of a fault 233's block
+	// that is still ahead.
+	BlockedUntil map[string]time.Time
+}
+
+// CallBudget returns credential's calls sent since since and the fault-233
+// blocks that end after now (both on the database's clock, as the log is).
+// Errors: the database's, wrapped.
+func (s *Store) CallBudget(ctx context.Context, credential string, since, now time.Time) (CallBudget, error) {
+	out := CallBudget{Calls: map[string][]time.Time{}, BlockedUntil: map[string]time.Time{}}
+	var rows []struct {
+		Method   string    `db:"method"`
+		SentAt   time.Time `db:"sent_at"`
+		Duration int64     `db:"duration_ns"`
+		Outcome  string    `db:"outcome"`
+	}
+	err := s.db.SelectContext(ctx, &rows, s.q(`SELECT method, sent_at, duration_ns, outcome FROM calls
+WHERE credential = ? AND sent_at >= ? ORDER BY sent_at, id`), credential, s.t(since))
+	if err != nil {
+		return out, fmt.Errorf("repo: call budget: %w", err)
+	}
+	for _, r := range rows {
+		at := r.SentAt.UTC()
+		if r.Outcome != CallInflight {
+			at = at.Add(time.Duration(r.Duration))
+		}
+		out.Calls[r.Method] = append(out.Calls[r.Method], at)
+	}
+	for _, ts := range out.Calls {
+		slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
+	}
+	var blocks []struct {
+		Method string   `db:"method"`
+		Until  nullTime `db:"until"`
+	}
+	err = s.db.SelectContext(ctx, &blocks, s.q(`SELECT method, MAX(blocked_until) AS until FROM calls
+WHERE credential = ? AND blocked_until > ? GROUP BY method`), credential, s.t(now))
+	if err != nil {
+		return out, fmt.Errorf("repo: call budget blocks: %w", err)
+	}
+	for _, b := range blocks {
+		if b.Until.T != nil {
+			out.BlockedUntil[b.Method] = *b.Until.T
+		}
 	}
 	return out, nil
 }

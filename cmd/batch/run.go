@@ -72,17 +72,19 @@ type wired struct {
 	client *octane.Client
 	runner *jobs.Runner
 	now    func() time.Time
+	clock  *repo.DBClock // the database's clock, synced at every pass start
 }
 
-// wire opens the store, checks its schema, builds the client (limiter seeded
-// from the call log, every call recorded) and the runner. clock nil: wall
-// time shifted by BATCH_TIME_OFFSET. Errors: configError for a schema that
-// needs `batch migrate` or a bad client setting, plain errors otherwise.
+// wire opens the store, checks its schema, builds the client (every call
+// recorded in the call log before it is sent, except in a dry run, which
+// writes nothing) and the runner. At the start of every pass, under the run
+// lock, the runner syncs the clock with the database's and gives the
+// limiter the credential's calls of the last hour from the call log, so a
+// pass starts from what every process on the credential spent. clock nil:
+// the database's clock shifted by BATCH_TIME_OFFSET. Errors: configError
+// for a schema that needs `batch migrate` or a bad client setting, plain
+// errors otherwise.
 func wire(ctx context.Context, cfg *config, log *slog.Logger, dryRun bool, clock func() time.Time, opts ...octane.Option) (*wired, error) {
-	if clock == nil {
-		off := cfg.TimeOffset
-		clock = func() time.Time { return time.Now().UTC().Add(off) }
-	}
 	if dir := strings.TrimSpace(cfg.ImportDir); dir != "" {
 		// A missing folder would fail every pass at its first phase: say so
 		// once, as configuration, before anything runs.
@@ -98,27 +100,43 @@ func wire(ctx context.Context, cfg *config, log *slog.Logger, dryRun bool, clock
 		store.Close()
 		return nil, err
 	}
-	cred := cfg.Octane.Username
-	// Octane counts on wall time and so does the client's limiter: seed it
-	// from the last wall-clock hour, whatever BATCH_TIME_OFFSET says.
-	seed, err := store.RecentCalls(ctx, cred, time.Now().Add(-time.Hour))
-	if err != nil {
+	// Claims, poll slots and the call log are compared across processes:
+	// one clock for all of them, the database's.
+	dbClock := repo.NewDBClock(store, time.Now, cfg.TimeOffset)
+	if err := dbClock.Sync(ctx); err != nil {
 		store.Close()
-		return nil, fmt.Errorf("read call log: %w", err)
+		return nil, fmt.Errorf("sync clock: %w", err)
 	}
+	if clock == nil {
+		clock = dbClock.Now
+	}
+	cred := cfg.Octane.Username
 	copts := []octane.Option{
 		octane.WithGroupNo(cfg.Octane.GroupNo),
 		octane.WithLogger(log),
-		octane.WithSeed(seed),
-		octane.WithCallHook(jobs.CallRecorder(store, cred, log)),
 	}
 	if dryRun {
 		copts = append(copts, octane.WithReadOnly())
+	} else {
+		copts = append(copts, octane.WithCallHook(jobs.CallRecorder(store, cred, log, jobs.WithDBOffset(dbClock.Offset))))
 	}
 	client, err := octane.New(cfg.Octane.SOAPURL, cfg.Octane.RESTURL, cred, cfg.Octane.Password.Reveal(), append(copts, opts...)...)
 	if err != nil {
 		store.Close()
 		return nil, badConfig("octane client: %w", err)
+	}
+	syncClock := func(ctx context.Context) error {
+		if err := dbClock.Sync(ctx); err != nil {
+			return err
+		}
+		off := dbClock.Offset()
+		_, rtt := dbClock.LastSync()
+		lvl := slog.LevelDebug
+		if off > time.Second || off < -time.Second {
+			lvl = slog.LevelWarn
+		}
+		log.Log(ctx, lvl, "database clock", "offset_ms", off.Milliseconds(), "rtt_ms", rtt.Milliseconds())
+		return nil
 	}
 	runner := jobs.NewRunner(store, client, jobs.Config{
 		Credential:      cred,
@@ -131,9 +149,11 @@ func wire(ctx context.Context, cfg *config, log *slog.Logger, dryRun bool, clock
 		RunDeadline:     cfg.RunDeadline,
 		DryRun:          dryRun,
 	}, jobs.WithClock(clock), jobs.WithLogger(log),
+		jobs.WithPassStart(syncClock),
+		jobs.WithPassStart(jobs.SeedLimiter(store, client, cred, dbClock.Offset)),
 		jobs.WithImport(importPhase(cfg, store, log)),
 		jobs.WithReport(jobs.NewReporter(store, log, reportOptions(cfg)).Phase))
-	return &wired{store: store, client: client, runner: runner, now: clock}, nil
+	return &wired{store: store, client: client, runner: runner, now: clock, clock: dbClock}, nil
 }
 
 // importPhase picks up IMPORT_DIR; without it the phase only says it has

@@ -1,0 +1,189 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/esimbatch/esimbatch/octane"
+	"github.com/esimbatch/esimbatch/repo"
+)
+
+// CallStore is what CallRecorder writes to (*repo.Store satisfies it).
+type CallStore interface {
+	// StartCall writes a call about to be sent and returns its row id.
+	StartCall(ctx context.Context, c repo.Call) (int64, error)
+	// FinishCall completes that row with how the call ended.
+	FinishCall(ctx context.Context, id int64, c repo.Call) error
+	// DropCall deletes that row: the request never left the process.
+	DropCall(ctx context.Context, id int64) error
+	// RecordCall writes a call that ended and has no row yet.
+	RecordCall(ctx context.Context, c repo.Call) error
+}
+
+// RecorderOption configures CallRecorder.
+type RecorderOption func(*recorder)
+
+// WithDBOffset makes the recorder stamp the call log on the database's
+// clock: offset returns the database's clock minus this process's wall clock
+// (repo.DBClock.Offset), the clock the Octane client stamps its events with.
+// Without it the stamps are the process's own wall clock.
+func WithDBOffset(offset func() time.Duration) RecorderOption {
+	return func(r *recorder) { r.offset = offset }
+}
+
+// CallRecorder returns the hook for octane.WithCallHook: it writes every
+// Octane call to the store's call log with the run id and the activation id
+// the jobs package put in the call's context. A call is written before it is
+// sent (outcome repo.CallInflight, so a process killed with the request out
+// still leaves it counted for the next one's limiter) and completed when it
+// ended; a call that provably never left the process (a dial failure) is
+// deleted again, and one given up before sending is never written. Build the
+// client with it before the Runner: the hook only needs the store, so there
+// is no cycle. A failed write is logged, never returned (the call goes on or
+// happened). A dry run must not install it: it writes.
+func CallRecorder(rec CallStore, credential string, log *slog.Logger, opts ...RecorderOption) func(context.Context, octane.CallEvent) {
+	r := &recorder{rec: rec, credential: credential, log: log, open: map[uint64]int64{}}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	return r.hook
+}
+
+type recorder struct {
+	rec        CallStore
+	credential string
+	log        *slog.Logger
+	offset     func() time.Duration
+
+	mu   sync.Mutex
+	open map[uint64]int64 // CallSending event ID -> in-flight row
+}
+
+func (r *recorder) hook(ctx context.Context, ev octane.CallEvent) {
+	if dry, _ := ctx.Value(keyDryRun).(bool); dry {
+		return // a dry run's pass writes nothing, whichever client it was given
+	}
+	c := r.call(ctx, ev)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if ev.Phase == octane.CallSending {
+		id, err := r.rec.StartCall(wctx, c)
+		if err != nil {
+			// The call still goes: it is recorded when it ends.
+			r.log.Error("record octane call before sending", "method", ev.Method, "run_id", c.RunID, "err", err)
+			return
+		}
+		r.mu.Lock()
+		r.open[ev.ID] = id
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Lock()
+	id, started := r.open[ev.ID]
+	delete(r.open, ev.ID)
+	r.mu.Unlock()
+	var err error
+	switch {
+	case !ev.Sent && started:
+		// Never left the process: not an Octane call, nothing for
+		// Octane's counters. The row's own last error says what happened.
+		err = r.rec.DropCall(wctx, id)
+	case !ev.Sent:
+		return // given up before sending: never written
+	case started:
+		err = r.rec.FinishCall(wctx, id, c)
+	default:
+		err = r.rec.RecordCall(wctx, c) // the write before sending failed
+	}
+	if err != nil {
+		// A row left in flight still counts against the budget, at its
+		// send time: the safe side.
+		r.log.Error("record octane call", "method", ev.Method, "run_id", c.RunID, "err", err)
+	}
+}
+
+func (r *recorder) call(ctx context.Context, ev octane.CallEvent) repo.Call {
+	var off time.Duration
+	if r.offset != nil {
+		off = r.offset()
+	}
+	c := repo.Call{
+		Credential: r.credential,
+		Method:     ev.Method,
+		SentAt:     ev.SentAt.Add(off),
+		Duration:   ev.Duration,
+		Waited:     ev.Waited,
+		Outcome:    ev.Outcome,
+		Code:       ev.Code,
+		Message:    ev.Message,
+		MSN:        ev.MSN,
+		OrderID:    ev.OrderID,
+	}
+	if !ev.BlockedUntil.IsZero() {
+		c.BlockedUntil = ev.BlockedUntil.Add(off)
+	}
+	if id, ok := ctx.Value(keyRun).(int64); ok {
+		c.RunID = id
+	}
+	if id, ok := ctx.Value(keyActivation).(int64); ok {
+		c.ActivationID = &id
+	}
+	return c
+}
+
+// CallBudgetLog is what SeedLimiter reads (*repo.Store satisfies it).
+type CallBudgetLog interface {
+	CallBudget(ctx context.Context, credential string, since, now time.Time) (repo.CallBudget, error)
+}
+
+// LimiterSeeder is what SeedLimiter seeds (*octane.Client satisfies it).
+type LimiterSeeder interface {
+	Reseed(calls map[string][]time.Time, blockedUntil map[string]time.Time)
+}
+
+// seedSpan is how far back the seed reads: Octane's longest window plus
+// more than the limiter's pad.
+const seedSpan = time.Hour + time.Minute
+
+// SeedLimiter returns a pass-start function (WithPassStart) that gives the
+// client's limiter the credential's calls of the last hour from the call log
+// (every process's, this one's and those in flight or killed included) in
+// place of what it knew, and the fault-233 blocks still ahead. Under the run
+// lock no other process spends the credential until the pass ends, so the
+// pass starts from the whole budget's true state. offset is the database's
+// clock minus this process's wall clock (repo.DBClock.Offset; nil: zero), as
+// given to the recorder's WithDBOffset. Errors: the store's, wrapped: the
+// pass then stops before it spends anything.
+func SeedLimiter(log CallBudgetLog, client LimiterSeeder, credential string, offset func() time.Duration) func(context.Context) error {
+	return func(ctx context.Context) error {
+		var off time.Duration
+		if offset != nil {
+			off = offset()
+		}
+		now := time.Now().Add(off) // Octane counts on wall time, not the business clock
+		b, err := log.CallBudget(ctx, credential, now.Add(-seedSpan), now)
+		if err != nil {
+			return fmt.Errorf("seed the rate limiter from the call log: %w", err)
+		}
+		calls := make(map[string][]time.Time, len(b.Calls))
+		for m, ts := range b.Calls {
+			local := make([]time.Time, len(ts))
+			for i, t := range ts {
+				local[i] = t.Add(-off)
+			}
+			calls[m] = local
+		}
+		blocks := make(map[string]time.Time, len(b.BlockedUntil))
+		for m, t := range b.BlockedUntil {
+			blocks[m] = t.Add(-off)
+		}
+		client.Reseed(calls, blocks)
+		return nil
+	}
+}
