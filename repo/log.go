@@ -58,12 +58,20 @@ outcome, code, message, duration_ns FROM events WHERE activation_id = ? ORDER BY
 	return out, nil
 }
 
-// StartRun records the start of a run and returns its id.
+// StartRun records the start of a run and returns its id. Errors: wrapping
+// ctx.Err() when ctx ended during the insert (a cancelled pass, not a
+// database failure); the database's otherwise.
 func (s *Store) StartRun(ctx context.Context, at time.Time, credential string, phases []string, dryRun bool) (int64, error) {
 	var id int64
 	err := s.db.GetContext(ctx, &id, s.q(`INSERT INTO runs (started_at, credential, phases, dry_run)
 VALUES (?, ?, ?, ?) RETURNING id`), s.t(at), credential, strings.Join(phases, ","), dryRun)
 	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			// lib/pq answers a query cancelled by its context with the
+			// server's "canceling statement due to user request", which
+			// says nothing of the context.
+			return 0, fmt.Errorf("repo: start run: %w: %w", cerr, err)
+		}
 		return 0, fmt.Errorf("repo: start run: %w", err)
 	}
 	return id, nil
