@@ -51,7 +51,10 @@ func (s *Store) AcquireRunLock(ctx context.Context, key string) (*RunLock, error
 		var ok bool
 		// Never in a CTE or multi-row query: one call, one lock.
 		if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, l.key).Scan(&ok); err != nil {
-			conn.Close()
+			conn.Close() // a lock the cancelled statement may have taken dies with the session
+			if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+				err = fmt.Errorf("%w: %w", ctx.Err(), err) // lib/pq's 57014 is this cancellation
+			}
 			return nil, fmt.Errorf("repo: run lock %q: %w", key, err)
 		}
 		if !ok {
