@@ -55,6 +55,9 @@ type Octane interface {
 	ReserveResources(ctx context.Context, n int) ([]octane.Reservation, error)
 	SelectResource(ctx context.Context, msn string) error
 	UnreserveResource(ctx context.Context, msn string) error
+	// Acquire grants a limiter slot ahead of the call (budget-first
+	// submitting: no number is reserved before its orderCreate can go).
+	Acquire(ctx context.Context, method string) (*octane.Slot, error)
 	OrderCreate(ctx context.Context, req octane.OrderRequest) (string, error)
 	OrderQuery(ctx context.Context, orderID string) (octane.OrderStatus, error)
 	GetEsimQR(ctx context.Context, msn string) (octane.EsimQR, error)

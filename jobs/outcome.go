@@ -191,6 +191,10 @@ func (w watched) UnreserveResource(ctx context.Context, msn string) error {
 	return err
 }
 
+func (w watched) Acquire(ctx context.Context, method string) (*octane.Slot, error) {
+	return w.c.Acquire(ctx, method) // no Octane call: says nothing about an outage
+}
+
 func (w watched) OrderCreate(ctx context.Context, req octane.OrderRequest) (string, error) {
 	id, err := w.c.OrderCreate(ctx, req)
 	var ie *octane.IntentError

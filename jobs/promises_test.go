@@ -8,6 +8,7 @@ package jobs_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -342,4 +343,103 @@ func TestDeadlineIsANormalPass(t *testing.T) {
 	if err != nil || len(runs) != 1 || runs[0].Outcome != "deadline" {
 		t.Errorf("run record %+v (%v), want outcome deadline", runs, err)
 	}
+}
+
+// loadMore imports n more eSIM activations with references prefix-N.
+func (h *harness) loadMore(prefix string, n int) {
+	h.t.Helper()
+	rows := make([]repo.NewActivation, n)
+	for i := range rows {
+		ref := fmt.Sprintf("%s-%05d", prefix, i+1)
+		h.refs = append(h.refs, ref)
+		rows[i] = repo.NewActivation{Line: i + 2, SalesRef: ref, GivenNames: "Bo", Surname: fmt.Sprintf("Log%d", i),
+			Email: fmt.Sprintf("bo%d@example.com", i), PlanNo: 1001, SIMType: "esim"}
+	}
+	if _, err := h.store.Import(context.Background(), repo.ImportFile{Name: prefix + ".csv", Hash: prefix, DataRows: n},
+		rows, nil, h.clock.Now()); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// Issue 10: a backlog bigger than one pass can submit does not hold up the
+// polls and QR fetches that are due: they happen in the same pass, which
+// ends at its deadline as a normal pass.
+func TestBacklogDoesNotStarvePollsAndQR(t *testing.T) {
+	h := newHarness(t, octanetest.Faults{})
+	h.load(40)
+	ctx := context.Background()
+	h.config.MaxSubmitPerRun = 20
+	r := h.runner(h.client("secret"))
+	if _, err := r.Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(31 * time.Minute)
+	if _, err := r.Pass(ctx, []string{jobs.PhasePoll}); err != nil { // 20 completed, due for QR
+		t.Fatal(err)
+	}
+	if _, err := r.Pass(ctx, []string{jobs.PhaseSubmit}); err != nil { // 20 more submitted
+		t.Fatal(err)
+	}
+	h.clock.Advance(31 * time.Minute) // their polls are due
+	h.loadMore("BACKLOG", 300)
+
+	// orderCreate at one a second: the backlog outlasts the pass.
+	limits := octane.DefaultLimits()
+	limits[octane.MethodOrderCreate] = octane.Limit{PerMinute: 1}
+	c := h.client("secret", octane.WithLimits(limits), octane.WithWindows(time.Second, time.Hour))
+	h.config.MaxSubmitPerRun = 1000
+	h.config.RunDeadline = 4 * time.Second
+	res, err := h.runner(c).Pass(ctx, nil)
+	if err != nil {
+		t.Fatalf("backlog pass: %v", err)
+	}
+	if !res.DeadlineReached {
+		t.Errorf("the backlog pass did not reach its deadline (counts %v)", res.Counts)
+	}
+	if res.Counts["poll.completed"] != 20 || res.Counts["qr.ready"] < 20 {
+		t.Errorf("poll.completed %d, qr.ready %d in the backlog pass; want 20 and at least 20 (counts %v)",
+			res.Counts["poll.completed"], res.Counts["qr.ready"], res.Counts)
+	}
+	if res.Counts["submit.ordered"] == 0 || res.Counts["submit.ordered"] > 10 {
+		t.Errorf("submit.ordered %d, want a few (the budget allows about one a second)", res.Counts["submit.ordered"])
+	}
+	selected := 0
+	for _, a := range h.activations() {
+		if a.State == repo.StateSelected {
+			selected++
+		}
+	}
+	if selected != 0 {
+		t.Errorf("%d rows left holding a number in selected: numbers are reserved only when orderCreate can go", selected)
+	}
+}
+
+// Two passes of one Runner with different phases run side by side (as
+// `batch schedule` fires them) instead of one skipping for the lock.
+func TestPassesOfOneRunnerShareTheLock(t *testing.T) {
+	h := newHarness(t, octanetest.Faults{Latency: 20 * time.Millisecond})
+	h.load(20)
+	r := h.runner(h.client("secret"))
+	var wg sync.WaitGroup
+	results := make([]jobs.Result, 2)
+	errs := make([]error, 2)
+	for i, phases := range [][]string{{jobs.PhaseSubmit}, {jobs.PhasePoll, jobs.PhaseQR}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = r.Pass(context.Background(), phases)
+		}()
+	}
+	wg.Wait()
+	for i := range 2 {
+		if errs[i] != nil || results[i].Skipped {
+			t.Errorf("pass %d: err %v, skipped %v; want both to run", i, errs[i], results[i].Skipped)
+		}
+	}
+	// The lock was given back: another process can take it now.
+	l, err := h.store.AcquireRunLock(context.Background(), h.cred)
+	if err != nil {
+		t.Fatalf("run lock after both passes: %v", err)
+	}
+	l.Release(context.Background())
 }

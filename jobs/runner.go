@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -146,8 +147,10 @@ func (c *Config) retryPolicy() repo.RetryPolicy {
 	return repo.RetryPolicy{MaxAttempts: c.MaxAttempts, MinSpan: c.RetrySpan}
 }
 
-// Runner runs passes. It is safe to call Pass from several goroutines: the
-// run lock lets one through per credential.
+// Runner runs passes. It is safe to call Pass from several goroutines:
+// passes of one Runner share its run lock (they run side by side, as
+// `batch schedule` fires them), and the run lock keeps other processes on
+// the credential out.
 type Runner struct {
 	store  Store
 	client Octane
@@ -160,6 +163,48 @@ type Runner struct {
 	passStart          []func(ctx context.Context) error
 
 	unknownStatus sync.Map // order status values already logged once
+
+	// shared is the run lock shared by passes of this Runner that overlap
+	// (`batch schedule` firing different phases at once): the first takes
+	// it, the last gives it back.
+	shared struct {
+		mu   sync.Mutex
+		n    int
+		lock Lock
+	}
+}
+
+// acquire takes the run lock, or joins the one a running pass of this
+// Runner holds.
+func (r *Runner) acquire(ctx context.Context) (Lock, error) {
+	r.shared.mu.Lock()
+	defer r.shared.mu.Unlock()
+	if r.shared.n > 0 {
+		r.shared.n++
+		return r.shared.lock, nil
+	}
+	l, err := r.lock(ctx, r.cfg.Credential)
+	if err != nil {
+		return nil, err
+	}
+	r.shared.lock, r.shared.n = l, 1
+	return l, nil
+}
+
+// unshare leaves the shared lock; the last pass releases it.
+func (r *Runner) unshare(ctx context.Context) {
+	r.shared.mu.Lock()
+	defer r.shared.mu.Unlock()
+	r.shared.n--
+	if r.shared.n > 0 {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := r.shared.lock.Release(rctx); err != nil {
+		r.log.Error("release run lock", "err", err)
+	}
+	r.shared.lock = nil
 }
 
 // Option configures a Runner.
@@ -256,6 +301,8 @@ type pass struct {
 	releaseRan bool // the release phase ran in this pass (submit skips its own)
 
 	credOnce sync.Once // the credential check before the first claim
+
+	checkMu sync.Mutex // serializes run-lock checks of concurrent lanes
 }
 
 // lockChecker is a run lock that can confirm it is still held (*repo.RunLock:
@@ -282,7 +329,10 @@ func (p *pass) holdsLock(ctx context.Context) bool {
 	}
 	c, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := lc.Check(c); err != nil {
+	p.checkMu.Lock() // lanes check concurrently; one pinned connection
+	err := lc.Check(c)
+	p.checkMu.Unlock()
+	if err != nil {
 		if ctx.Err() == nil {
 			p.setFatal(fmt.Errorf("run lock lost: %w", err))
 		}
@@ -351,7 +401,7 @@ func (r *Runner) Pass(ctx context.Context, phases []string) (Result, error) {
 	if r.lock == nil {
 		return res, fmt.Errorf("%w: no run lock configured", ErrStopped)
 	}
-	lock, err := r.lock(ctx, r.cfg.Credential)
+	lock, err := r.acquire(ctx)
 	if errors.Is(err, repo.ErrLocked) {
 		r.log.Info("another run holds the lock; nothing to do", "credential", r.cfg.Credential)
 		res.Skipped = true
@@ -360,13 +410,7 @@ func (r *Runner) Pass(ctx context.Context, phases []string) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("%w: acquire run lock: %w", ErrStopped, err)
 	}
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if err := lock.Release(rctx); err != nil {
-			r.log.Error("release run lock", "err", err)
-		}
-	}()
+	defer r.unshare(ctx)
 
 	for _, f := range r.passStart {
 		if err := f(ctx); err != nil {
@@ -405,22 +449,58 @@ func (r *Runner) Pass(ctx context.Context, phases []string) (Result, error) {
 	p.log.Info("pass start", "phases", strings.Join(phases, ","), "credential", r.cfg.Credential)
 
 	var passErr error
+	var sideMu sync.Mutex
 	var sideErrs []error // import and report failures: the pass goes on
-	for _, ph := range phases {
-		if ctx.Err() != nil || p.fatalErr() != nil || !p.holdsLock(ctx) {
-			break
-		}
-		if err := p.runPhase(ctx, ph); err != nil {
-			if ph == PhaseImport || ph == PhaseReport {
-				// A sales file that cannot be moved or a mail server that
-				// refuses must not hold up orders and polls: the other
-				// phases still run, and the pass still fails (exit 1).
-				sideErrs = append(sideErrs, err)
+	// run runs the phases of one lane in order.
+	pollDone := make(chan struct{})
+	run := func(lane []string) {
+		for _, ph := range lane {
+			if ph == awaitPoll {
+				select {
+				case <-pollDone:
+				case <-ctx.Done():
+				}
 				continue
 			}
-			p.setFatal(err)
+			if ctx.Err() != nil || p.fatalErr() != nil || !p.holdsLock(ctx) {
+				return
+			}
+			if err := p.runPhase(ctx, ph); err != nil {
+				if ph == PhaseImport || ph == PhaseReport {
+					// A sales file that cannot be moved or a mail server
+					// that refuses must not hold up orders and polls: the
+					// other phases still run, and the pass still fails.
+					sideMu.Lock()
+					sideErrs = append(sideErrs, err)
+					sideMu.Unlock()
+					continue
+				}
+				p.setFatal(err)
+			}
 		}
 	}
+	first, lanes := passLanes(phases)
+	run(first)
+	if !slices.Contains(phases, PhasePoll) {
+		close(pollDone)
+	}
+	var wg sync.WaitGroup
+	for _, lane := range lanes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if lane[0] == PhasePoll {
+				defer close(pollDone)
+			}
+			defer func() {
+				if v := recover(); v != nil { // runPhase recovers; this is the lane's own code
+					p.setFatal(p.recovered("lane "+strings.Join(lane, ","), v))
+				}
+			}()
+			run(lane)
+		}()
+	}
+	wg.Wait()
 	res.SubmitStopped = p.submitStop()
 	outcome := "ok"
 	errMsg := ""
@@ -498,6 +578,40 @@ func (p *pass) left(ctx context.Context) map[repo.State]int {
 		}
 	}
 	return out
+}
+
+// awaitPoll in a lane waits for the poll lane to end.
+const awaitPoll = "await poll"
+
+// passLanes splits a pass's phases: import and release run first, in
+// order (release must precede submit, and import feeds it); then submit,
+// poll and qr+report run side by side, because each spends its own Octane
+// method's budget: a backlog being submitted never holds up polls, QR
+// fetches or the report. The report follows the QR fetch, so it carries
+// the QR codes fetched so far; once the polls are done the QR fetch runs
+// again, for the services this pass's polls completed.
+func passLanes(phases []string) (first []string, lanes [][]string) {
+	var qrReport []string
+	hasPoll, hasQR := false, false
+	for _, ph := range phases {
+		switch ph {
+		case PhaseImport, PhaseRelease:
+			first = append(first, ph)
+		case PhaseQR, PhaseReport:
+			qrReport = append(qrReport, ph)
+			hasQR = hasQR || ph == PhaseQR
+		default:
+			hasPoll = hasPoll || ph == PhasePoll
+			lanes = append(lanes, []string{ph})
+		}
+	}
+	if hasPoll && hasQR {
+		qrReport = append(qrReport, awaitPoll, PhaseQR)
+	}
+	if len(qrReport) > 0 {
+		lanes = append(lanes, qrReport)
+	}
+	return first, lanes
 }
 
 // ErrPanic wraps a panic recovered in a phase or one of its workers: the

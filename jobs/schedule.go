@@ -7,21 +7,23 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/robfig/cron/v3"
 )
 
 // DefaultSchedules are the 5-field UTC cron specs per phase used when the
-// environment sets none.
+// environment sets none. They are staggered, so no two phases fire in the
+// same minute: submit at :00, :10 ...; import at :01, :16, :31, :46; poll at
+// :02, :07 ...; qr at :04, :09 ...; report at :05; release at :18. (Phases
+// that do fire together run side by side anyway.)
 var DefaultSchedules = map[string]string{
-	PhaseImport:  "*/15 * * * *",
-	PhaseRelease: "17 * * * *",
+	PhaseImport:  "1-59/15 * * * *",
+	PhaseRelease: "18 * * * *",
 	PhaseSubmit:  "*/10 * * * *",
-	PhasePoll:    "*/5 * * * *",
-	PhaseQR:      "*/5 * * * *",
-	PhaseReport:  "0 * * * *",
+	PhasePoll:    "2-59/5 * * * *",
+	PhaseQR:      "4-59/5 * * * *",
+	PhaseReport:  "5 * * * *",
 }
 
 // ValidateSchedules parses every spec with cron.ParseStandard (5 fields, or
@@ -66,8 +68,8 @@ func parseSpec(spec string) (err error) {
 type cronLogger struct{ log *slog.Logger }
 
 func (l cronLogger) Info(msg string, kv ...any) {
-	if msg == "skip" {
-		l.log.Info("cron: firing skipped, previous one still running", kv...)
+	if msg == "delay" {
+		l.log.Info("cron: firing waited for the same phase's previous one", kv...)
 		return
 	}
 	l.log.Debug("cron: "+msg, kv...)
@@ -83,14 +85,15 @@ type Scheduler struct {
 	log    *slog.Logger
 	root   context.Context
 	cancel context.CancelFunc
-	busy   sync.Mutex // process-wide: firings sharing the run lock never overlap
 	grace  time.Duration
 }
 
 // NewScheduler builds a scheduler that calls fire(ctx, phase) for each phase
 // on its spec; each firing gets a context from the scheduler's root, bounded
-// by deadline (0: none). Specs are validated (ValidateSchedules). A firing
-// that finds another still running is skipped; a panic in a firing is
+// by deadline (0: none). Specs are validated (ValidateSchedules). Firings
+// of different phases run side by side (a Runner's passes share its run
+// lock); a firing that finds its own phase's previous firing still running
+// waits for it and then runs: no firing is dropped. A panic in a firing is
 // recovered and logged, and later firings still run.
 func NewScheduler(specs map[string]string, deadline, grace time.Duration, log *slog.Logger,
 	fire func(ctx context.Context, phase string)) (*Scheduler, error) {
@@ -101,11 +104,11 @@ func NewScheduler(specs map[string]string, deadline, grace time.Duration, log *s
 		log = slog.New(slog.DiscardHandler)
 	}
 	cl := cronLogger{log}
-	// SkipIfStillRunning outside Recover: v3.0.1 returns the skip token after
-	// the job returns, not in a defer, so a panic escaping it would make
-	// every later firing skip (NOTES 6).
+	// DelayIfStillRunning, per entry: a firing waits only for its own
+	// phase. It unlocks in a defer, and Recover inside it keeps a panic
+	// from reaching cron.
 	c := cron.New(cron.WithLocation(time.UTC), cron.WithLogger(cl),
-		cron.WithChain(cron.SkipIfStillRunning(cl), cron.Recover(cl)))
+		cron.WithChain(cron.DelayIfStillRunning(cl), cron.Recover(cl)))
 	root, cancel := context.WithCancel(context.Background())
 	s := &Scheduler{c: c, log: log, root: root, cancel: cancel, grace: grace}
 	for ph, spec := range specs {
@@ -113,11 +116,6 @@ func NewScheduler(specs map[string]string, deadline, grace time.Duration, log *s
 			if root.Err() != nil {
 				return
 			}
-			if !s.busy.TryLock() {
-				log.Info("firing skipped: another phase is running", "phase", ph)
-				return
-			}
-			defer s.busy.Unlock()
 			ctx := root
 			if deadline > 0 {
 				var cancel context.CancelFunc

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -137,5 +138,50 @@ func TestSchedulerStopIsBoundedByGrace(t *testing.T) {
 		}
 	case <-time.After(grace + 5*time.Second):
 		t.Fatal("Run blocked past the grace period")
+	}
+}
+
+// Every phase firing every second runs every second: a long submit firing
+// neither drops nor delays the other phases' firings, and its own next
+// firing waits for it instead of being dropped.
+func TestSchedulerRunsEveryPhaseEveryFiring(t *testing.T) {
+	specs := map[string]string{}
+	for _, ph := range AllPhases {
+		specs[ph] = "@every 1s"
+	}
+	var mu sync.Mutex
+	runs := map[string]int{}
+	s, err := NewScheduler(specs, 0, 5*time.Second, nil, func(ctx context.Context, phase string) {
+		mu.Lock()
+		runs[phase]++
+		mu.Unlock()
+		if phase == PhaseSubmit {
+			select { // a backlog: longer than the interval
+			case <-time.After(2500 * time.Millisecond):
+			case <-ctx.Done():
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	time.Sleep(5500 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, ph := range AllPhases {
+		want := 4 // about 5 firings in 5.5 s
+		if ph == PhaseSubmit {
+			want = 2 // 2.5 s each, firings queued behind it
+		}
+		if runs[ph] < want {
+			t.Errorf("%s ran %d times in 5.5 s, want at least %d (runs %v)", ph, runs[ph], want, runs)
+		}
 	}
 }

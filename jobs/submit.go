@@ -226,6 +226,18 @@ func (p *pass) submitOne(ctx context.Context, a *repo.Activation, u *unclaimer) 
 		u.add(a)
 		return
 	}
+	var slot *octane.Slot
+	if !p.r.cfg.DryRun {
+		// Budget first: the row's orderCreate slot is granted before a
+		// number is reserved for it, so no number is held and no row waits
+		// in selected because orderCreate's window is full.
+		var err error
+		if slot, err = p.oc.Acquire(ctx, octane.MethodOrderCreate); err != nil {
+			u.add(a) // the pass is stopping
+			return
+		}
+		defer slot.Release() // a no-op once orderCreate used it
+	}
 	var fresh *repo.Reservation
 	if a.State == repo.StatePending {
 		r, ok := p.prepare(ctx, a, u)
@@ -249,7 +261,7 @@ func (p *pass) submitOne(ctx context.Context, a *repo.Activation, u *unclaimer) 
 		u.add(a)
 		return
 	}
-	p.order(ctx, a, u)
+	p.order(ctx, a, slot, u)
 }
 
 // unselect frees a's claim, unreserves its number and records the release
@@ -409,7 +421,7 @@ func (p *pass) dropNumber(ctx context.Context, r repo.Reservation) {
 
 // order sends orderCreate once: selected -> ordering (the intent, written
 // only once the limiter has granted the call) -> submitted.
-func (p *pass) order(ctx context.Context, a *repo.Activation, u *unclaimer) {
+func (p *pass) order(ctx context.Context, a *repo.Activation, slot *octane.Slot, u *unclaimer) {
 	cfg := p.r.cfg
 	req := octane.OrderRequest{
 		CustNo:            deref(a.CustNo),
@@ -420,6 +432,7 @@ func (p *pass) order(ctx context.Context, a *repo.Activation, u *unclaimer) {
 		IsQRCode:          cfg.QRByEmail,
 		NotificationEmail: a.Email,
 		OrderNotes:        a.SalesRef,
+		Slot:              slot,
 	}
 	if !req.IsEsim {
 		req.SIMNo = a.SIMSerial

@@ -233,6 +233,8 @@ type spec struct {
 	// beforeSend runs once, after the first limiter grant and before the
 	// first try (OrderRequest.BeforeSend).
 	beforeSend func() error
+	// slot is a limiter slot granted ahead of the call (OrderRequest.Slot).
+	slot *Slot
 }
 
 // call is the one place where calls are limited, repeated, logged and
@@ -243,7 +245,14 @@ func (c *Client) call(ctx context.Context, s *spec, do func(context.Context, *at
 	}
 	transportTries, rateLimited := 0, 0
 	for {
-		slot, waited, err := c.limiter.Wait(ctx, s.method, c.username)
+		var slot *Slot
+		var waited time.Duration
+		var err error
+		if s.slot != nil { // granted ahead (Client.Acquire), used by the first try
+			slot, s.slot = s.slot, nil
+		} else {
+			slot, waited, err = c.limiter.Wait(ctx, s.method, c.username)
+		}
 		if err != nil {
 			c.report(ctx, s, CallEvent{ID: rand.Uint64(), Phase: CallDone, Waited: waited, Outcome: OutcomeTransport,
 				Message: "gave up waiting for the rate limiter"}, nil)
@@ -373,6 +382,20 @@ func invalid(method, format string, args ...any) error {
 	return fmt.Errorf("octane %s: %w: %s", method, ErrInvalidRequest, fmt.Sprintf(format, args...))
 }
 
+// Acquire waits until a call of method fits the credential's budget and
+// grants its slot ahead of the call, so that the work a call needs first
+// (reserving and selecting a number for orderCreate) is done only when the
+// call can go at once. Pass the slot in OrderRequest.Slot, or give it back
+// with Slot.Release when the call will not be made. Errors: the context's,
+// wrapped, when it ended first.
+func (c *Client) Acquire(ctx context.Context, method string) (*Slot, error) {
+	slot, _, err := c.limiter.Wait(ctx, method, c.username)
+	if err != nil {
+		return nil, fmt.Errorf("octane %s: %w", method, err)
+	}
+	return slot, nil
+}
+
 // QueryResources looks up a SIM serial or an MSN. Errors: *APIError (kinds
 // ErrUnauthorized, ErrRejected, ...), *TransportError after the retries.
 func (c *Client) QueryResources(ctx context.Context, value string) ([]PooledResource, error) {
@@ -473,6 +496,9 @@ const (
 // ErrInvalidRequest (no custNo, plan or MSN; a simNo on an eSIM or none on a
 // physical SIM), *APIError (ErrRejected, ErrResourcesUnavailable, ...).
 func (c *Client) OrderCreate(ctx context.Context, req OrderRequest) (string, error) {
+	if req.Slot != nil {
+		defer req.Slot.Release() // a no-op once the call used it
+	}
 	switch {
 	case req.CustNo <= 0:
 		return "", invalid(MethodOrderCreate, "custNo %d", req.CustNo)
@@ -494,7 +520,10 @@ func (c *Client) OrderCreate(ctx context.Context, req OrderRequest) (string, err
 		},
 	}
 	var orderID string
-	s := &spec{method: MethodOrderCreate, write: true, msn: req.MSN, beforeSend: req.BeforeSend}
+	if req.Slot != nil && (req.Slot.l != c.limiter || req.Slot.key.method != MethodOrderCreate) {
+		return "", invalid(MethodOrderCreate, "slot granted for another method or client")
+	}
+	s := &spec{method: MethodOrderCreate, write: true, msn: req.MSN, beforeSend: req.BeforeSend, slot: req.Slot}
 	err := c.call(ctx, s, func(ctx context.Context, at *attempt) error {
 		var ret orderCreateReturn
 		if err := c.doSOAP(ctx, svcOrder, MethodOrderCreate, payload, &ret, at); err != nil {

@@ -498,3 +498,44 @@ func TestOrderCreateBeforeSend(t *testing.T) {
 		t.Fatalf("simulator saw %d orderCreate calls, want 1", n)
 	}
 }
+
+// TestAcquireGrantsAheadOfTheCall: a slot granted by Acquire counts against
+// the budget while held, the call that carries it does not wait again, and
+// a slot given back frees its place.
+func TestAcquireGrantsAheadOfTheCall(t *testing.T) {
+	t.Parallel()
+	limits := octane.DefaultLimits()
+	limits[octane.MethodOrderCreate] = octane.Limit{PerMinute: 1}
+	e := newEnv(t, octanetest.Config{Customers: []int64{9}}, octane.WithLimits(limits),
+		octane.WithWindows(time.Hour, 2*time.Hour))
+	ctx := context.Background()
+	slot, err := e.client.Acquire(ctx, octane.MethodOrderCreate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The budget (1) is held by the slot: a second grant cannot come.
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	if _, err := e.client.Acquire(short, octane.MethodOrderCreate); err == nil {
+		t.Fatal("a second slot was granted while the only one is held")
+	}
+	cancel()
+	slot.Release()
+	slot, err = e.client.Acquire(ctx, octane.MethodOrderCreate)
+	if err != nil {
+		t.Fatalf("after Release: %v", err)
+	}
+	msn := selected(t, e.client)
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.client.OrderCreate(ctx, octane.OrderRequest{CustNo: 9, PlanNo: 1001, MSN: msn, IsEsim: true, Slot: slot})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("OrderCreate with a granted slot waited on the limiter")
+	}
+}

@@ -86,6 +86,10 @@ type OrderRequest struct {
 	// on the limiter. When it returns an error nothing is sent, the slot is
 	// given back and OrderCreate returns an *IntentError wrapping it.
 	BeforeSend func() error `json:"-"`
+
+	// Slot, when set, is an orderCreate slot granted ahead by
+	// Client.Acquire: the first try uses it instead of waiting.
+	Slot *Slot `json:"-"`
 }
 
 // IntentError is returned by OrderCreate when OrderRequest.BeforeSend

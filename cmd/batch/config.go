@@ -79,14 +79,15 @@ type config struct {
 	// LogFormat is json (default, for production) or text.
 	LogFormat string `env:"LOG_FORMAT, default=json"`
 
-	// Schedules for `batch schedule`: one 5-field UTC cron spec per phase.
+	// Schedules for `batch schedule`: one 5-field UTC cron spec per phase,
+	// staggered like jobs.DefaultSchedules (a test keeps them equal).
 	Schedule struct {
-		Import  string `env:"IMPORT, default=*/15 * * * *"`
-		Release string `env:"RELEASE, default=17 * * * *"`
+		Import  string `env:"IMPORT, default=1-59/15 * * * *"`
+		Release string `env:"RELEASE, default=18 * * * *"`
 		Submit  string `env:"SUBMIT, default=*/10 * * * *"`
-		Poll    string `env:"POLL, default=*/5 * * * *"`
-		QR      string `env:"QR, default=*/5 * * * *"`
-		Report  string `env:"REPORT, default=0 * * * *"`
+		Poll    string `env:"POLL, default=2-59/5 * * * *"`
+		QR      string `env:"QR, default=4-59/5 * * * *"`
+		Report  string `env:"REPORT, default=5 * * * *"`
 	} `env:", prefix=SCHEDULE_"`
 }
 

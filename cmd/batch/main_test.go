@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/esimbatch/esimbatch/octane/octanetest"
 	"github.com/esimbatch/esimbatch/repo"
 	"github.com/esimbatch/esimbatch/repo/repotest"
+	"github.com/robfig/cron/v3"
 )
 
 // testEnv runs the program in-process with a map environment.
@@ -224,11 +226,28 @@ func TestScheduleDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	specs := cfg.schedules()
-	if specs["submit"] != "*/10 * * * *" || specs["release"] != "17 * * * *" {
-		t.Fatalf("default schedules = %v", specs)
+	if !reflect.DeepEqual(specs, jobs.DefaultSchedules) {
+		t.Fatalf("default schedules = %v, want jobs.DefaultSchedules %v", specs, jobs.DefaultSchedules)
 	}
 	if err := jobs.ValidateSchedules(specs); err != nil {
 		t.Fatal(err)
+	}
+	// Staggered: over a day, no two phases fire in the same minute.
+	fires := map[time.Time][]string{}
+	start := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
+	for ph, spec := range specs {
+		sched, err := cron.ParseStandard(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for at := sched.Next(start.Add(-time.Second)); at.Before(start.Add(24 * time.Hour)); at = sched.Next(at) {
+			fires[at] = append(fires[at], ph)
+		}
+	}
+	for at, phs := range fires {
+		if len(phs) > 1 {
+			t.Errorf("%s: %v fire together", at.Format("15:04"), phs)
+		}
 	}
 }
 
