@@ -257,7 +257,7 @@ func TestStatus(t *testing.T) {
 	if err := run(context.Background(), []string{"status"}, e); err != nil {
 		t.Fatalf("status: %v\n%s", err, stderr)
 	}
-	for _, want := range []string{"pending      43", "orderCreate", "2000/2000"} {
+	for _, want := range []string{"pending      43", "orderCreate", "hour used/limit", "0/2000"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("status output lacks %q:\n%s", want, out)
 		}

@@ -60,31 +60,81 @@ func cmdStatus(ctx context.Context, args []string, e env) error {
 		fmt.Fprintln(w, "\nbudget: OCTANE_USERNAME not set")
 		return nil
 	}
-	// Octane's windows are wall-clock time, not the (possibly offset) job clock.
-	wall := time.Now()
+	// Octane's windows are wall-clock time, not the (possibly offset) job
+	// clock; the call log is stamped with the database's wall clock.
+	clk := repo.NewDBClock(store, time.Now, 0)
+	if err := clk.Sync(ctx); err != nil {
+		return fmt.Errorf("database clock: %w", err)
+	}
+	wall := clk.Wall()
 	calls, err := store.RecentCalls(ctx, cfg.Octane.Username, wall.Add(-time.Hour))
 	if err != nil {
 		return fmt.Errorf("recent calls: %w", err)
 	}
-	fmt.Fprintf(w, "\nbudget left for %s (last hour / last minute):\n", cfg.Octane.Username)
-	limits := octane.DefaultLimits()
+	fmt.Fprintf(w, "\nOctane budget of %s (documented limits; windows end at the times shown, UTC):\n", cfg.Octane.Username)
+	printBudget(w, budgetOf(calls, octane.DefaultLimits(), wall))
+	return nil
+}
+
+// budgetLine is one limited method's budget at a moment.
+type budgetLine struct {
+	Method                 string
+	HourUsed, HourLimit    int
+	MinuteUsed, MinuteLim  int
+	HourFrees, MinuteFrees time.Time // when the oldest call in a full window leaves it (zero: not full)
+}
+
+// budgetOf counts calls (send times, oldest first per method) in the
+// trailing hour and minute before now, for every limited method.
+func budgetOf(calls map[string][]time.Time, limits map[string]octane.Limit, now time.Time) []budgetLine {
 	methods := make([]string, 0, len(limits))
 	for m := range limits {
 		methods = append(methods, m)
 	}
 	sort.Strings(methods)
+	out := make([]budgetLine, 0, len(methods))
 	for _, m := range methods {
-		hour, minute := 0, 0
+		l := limits[m]
+		b := budgetLine{Method: m, HourLimit: l.PerHour, MinuteLim: l.PerMinute}
+		var inHour, inMinute []time.Time
 		for _, t := range calls[m] {
-			hour++
-			if !t.Before(wall.Add(-time.Minute)) {
-				minute++
+			if t.After(now.Add(-time.Hour)) {
+				inHour = append(inHour, t)
+				if t.After(now.Add(-time.Minute)) {
+					inMinute = append(inMinute, t)
+				}
 			}
 		}
-		l := limits[m]
-		fmt.Fprintf(w, "  %-20s %5d/%-5d %4d/%-4d\n", m, max(0, l.PerHour-hour), l.PerHour, max(0, l.PerMinute-minute), l.PerMinute)
+		b.HourUsed, b.MinuteUsed = len(inHour), len(inMinute)
+		if l.PerHour > 0 && len(inHour) >= l.PerHour {
+			b.HourFrees = inHour[len(inHour)-l.PerHour].Add(time.Hour)
+		}
+		if l.PerMinute > 0 && len(inMinute) >= l.PerMinute {
+			b.MinuteFrees = inMinute[len(inMinute)-l.PerMinute].Add(time.Minute)
+		}
+		out = append(out, b)
 	}
-	return nil
+	return out
+}
+
+// printBudget prints the budget table with labelled columns.
+func printBudget(w io.Writer, lines []budgetLine) {
+	fmt.Fprintf(w, "  %-20s %-15s %-15s %s\n", "method", "hour used/limit", "minute used/limit", "next free slot")
+	for _, b := range lines {
+		next := "now"
+		if t := later(b.HourFrees, b.MinuteFrees); !t.IsZero() {
+			next = t.UTC().Format(time.TimeOnly)
+		}
+		fmt.Fprintf(w, "  %-20s %-15s %-17s %s\n", b.Method, fmt.Sprintf("%d/%d", b.HourUsed, b.HourLimit),
+			fmt.Sprintf("%d/%d", b.MinuteUsed, b.MinuteLim), next)
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // printAttention prints an attention list: the count, then one line per

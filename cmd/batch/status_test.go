@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/esimbatch/esimbatch/octane"
 	"github.com/esimbatch/esimbatch/repo"
 	"github.com/esimbatch/esimbatch/repo/repotest"
 )
@@ -252,5 +254,33 @@ func TestStatusListsAttention(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The budget table counts the trailing hour and minute per limited method
+// and says when a full window frees its next slot.
+func TestBudgetOf(t *testing.T) {
+	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	limits := map[string]octane.Limit{
+		octane.MethodOrderCreate:      {PerMinute: 3, PerHour: 5},
+		octane.MethodReserveResources: {PerMinute: 50, PerHour: 500},
+	}
+	var oc []time.Time
+	for _, ago := range []time.Duration{90 * time.Minute, 50 * time.Minute, 40 * time.Minute, 50 * time.Second, 30 * time.Second, 10 * time.Second} {
+		oc = append(oc, now.Add(-ago))
+	}
+	got := budgetOf(map[string][]time.Time{octane.MethodOrderCreate: oc}, limits, now)
+	want := []budgetLine{
+		{Method: octane.MethodOrderCreate, HourUsed: 5, HourLimit: 5, MinuteUsed: 3, MinuteLim: 3,
+			HourFrees: now.Add(-50 * time.Minute).Add(time.Hour), MinuteFrees: now.Add(-50 * time.Second).Add(time.Minute)},
+		{Method: octane.MethodReserveResources, HourLimit: 500, MinuteLim: 50},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("budgetOf:\n got  %+v\n want %+v", got, want)
+	}
+	var b strings.Builder
+	printBudget(&b, got)
+	if !strings.Contains(b.String(), "5/5") || !strings.Contains(b.String(), "10:10:00") {
+		t.Errorf("budget table lacks the counts or the next free slot (10:10:00):\n%s", b.String())
 	}
 }
