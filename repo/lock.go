@@ -27,6 +27,9 @@ type RunLock struct {
 	name string
 	key  int64
 	conn *sql.Conn // PostgreSQL
+	// connMu serializes statements on conn: passes sharing the lock check
+	// it concurrently, and lib/pq interleaves the protocol otherwise.
+	connMu sync.Mutex
 	pid  int       // PostgreSQL: the backend that holds the advisory lock
 
 	holder  string        // SQLite
@@ -152,6 +155,8 @@ func (l *RunLock) Check(ctx context.Context) error {
 		return fmt.Errorf("repo: run lock %q released: %w", l.name, ErrLocked)
 	}
 	var held bool
+	l.connMu.Lock()
+	defer l.connMu.Unlock()
 	// The lock is ours if this very session still holds it.
 	err := l.conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
 WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
@@ -168,7 +173,7 @@ AND classid = (($1::bigint >> 32) & 4294967295)::oid AND objid = ($1::bigint & 4
 
 // Release gives the lock up (and stops the SQLite heartbeat); it works even
 // when ctx is cancelled (shutdown) and a second call does nothing. Not safe
-// for concurrent use with Check on PostgreSQL (one pinned connection).
+// to call while passes sharing the lock still check it.
 func (l *RunLock) Release(ctx context.Context) error {
 	l.mu.Lock()
 	if l.done {
@@ -180,6 +185,8 @@ func (l *RunLock) Release(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if l.conn != nil {
+		l.connMu.Lock()
+		defer l.connMu.Unlock()
 		_, err := l.conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, l.key)
 		if cerr := l.conn.Close(); err == nil {
 			err = cerr
