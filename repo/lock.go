@@ -172,8 +172,8 @@ AND classid = (($1::bigint >> 32) & 4294967295)::oid AND objid = ($1::bigint & 4
 }
 
 // Release gives the lock up (and stops the SQLite heartbeat); it works even
-// when ctx is cancelled (shutdown) and a second call does nothing. Not safe
-// to call while passes sharing the lock still check it.
+// when ctx is cancelled (shutdown) and a second call does nothing. It is
+// serialized with Check on the pinned connection.
 func (l *RunLock) Release(ctx context.Context) error {
 	l.mu.Lock()
 	if l.done {
