@@ -30,7 +30,7 @@ type RunLock struct {
 	// connMu serializes statements on conn: passes sharing the lock check
 	// it concurrently, and lib/pq interleaves the protocol otherwise.
 	connMu sync.Mutex
-	pid  int       // PostgreSQL: the backend that holds the advisory lock
+	pid    int // PostgreSQL: the backend that holds the advisory lock
 
 	holder  string        // SQLite
 	ttl     time.Duration // SQLite

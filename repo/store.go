@@ -10,6 +10,7 @@ import (
 	"hash/fnv"
 	neturl "net/url"
 	"reflect"
+	"regexp"
 	"strings"
 	"time"
 
@@ -52,14 +53,57 @@ type Store struct {
 	leaseTTL time.Duration
 }
 
-// Open connects to url: "postgres://..." or "postgresql://..." is PostgreSQL
-// (lib/pq, at most 4 connections); anything else is a SQLite file path, with
-// or without a "file:" prefix (modernc.org/sqlite, one connection, WAL). Open
-// does not migrate. Errors: a failed connection or ping, wrapped.
+// ErrBadURL: a database URL that names neither PostgreSQL nor SQLite.
+var ErrBadURL = errors.New("repo: not a database URL")
+
+// keywordDSN matches a libpq keyword connection string ("host=... dbname=...").
+var keywordDSN = regexp.MustCompile(`^\s*(host|hostaddr|port|dbname|user|password|sslmode|application_name|connect_timeout|options|service)\s*=`)
+
+// DialectOf says which store url names, and the address to open it with:
+// "postgres://...", "postgresql://..." and keyword strings ("host=...
+// dbname=...") are PostgreSQL; "sqlite:PATH", "file:PATH" and a path ending
+// in .db, .sqlite or .sqlite3 are SQLite. Anything else is ErrBadURL: a
+// typo must not create a SQLite file named after it, password and all.
+func DialectOf(url string) (dialect, addr string, err error) {
+	u := strings.TrimSpace(url)
+	lower := strings.ToLower(u)
+	switch {
+	case strings.HasPrefix(lower, "postgres://"), strings.HasPrefix(lower, "postgresql://"), keywordDSN.MatchString(lower):
+		return DialectPostgres, u, nil
+	case strings.HasPrefix(lower, "sqlite:"):
+		if p := u[len("sqlite:"):]; strings.TrimLeft(p, "/") != "" {
+			return DialectSQLite, p, nil
+		}
+	case strings.HasPrefix(lower, "file:"):
+		return DialectSQLite, u, nil
+	default:
+		path := lower
+		if i := strings.IndexByte(path, '?'); i >= 0 {
+			path = path[:i]
+		}
+		if !strings.Contains(path, "://") && (strings.HasSuffix(path, ".db") || strings.HasSuffix(path, ".sqlite") || strings.HasSuffix(path, ".sqlite3")) {
+			return DialectSQLite, u, nil
+		}
+	}
+	scheme := "no scheme"
+	if i := strings.Index(u, "://"); i > 0 {
+		scheme = "scheme " + u[:i]
+	}
+	return "", "", fmt.Errorf("%w (%s): want postgres://, postgresql://, a keyword string (host=... dbname=...), sqlite:PATH, file:PATH or a path ending in .db or .sqlite", ErrBadURL, scheme)
+}
+
+// Open connects to url (see DialectOf): PostgreSQL through lib/pq, at most
+// 4 connections; SQLite through modernc.org/sqlite, one connection, WAL.
+// Open does not migrate. Errors: ErrBadURL (wrapped) for a url that names
+// no store; a failed connection or ping, wrapped.
 func Open(ctx context.Context, url string) (*Store, error) {
 	s := &Store{}
-	var err error
-	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
+	dialect, addr, err := DialectOf(url)
+	if err != nil {
+		return nil, err
+	}
+	url = addr
+	if dialect == DialectPostgres {
 		s.dialect = DialectPostgres
 		var db *sqlx.DB
 		db, err = sqlx.Open("postgres", url)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/esimbatch/esimbatch/repo"
 	"github.com/sethvargo/go-envconfig"
 )
 
@@ -191,6 +192,11 @@ func (c *config) validate() error {
 	}
 	if c.RunDeadline <= 0 {
 		errs = append(errs, fmt.Errorf("RUN_DEADLINE: %s must be positive", c.RunDeadline))
+	}
+	if strings.TrimSpace(c.DatabaseURL) != "" {
+		if _, _, err := repo.DialectOf(c.DatabaseURL); err != nil {
+			errs = append(errs, fmt.Errorf("DATABASE_URL: %w", err)) // the text never quotes the URL
+		}
 	}
 	if c.SMTP.Port < 1 || c.SMTP.Port > 65535 {
 		errs = append(errs, fmt.Errorf("SMTP_PORT: %d is not a port", c.SMTP.Port))

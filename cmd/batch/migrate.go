@@ -17,6 +17,9 @@ func cmdMigrate(ctx context.Context, args []string, e env) error {
 	if strings.TrimSpace(url) == "" {
 		return badConfig("DATABASE_URL: required")
 	}
+	if _, _, err := repo.DialectOf(url); err != nil {
+		return badConfig("DATABASE_URL: %w", err)
+	}
 	s, err := repo.Open(ctx, url)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)

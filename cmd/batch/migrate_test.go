@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/esimbatch/esimbatch/repo"
@@ -43,5 +45,29 @@ func TestMigrateCommand(t *testing.T) {
 	defer s.Close()
 	if err := s.CheckSchema(context.Background()); err != nil {
 		t.Fatalf("after batch migrate, CheckSchema = %v", err)
+	}
+}
+
+// A DATABASE_URL that names no store exits 2 naming the variable, never
+// quotes the URL (it may hold a password) and creates no file.
+func TestBadDatabaseURLIsConfiguration(t *testing.T) {
+	dir := t.TempDir()
+	for _, url := range []string{"mysql://u:hunter2@db/x", filepath.Join(dir, "state"), "db.example.com"} {
+		for _, cmd := range []string{"migrate", "status", "run"} {
+			var out bytes.Buffer
+			vars := map[string]string{"DATABASE_URL": url, "OCTANE_SOAP_URL": "http://127.0.0.1:1/tiab",
+				"OCTANE_REST_URL": "http://127.0.0.1:1/tiab/api", "OCTANE_USERNAME": "u", "OCTANE_PASSWORD": "p", "OCTANE_GROUP_NO": "7"}
+			e := env{lookup: func(k string) (string, bool) { v, ok := vars[k]; return v, ok }, stdout: &out, stderr: &out}
+			err := run(context.Background(), []string{cmd}, e)
+			if got := exitCode(err); got != exitConfig || !strings.Contains(err.Error(), "DATABASE_URL") {
+				t.Errorf("%s with DATABASE_URL %q: exit %d (%v), want 2 naming DATABASE_URL", cmd, url, got, err)
+			}
+			if err != nil && strings.Contains(err.Error()+out.String(), "hunter2") {
+				t.Errorf("%s: the password reached the output", cmd)
+			}
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("files created: %v", entries)
 	}
 }
