@@ -15,6 +15,9 @@ func readCSV(content []byte, b *builder) error {
 		return fmt.Errorf("UTF-16 text (save the file as CSV UTF-8): %w", ErrUnreadable)
 	}
 	content = bytes.TrimPrefix(content, []byte("\xEF\xBB\xBF"))
+	if looksUTF16(content) {
+		return fmt.Errorf("UTF-16 text without a byte-order mark (save the file as CSV UTF-8): %w", ErrUnreadable)
+	}
 
 	r := csv.NewReader(bytes.NewReader(content))
 	r.Comma = detectSeparator(content)
@@ -116,4 +119,26 @@ scan:
 		return ';'
 	}
 	return ','
+}
+
+// looksUTF16 reports whether content is UTF-16 without a byte-order mark:
+// ASCII text in UTF-16 has a NUL in every other byte, which UTF-8 text never
+// has. The first 512 bytes decide.
+func looksUTF16(content []byte) bool {
+	head := content[:min(len(content), 512)]
+	if len(head) < 4 {
+		return false
+	}
+	even, odd := 0, 0
+	for i, c := range head {
+		if c == 0 {
+			if i%2 == 0 {
+				even++
+			} else {
+				odd++
+			}
+		}
+	}
+	half := len(head) / 2
+	return even > half*3/4 || odd > half*3/4
 }

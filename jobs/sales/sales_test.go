@@ -248,6 +248,10 @@ func TestReadRefused(t *testing.T) {
 		{name: "empty file", file: "empty.csv", want: ErrNoHeader},
 		{name: "unterminated quote", file: "unterminated.csv", want: ErrUnreadable, msg: []string{"line 3", "never closed"}},
 		{name: "UTF-16", file: "utf16.csv", want: ErrUnreadable, msg: []string{"UTF-16"}},
+		{name: "UTF-16LE without BOM", file: "nobom.csv", content: utf16NoBOM("sales_ref,email,plan_no\nA-1,a@example.com,1\n", false),
+			want: ErrUnreadable, msg: []string{"UTF-16", "without a byte-order mark"}},
+		{name: "UTF-16BE without BOM", file: "nobom.csv", content: utf16NoBOM("sales_ref,email,plan_no\nA-1,a@example.com,1\n", true),
+			want: ErrUnreadable, msg: []string{"UTF-16", "without a byte-order mark"}},
 		{name: "too large", file: "good.csv", opts: Options{MaxFileBytes: 100}, want: ErrTooLarge, msg: []string{"good.csv", "100 bytes limit"}},
 		{name: "missing sheet", file: "good.xlsx", opts: Options{Sheet: "Nope"}, want: ErrUnreadable, msg: []string{`"Nope"`, `"Sales"`}},
 		{name: "xlsx extension but not a zip", file: "x.xlsx", content: []byte("sales_ref,email,plan_no\n"), want: ErrUnreadable},
@@ -308,4 +312,17 @@ func TestLuhn(t *testing.T) {
 			t.Errorf("luhn(%s) = %v", s, got)
 		}
 	}
+}
+
+// utf16NoBOM encodes ASCII text as UTF-16 with no byte-order mark.
+func utf16NoBOM(text string, bigEndian bool) []byte {
+	var out []byte
+	for _, c := range []byte(text) {
+		if bigEndian {
+			out = append(out, 0, c)
+		} else {
+			out = append(out, c, 0)
+		}
+	}
+	return out
 }
