@@ -59,11 +59,23 @@ func cmdRun(ctx context.Context, args []string, e env) error {
 }
 
 // newLogger builds the process logger (JSON in production, text on request).
+//
+// Durations are written as Go duration strings ("1.5s"), never as the
+// nanosecond integers slog's JSON handler writes by default.
 func newLogger(cfg *config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{ReplaceAttr: durationsAsText}
 	if cfg.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(w, nil))
+		return slog.New(slog.NewTextHandler(w, opts))
 	}
-	return slog.New(slog.NewJSONHandler(w, nil))
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// durationsAsText rewrites a duration attribute as its string form.
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // wired is what a command that runs passes needs.

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"reflect"
@@ -90,5 +92,24 @@ func TestScheduleStopsCleanly(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("schedule did not stop")
+	}
+}
+
+// JSON logs carry durations as Go duration strings, not nanoseconds.
+func TestLogDurationsAsText(t *testing.T) {
+	var b bytes.Buffer
+	log := newLogger(&config{LogFormat: "json"}, &b)
+	log.Info("x", "wait", 1500*time.Millisecond, slog.Group("g", slog.Duration("d", time.Minute)))
+	var got struct {
+		Wait string `json:"wait"`
+		G    struct {
+			D string `json:"d"`
+		} `json:"g"`
+	}
+	if err := json.Unmarshal(b.Bytes(), &got); err != nil {
+		t.Fatalf("%v: %s", err, b.String())
+	}
+	if got.Wait != "1.5s" || got.G.D != "1m0s" {
+		t.Fatalf("durations logged as %q and %q, want 1.5s and 1m0s: %s", got.Wait, got.G.D, b.String())
 	}
 }
