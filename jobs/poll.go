@@ -164,7 +164,9 @@ func (p *pass) pollAdopted(ctx context.Context, a *repo.Activation, u *unclaimer
 		err error
 	)
 	if a.SIMType == "physical" {
-		_, err = p.oc.GetSIMDetails(ctx, a.MSN)
+		// No order id to follow and no call that reports a physical SIM's
+		// service: IN_USE within our reservation already proved the order
+		// ours, so the row is provisioned at its first poll slot.
 	} else {
 		q, err = p.oc.GetEsimQR(ctx, a.MSN)
 		if err == nil && q.ActivationCode == "" && len(q.QRCode) == 0 {

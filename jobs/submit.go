@@ -374,8 +374,8 @@ func (p *pass) takeNumber(ctx context.Context, a *repo.Activation) (repo.Reserva
 	p.poolMu.Lock()
 	defer p.poolMu.Unlock()
 	c, cancel := p.wctx(ctx)
-	defer cancel()
 	r, err := p.r.store.TakeReservation(c, p.runID, a, p.r.now())
+	cancel()
 	if err == nil {
 		return r, nil
 	}
@@ -390,6 +390,10 @@ func (p *pass) takeNumber(ctx context.Context, a *repo.Activation) (repo.Reserva
 	if err != nil {
 		return r, err
 	}
+	// A fresh deadline: the call may have waited long on the limiter, and
+	// the numbers Octane just reserved must be stored.
+	c, cancel = p.wctx(ctx)
+	defer cancel()
 	rs := make([]repo.Reservation, 0, len(got))
 	for _, g := range got {
 		rs = append(rs, repo.Reservation{MSN: g.MSN, ReservationID: g.ReservationID})
@@ -408,7 +412,7 @@ func (p *pass) takeNumber(ctx context.Context, a *repo.Activation) (repo.Reserva
 // dropNumber gives a number back to Octane after a failed select; when that
 // fails too the number stays recorded and a later release phase retries.
 func (p *pass) dropNumber(ctx context.Context, r repo.Reservation) {
-	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+	c, cancel := afterEnd(ctx, giveBackGrace)
 	defer cancel()
 	if err := p.oc.UnreserveResource(c, r.MSN); err != nil && classify(c, err) != kindRejected {
 		p.log.Warn("unreserve after failed select", "msn", r.MSN, "err", err)
@@ -517,7 +521,7 @@ func guardOf(l Lock) repo.LockGuard {
 
 // giveBack unreserves a number no order consumed; it reports success.
 func (p *pass) giveBack(ctx context.Context, msn string) bool {
-	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+	c, cancel := afterEnd(ctx, giveBackGrace)
 	defer cancel()
 	if err := p.oc.UnreserveResource(c, msn); err != nil {
 		p.log.Warn("unreserve", "msn", msn, "err", err)
@@ -526,12 +530,29 @@ func (p *pass) giveBack(ctx context.Context, msn string) bool {
 	return true
 }
 
+// giveBackGrace is how long unreserving numbers may go on once the pass's
+// context ended: a number not given back now stays recorded and the release
+// phase gives it back later, so a pass never overruns its deadline waiting
+// (e.g. on a limiter blocked by a 233) to give numbers back.
+const giveBackGrace = 5 * time.Second
+
+// afterEnd returns a context that outlives ctx by grace (and at most 20 s
+// in all beyond its start when ctx never ends).
+func afterEnd(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(grace, cancel)
+		context.AfterFunc(c, func() { t.Stop() })
+	})
+	return c, func() { stop(); cancel() }
+}
+
 // releaseLeftovers unreserves the run's numbers no activation took.
 func (p *pass) releaseLeftovers(ctx context.Context) {
 	if p.r.cfg.DryRun {
 		return
 	}
-	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	c, cancel := afterEnd(ctx, giveBackGrace)
 	defer cancel()
 	free, err := p.r.store.FreeReservations(c, p.runID)
 	if err != nil {
