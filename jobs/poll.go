@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/esimbatch/esimbatch/octane"
 	"github.com/esimbatch/esimbatch/repo"
@@ -132,6 +133,12 @@ func (p *pass) pollOne(ctx context.Context, a *repo.Activation, u *unclaimer) {
 			return
 		}
 		p.add("poll.completed", 1)
+		if p.awaitQR(a) {
+			select { // the QR fetch beside the polls takes it (qrFollowing)
+			case p.completed <- struct{}{}:
+			default:
+			}
+		}
 	case octane.StatusRejected, octane.StatusCancelled:
 		msg := st.ErrorMessage
 		if msg == "" {
@@ -196,8 +203,47 @@ func (p *pass) pollAdopted(ctx context.Context, a *repo.Activation, u *unclaimer
 	}
 }
 
+// qrFollowGap is how long the QR fetch beside the polls lets completions
+// gather before it claims them, so that one claim takes what the poll
+// workers completed meanwhile instead of one row each.
+const qrFollowGap = time.Second
+
+// qrFollowing is the idle step of the QR fetch that runs beside the poll
+// lane (claimLoop.idle): once no completed service is left to fetch, it
+// waits until this pass's polls complete another (and qrFollowGap more), or
+// until the poll lane has ended, which allows one last claim for what it
+// completed since the previous one.
+func (p *pass) qrFollowing() func(ctx context.Context) bool {
+	last := false
+	return func(ctx context.Context) bool {
+		if last {
+			return false
+		}
+		select {
+		case <-p.completed:
+		case <-p.pollDone:
+			last = true
+			return true
+		case <-ctx.Done():
+			return false
+		}
+		t := time.NewTimer(qrFollowGap)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-p.pollDone:
+			last = true
+		case <-ctx.Done():
+			return false
+		}
+		return true
+	}
+}
+
 // qr fetches the activation code and QR image of completed eSIM services.
-func (p *pass) qr(ctx context.Context) error {
+// With followPolls it keeps fetching, as this pass's polls complete
+// services, until the poll lane has ended (qrFollowing).
+func (p *pass) qr(ctx context.Context, followPolls bool) error {
 	cfg := p.r.cfg
 	if cfg.DryRun {
 		// Storing a QR is a write and a claim is one too: a dry run fetches none.
@@ -207,13 +253,17 @@ func (p *pass) qr(ctx context.Context) error {
 	u := &unclaimer{}
 	defer p.flush(ctx, u)
 	prog := p.newProgress(PhaseQR, p.workload(ctx, PhaseQR, 0))
-	err := p.drain(ctx, u, claimLoop{
+	l := claimLoop{
 		prog: prog,
 		claim: func(ctx context.Context, n int) ([]repo.Activation, error) {
 			return p.r.store.ClaimQR(ctx, p.r.now(), p.runID, n, cfg.Lease)
 		},
 		work: func(ctx context.Context, a *repo.Activation) { p.qrOne(ctx, a, u) },
-	})
+	}
+	if followPolls {
+		l.idle = p.qrFollowing()
+	}
+	err := p.drain(ctx, u, l)
 	if err != nil {
 		return fmt.Errorf("claim qr: %w", err)
 	}

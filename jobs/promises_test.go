@@ -443,3 +443,38 @@ func TestPassesOfOneRunnerShareTheLock(t *testing.T) {
 	}
 	l.Release(context.Background())
 }
+
+// Issue 10: when orderQuery's budget keeps the poll lane busy up to the
+// pass's deadline, the services it completes get their QR codes in the same
+// pass, while it polls, not one pass (10 minutes) later.
+func TestQRFetchedWhilePollsRunToTheDeadline(t *testing.T) {
+	h := newHarness(t, octanetest.Faults{})
+	h.load(60)
+	ctx := context.Background()
+	if _, err := h.runner(h.client("secret")).Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(31 * time.Minute) // every order complete, every poll due
+
+	// orderQuery at about eight a second: 60 polls outlast the pass.
+	limits := octane.DefaultLimits()
+	limits[octane.MethodOrderQuery] = octane.Limit{PerMinute: 4}
+	c := h.client("secret", octane.WithLimits(limits), octane.WithWindows(500*time.Millisecond, time.Hour))
+	h.config.RunDeadline = 4 * time.Second
+	res, err := h.runner(c).Pass(ctx, nil)
+	if err != nil {
+		t.Fatalf("pass: %v", err)
+	}
+	if !res.DeadlineReached {
+		t.Fatalf("the poll lane ended before the deadline (counts %v): nothing to show", res.Counts)
+	}
+	completed, ready := res.Counts["poll.completed"], res.Counts["qr.ready"]
+	if completed == 0 || completed >= 60 {
+		t.Fatalf("poll.completed %d, want some of the 60 (counts %v)", completed, res.Counts)
+	}
+	// The fetch follows the polls a second behind: only the last
+	// completions may wait for the next pass.
+	if ready < completed/2 {
+		t.Errorf("qr.ready %d of %d services completed in the pass, want most (counts %v)", ready, completed, res.Counts)
+	}
+}

@@ -303,6 +303,9 @@ type pass struct {
 	credOnce sync.Once // the credential check before the first claim
 
 	checkMu sync.Mutex // serializes run-lock checks of concurrent lanes
+
+	pollDone  <-chan struct{} // closed when the poll lane has ended (or there is none)
+	completed chan struct{}   // signalled (never blocking) when a poll completed a service awaiting its QR
 }
 
 // lockChecker is a run lock that can confirm it is still held (*repo.RunLock:
@@ -436,7 +439,8 @@ func (r *Runner) Pass(ctx context.Context, phases []string) (Result, error) {
 		}
 	}
 	res.RunID = runID
-	p := &pass{r: r, runID: runID, counts: res.Counts, log: r.log.With("run_id", runID), lock: lock}
+	p := &pass{r: r, runID: runID, counts: res.Counts, log: r.log.With("run_id", runID), lock: lock,
+		completed: make(chan struct{}, 1)}
 	p.outage = &outage{after: r.cfg.OutageAfter, onStop: p.setFatal}
 	p.oc = watched{c: r.client, o: p.outage}
 	if r.cfg.DryRun {
@@ -453,15 +457,9 @@ func (r *Runner) Pass(ctx context.Context, phases []string) (Result, error) {
 	var sideErrs []error // import and report failures: the pass goes on
 	// run runs the phases of one lane in order.
 	pollDone := make(chan struct{})
+	p.pollDone = pollDone
 	run := func(lane []string) {
 		for _, ph := range lane {
-			if ph == awaitPoll {
-				select {
-				case <-pollDone:
-				case <-ctx.Done():
-				}
-				continue
-			}
 			if ctx.Err() != nil || p.fatalErr() != nil || !p.holdsLock(ctx) {
 				return
 			}
@@ -580,16 +578,19 @@ func (p *pass) left(ctx context.Context) map[repo.State]int {
 	return out
 }
 
-// awaitPoll in a lane waits for the poll lane to end.
-const awaitPoll = "await poll"
+// qrFollowingPolls in a lane is the QR fetch that runs beside the poll lane
+// until it ends (pass.qrFollowing).
+const qrFollowingPolls = "qr following polls"
 
 // passLanes splits a pass's phases: import and release run first, in
 // order (release must precede submit, and import feeds it); then submit,
 // poll and qr+report run side by side, because each spends its own Octane
 // method's budget: a backlog being submitted never holds up polls, QR
 // fetches or the report. The report follows the QR fetch, so it carries
-// the QR codes fetched so far; once the polls are done the QR fetch runs
-// again, for the services this pass's polls completed.
+// the QR codes fetched so far; then the QR fetch runs again beside the
+// polls, for the services this pass's polls complete, as they complete: a
+// poll lane that spends its whole deadline on orderQuery's budget does not
+// hold their QR codes back to the next pass.
 func passLanes(phases []string) (first []string, lanes [][]string) {
 	var qrReport []string
 	hasPoll, hasQR := false, false
@@ -606,7 +607,7 @@ func passLanes(phases []string) (first []string, lanes [][]string) {
 		}
 	}
 	if hasPoll && hasQR {
-		qrReport = append(qrReport, awaitPoll, PhaseQR)
+		qrReport = append(qrReport, qrFollowingPolls)
 	}
 	if len(qrReport) > 0 {
 		lanes = append(lanes, qrReport)
@@ -627,7 +628,11 @@ func (p *pass) recovered(where string, v any) error {
 	return err
 }
 
-func (p *pass) runPhase(ctx context.Context, ph string) (err error) {
+func (p *pass) runPhase(ctx context.Context, step string) (err error) {
+	ph := step
+	if step == qrFollowingPolls {
+		ph = PhaseQR // one phase for the logs and counters
+	}
 	t0 := time.Now()
 	before := p.snapshot(ph)
 	defer func() {
@@ -638,7 +643,7 @@ func (p *pass) runPhase(ctx context.Context, ph string) (err error) {
 			p.setFatal(err)
 		}
 	}()
-	switch ph {
+	switch step {
 	case PhaseImport:
 		err = p.plugged(ctx, ph, p.r.importFn)
 	case PhaseRelease:
@@ -649,7 +654,9 @@ func (p *pass) runPhase(ctx context.Context, ph string) (err error) {
 	case PhasePoll:
 		err = p.poll(ctx)
 	case PhaseQR:
-		err = p.qr(ctx)
+		err = p.qr(ctx, false)
+	case qrFollowingPolls:
+		err = p.qr(ctx, true)
 	case PhaseReport:
 		err = p.plugged(ctx, ph, p.r.reportFn)
 	}

@@ -93,6 +93,9 @@ type claimLoop struct {
 	prog  *progress   // ticked per row worked (nil: none)
 	claim func(ctx context.Context, n int) ([]repo.Activation, error)
 	work  func(ctx context.Context, a *repo.Activation)
+	// idle, when set, is called when a claim finds nothing new: true
+	// claims again (it waited for more work), false ends the loop.
+	idle func(ctx context.Context) bool
 }
 
 // drain is the claim loop every claiming phase shares: while the pass is
@@ -127,6 +130,9 @@ func (p *pass) drain(ctx context.Context, u *unclaimer, l claimLoop) error {
 			fresh = append(fresh, a)
 		}
 		if len(fresh) == 0 {
+			if l.idle != nil && l.idle(ctx) {
+				continue
+			}
 			return nil
 		}
 		claimed += len(fresh)
