@@ -80,6 +80,14 @@ type config struct {
 	// LogFormat is json (default, for production) or text.
 	LogFormat string `env:"LOG_FORMAT, default=json"`
 
+	// PushgatewayURL: where `batch run` pushes its metrics after the pass
+	// (empty: no push). It may carry basic auth (https://user:pw@host), so
+	// it is a secret, logged with its user info masked.
+	PushgatewayURL secret `env:"PUSHGATEWAY_URL"`
+	// MetricsAddr: host:port where `batch schedule` serves /metrics and
+	// /healthz (empty: no server).
+	MetricsAddr string `env:"METRICS_ADDR"`
+
 	// Schedules for `batch schedule`: one 5-field UTC cron spec per phase,
 	// staggered like jobs.DefaultSchedules (a test keeps them equal).
 	Schedule struct {
@@ -127,6 +135,8 @@ func (c *config) LogValue() slog.Value {
 		slog.Any("report_to", c.Report.To),
 		slog.String("report_dir", c.Report.Dir),
 		slog.Any("report_password", c.Report.Password),
+		slog.String("pushgateway_url", redactURL(c.PushgatewayURL.Reveal())),
+		slog.String("metrics_addr", c.MetricsAddr),
 	)
 }
 
@@ -207,6 +217,7 @@ func (c *config) validate() error {
 	if c.SMTP.Host != "" && c.SMTP.From == "" {
 		errs = append(errs, errors.New("SMTP_FROM: required when SMTP_HOST is set"))
 	}
+	errs = append(errs, c.validateMetrics()...)
 	switch c.LogFormat {
 	case "json", "text":
 	default:

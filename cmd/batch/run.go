@@ -46,11 +46,13 @@ func cmdRun(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	defer w.store.Close()
+	start := time.Now()
 	res, err := w.runner.Pass(ctx, phases)
 	if res.Skipped {
 		fmt.Fprintln(e.stdout, "another run holds the lock; nothing done")
 		return nil
 	}
+	pushRun(ctx, cfg, log, w, phases, *dryRun, start, res, err)
 	printResult(e.stdout, res, *dryRun)
 	if err != nil {
 		return fmt.Errorf("batch run: %w", err)

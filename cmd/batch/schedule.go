@@ -38,8 +38,15 @@ func cmdSchedule(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	defer w.store.Close()
+	sm, err := startScheduleMetrics(cfg, log, w)
+	if err != nil {
+		return err
+	}
+	defer sm.close()
 	s, err := jobs.NewScheduler(cfg.schedules(), cfg.RunDeadline, stopGrace, log, func(ctx context.Context, phase string) {
+		start := time.Now()
 		res, err := w.runner.Pass(ctx, []string{phase})
+		sm.observe(ctx, phase, start, res, err)
 		switch {
 		case res.Skipped:
 		case errors.Is(err, jobs.ErrStopped):
