@@ -29,6 +29,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/esimbatch/esimbatch/octane"
 	"github.com/esimbatch/esimbatch/repo"
 )
 
@@ -51,7 +52,9 @@ const (
 
 	// Outcomes counts what passes did, per phase and outcome (labels phase,
 	// outcome): the counts of each pass's `phase done` log lines, such as
-	// submit/ordered, poll/completed, qr/ready, submit/failed.
+	// submit/ordered, poll/completed, qr/ready, submit/failed; and, under
+	// phase "pass", the passes that succeeded (ok) and failed (failed) and
+	// counts of no one phase (lost_claims).
 	Outcomes = "esimbatch_outcomes_total"
 	// OctaneCalls counts Octane calls per method and outcome (ok,
 	// rejected, fault, rate_limited, transport; inflight for a call whose
@@ -132,12 +135,10 @@ type Metrics struct {
 	outcomes *prometheus.CounterVec
 	calls    *prometheus.CounterVec
 	wait     *prometheus.CounterVec
-	duration prometheus.Gauge
-	lastRun  prometheus.Gauge
-	lastExit prometheus.Gauge
 
 	mu          sync.Mutex
 	started     time.Time
+	last        *Pass                // the pass that ended last; nil: none yet
 	lastSuccess time.Time            // zero: no pass succeeded yet
 	phases      map[string]PhaseInfo // the last pass of each phase
 }
@@ -169,20 +170,36 @@ func New(o Options) *Metrics {
 		Help: "Octane calls per method and outcome (ok, rejected, fault, rate_limited, transport, inflight)."}, []string{"method", "outcome"})
 	m.wait = prometheus.NewCounterVec(prometheus.CounterOpts{Name: RateLimitWait, ConstLabels: c,
 		Help: "Seconds Octane calls waited for the rate limiter before sending, per method."}, []string{"method"})
-	m.duration = prometheus.NewGauge(prometheus.GaugeOpts{Name: RunDuration, ConstLabels: c,
-		Help: "Wall time of the last pass, in seconds."})
-	m.lastRun = prometheus.NewGauge(prometheus.GaugeOpts{Name: LastRun, ConstLabels: c,
-		Help: "When the last pass ended, in Unix seconds."})
-	m.lastExit = prometheus.NewGauge(prometheus.GaugeOpts{Name: LastRunExitCode, ConstLabels: c,
-		Help: "0 when the last pass succeeded, 1 when it failed."})
-	m.reg.MustRegister(m.outcomes, m.calls, m.wait, m.duration, m.lastRun, m.lastExit,
-		&successCollector{m: m, desc: prometheus.NewDesc(LastSuccess,
+	m.reg.MustRegister(m.outcomes, m.calls, m.wait, &lastCollector{m: m,
+		duration: prometheus.NewDesc(RunDuration, "Wall time of the last pass, in seconds.", nil, c),
+		run:      prometheus.NewDesc(LastRun, "When the last pass ended, in Unix seconds.", nil, c),
+		exit:     prometheus.NewDesc(LastRunExitCode, "0 when the last pass succeeded, 1 when it failed.", nil, c),
+		success: prometheus.NewDesc(LastSuccess,
 			"When the last successful pass ended, in Unix seconds (absent until one succeeded).", nil, c)})
 	if o.Store != nil {
 		m.reg.MustRegister(newDBCollector(o.Store, o, c))
 	}
+	// Every per-pass family starts with series at 0, so a push always
+	// carries each of them: POST replaces a family only when it is pushed,
+	// and a run with no call or no count must not leave the previous run's
+	// numbers on the gateway as if they were its own.
+	for _, r := range []string{passOK, passFailed} {
+		m.outcomes.WithLabelValues(passPhase, r)
+	}
+	for meth := range octane.DefaultLimits() { // the methods that can wait
+		m.calls.WithLabelValues(meth, octane.OutcomeOK)
+		m.wait.WithLabelValues(meth)
+	}
 	return m
 }
+
+// Outcomes series of the pass as a whole: passes that succeeded and failed,
+// and counts without a phase (lost_claims).
+const (
+	passPhase  = "pass"
+	passOK     = "ok"
+	passFailed = "failed"
+)
 
 // Gatherer is the registry, for a push or a scrape handler.
 func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
@@ -196,9 +213,14 @@ func (m *Metrics) ObservePass(p Pass) {
 		}
 		phase, outcome, ok := strings.Cut(k, ".")
 		if !ok { // a pass-wide count, such as lost_claims
-			phase, outcome = "pass", k
+			phase, outcome = passPhase, k
 		}
 		m.outcomes.WithLabelValues(phase, outcome).Add(float64(n))
+	}
+	if p.Failed {
+		m.outcomes.WithLabelValues(passPhase, passFailed).Inc()
+	} else {
+		m.outcomes.WithLabelValues(passPhase, passOK).Inc()
 	}
 	for _, c := range p.Calls {
 		m.calls.WithLabelValues(c.Method, c.Outcome).Add(float64(c.Count))
@@ -208,12 +230,11 @@ func (m *Metrics) ObservePass(p Pass) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.duration.Set(p.End.Sub(p.Start).Seconds())
-	m.lastRun.Set(unixSeconds(p.End))
-	if p.Failed {
-		m.lastExit.Set(1)
-	} else {
-		m.lastExit.Set(0)
+	if m.last == nil || !p.End.Before(m.last.End) {
+		last := p
+		m.last = &last
+	}
+	if !p.Failed && p.End.After(m.lastSuccess) {
 		m.lastSuccess = p.End
 	}
 	for _, ph := range p.Phases {
@@ -223,22 +244,37 @@ func (m *Metrics) ObservePass(p Pass) {
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
-// successCollector exposes LastSuccess only once a pass succeeded: a gauge
-// at 0 pushed by a failed first run would overwrite the time of the last
+// lastCollector exposes the last pass's gauges once a pass ended, and
+// LastSuccess only once one succeeded: before that a scrape shows them absent
+// rather than an exit code 0 of a pass that never ran, and a push carries no
+// LastSuccess, so a failed first run does not overwrite the time of the last
 // success the Pushgateway holds from an earlier process.
-type successCollector struct {
-	m    *Metrics
-	desc *prometheus.Desc
+type lastCollector struct {
+	m                            *Metrics
+	duration, run, exit, success *prometheus.Desc
 }
 
-func (c *successCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *lastCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.duration, c.run, c.exit, c.success} {
+		ch <- d
+	}
+}
 
-func (c *successCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *lastCollector) Collect(ch chan<- prometheus.Metric) {
 	c.m.mu.Lock()
-	t := c.m.lastSuccess
+	last, success := c.m.last, c.m.lastSuccess
 	c.m.mu.Unlock()
-	if !t.IsZero() {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, unixSeconds(t))
+	if last != nil {
+		exit := 0.0
+		if last.Failed {
+			exit = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.duration, prometheus.GaugeValue, last.End.Sub(last.Start).Seconds())
+		ch <- prometheus.MustNewConstMetric(c.run, prometheus.GaugeValue, unixSeconds(last.End))
+		ch <- prometheus.MustNewConstMetric(c.exit, prometheus.GaugeValue, exit)
+	}
+	if !success.IsZero() {
+		ch <- prometheus.MustNewConstMetric(c.success, prometheus.GaugeValue, unixSeconds(success))
 	}
 }
 

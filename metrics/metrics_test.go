@@ -87,7 +87,7 @@ func TestPushKeepsLastSuccessAcrossAFailedRun(t *testing.T) {
 			t.Errorf("%s%v = %v (found %v), want %v", c.name, c.labels, got, found, c.want)
 		}
 	}
-	if _, found := p.Families.Value(metrics.Outcomes, map[string]string{"outcome": "failed"}); found {
+	if _, found := p.Families.Value(metrics.Outcomes, map[string]string{"phase": "submit", "outcome": "failed"}); found {
 		t.Error("a zero count was pushed as a series")
 	}
 
@@ -108,6 +108,28 @@ func TestPushKeepsLastSuccessAcrossAFailedRun(t *testing.T) {
 	if got, found := held.Value(metrics.LastSuccess, nil); !found || got != float64(t0.Add(90*time.Second).Unix()) {
 		t.Errorf("after the failed run the gateway holds last success %v (found %v), want the first run's", got, found)
 	}
+	// The failed run made no call and counted nothing: the first run's
+	// numbers must not stay on the gateway as if they were its own.
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{metrics.Outcomes, map[string]string{"phase": "submit", "outcome": "ordered"}, -1},
+		{metrics.OctaneCalls, map[string]string{"method": "orderQuery", "outcome": "fault"}, -1},
+		{metrics.OctaneCalls, map[string]string{"method": "orderCreate", "outcome": "ok"}, 0},
+		{metrics.RateLimitWait, map[string]string{"method": "orderCreate"}, 0},
+		{metrics.Outcomes, map[string]string{"phase": "pass", "outcome": "failed"}, 1},
+		{metrics.Outcomes, map[string]string{"phase": "pass", "outcome": "ok"}, 0},
+	} {
+		got, found := held.Value(c.name, c.labels)
+		if c.want < 0 && found {
+			t.Errorf("after the failed run the gateway still holds the first run's %s%v = %v", c.name, c.labels, got)
+		}
+		if c.want >= 0 && (!found || got != c.want) {
+			t.Errorf("after the failed run the gateway holds %s%v = %v (found %v), want %v", c.name, c.labels, got, found, c.want)
+		}
+	}
 }
 
 // A refused push is an error naming the gateway with its user info masked:
@@ -122,7 +144,7 @@ func TestPushErrorHidesTheCredentials(t *testing.T) {
 	if err == nil {
 		t.Fatal("a refused push returned no error")
 	}
-	for _, s := range []string{err.Error(), g.String(), fmt.Sprint(g)} {
+	for _, s := range []string{err.Error(), g.String(), fmt.Sprint(g), fmt.Sprintf("%#v %+v", g, g)} {
 		if strings.Contains(s, "s3cret-push") || strings.Contains(s, "push-user") {
 			t.Errorf("the gateway's credentials leak: %q", s)
 		}
@@ -201,8 +223,10 @@ func TestDatabaseGauges(t *testing.T) {
 		if n := len(fams[metrics.Activations].GetMetric()); n != len(repo.States()) {
 			t.Errorf("%d state series, want one per state (%d)", n, len(repo.States()))
 		}
-		if _, found := fams.Value(metrics.LastSuccess, nil); found {
-			t.Errorf("%s exposed before any pass succeeded", metrics.LastSuccess)
+		for _, name := range []string{metrics.LastSuccess, metrics.LastRunExitCode, metrics.LastRun, metrics.RunDuration} {
+			if _, found := fams.Value(name, nil); found {
+				t.Errorf("%s exposed before any pass ran", name)
+			}
 		}
 	})
 }

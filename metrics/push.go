@@ -72,6 +72,9 @@ func (g Gateway) String() string {
 	return strings.Replace(g.url, "://", "://***@", 1)
 }
 
+// GoString is String, so %#v shows no password either.
+func (g Gateway) GoString() string { return g.String() }
+
 // LogValue is String: the password never reaches a log line.
 func (g Gateway) LogValue() slog.Value { return slog.StringValue(g.String()) }
 

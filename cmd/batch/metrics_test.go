@@ -258,28 +258,31 @@ func startSchedule(t *testing.T, vars map[string]string) string {
 	return "http://" + m[1]
 }
 
-// scrape reads /metrics and /healthz.
+// scrape reads /healthz, then /metrics (so what /healthz saw has happened
+// in what /metrics shows).
 func scrape(t *testing.T, base string) (metricstest.Families, int, metrics.Health) {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
+	resp, err := http.Get(base + "/healthz")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := metricstest.Parse(resp.Body, resp.Header)
+	var h metrics.Health
+	err = json.NewDecoder(resp.Body).Decode(&h)
 	resp.Body.Close()
 	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
+		t.Fatalf("/healthz: %v", err)
 	}
-	resp, err = http.Get(base + "/healthz")
+	code := resp.StatusCode
+	resp, err = http.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var h metrics.Health
-	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
-		t.Fatalf("/healthz: %v", err)
+	f, err := metricstest.Parse(resp.Body, resp.Header)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
 	}
-	return f, resp.StatusCode, h
+	return f, code, h
 }
 
 // scheduleVars fires submit every second and nothing else in the test's
@@ -301,6 +304,11 @@ func TestScheduleServesMetrics(t *testing.T) {
 	f, code, h := scrape(t, base)
 	if code != http.StatusOK || !h.Healthy {
 		t.Fatalf("at the start: /healthz %d %+v, want healthy", code, h)
+	}
+	if len(h.Phases) == 0 {
+		if _, ok := f.Value(metrics.LastRunExitCode, nil); ok {
+			t.Errorf("%s exposed before any pass ran", metrics.LastRunExitCode)
+		}
 	}
 	pending, ok := f.Value(metrics.Activations, map[string]string{"state": "pending", "credential": cred})
 	if !ok || pending == 0 {
