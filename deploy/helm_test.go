@@ -290,8 +290,8 @@ func chartProblems(r *renderedChart, vars map[string]envVar, sharedSecret map[st
 				overrides[e.Name] = e.Value
 			}
 		}
-		if want := cred.Config; !maps.Equal(overrides, want) && (len(overrides) > 0 || len(want) > 0) {
-			add(where, "env overrides %v, want the credential's config %v", overrides, want)
+		if !maps.Equal(overrides, cred.Config) {
+			add(where, "env overrides %v, want the credential's config %v", overrides, cred.Config)
 		}
 		// Every variable the configuration reads comes from the ConfigMap,
 		// an override, the shared Secret or the credential's Secret.
@@ -570,37 +570,34 @@ func TestChartMatchesManifests(t *testing.T) {
 			})
 		}
 	}
-	var planCJ *batchv1.CronJob
-	for _, cj := range m.cronJobs {
-		planCJ = cj.obj.DeepCopy()
-	}
+	plainCJ := m.cronJobs[0].obj.DeepCopy()
 	chartCJ := r.cronJobs[0].obj.DeepCopy()
-	for _, cj := range []*batchv1.CronJob{planCJ, chartCJ} {
+	for _, cj := range []*batchv1.CronJob{plainCJ, chartCJ} {
 		cj.ObjectMeta = metav1.ObjectMeta{}
 		cj.Spec.JobTemplate.ObjectMeta = metav1.ObjectMeta{}
 		cj.Spec.JobTemplate.Spec.Template.ObjectMeta = metav1.ObjectMeta{}
 		plainPod(&cj.Spec.JobTemplate.Spec.Template.Spec)
 	}
-	if !apiequality.Semantic.DeepEqual(planCJ, chartCJ) {
-		t.Errorf("the chart's CronJob differs from deploy/cronjob.yaml:\n%s", diffJSON(planCJ, chartCJ))
+	if !apiequality.Semantic.DeepEqual(plainCJ, chartCJ) {
+		t.Errorf("the chart's CronJob differs from deploy/cronjob.yaml:\n%s", diffJSON(plainCJ, chartCJ))
 	}
-	var planJob *batchv1.Job
+	var plainJob *batchv1.Job
 	for _, j := range m.jobs {
 		if cs := j.obj.Spec.Template.Spec.Containers; len(cs) == 1 && slices.Equal(cs[0].Args, []string{"migrate"}) {
-			planJob = j.obj.DeepCopy()
+			plainJob = j.obj.DeepCopy()
 		}
 	}
-	if planJob == nil {
+	if plainJob == nil {
 		t.Fatal("deploy/ has no migrate Job")
 	}
 	chartJob := r.jobs[0].obj.DeepCopy()
-	for _, j := range []*batchv1.Job{planJob, chartJob} {
+	for _, j := range []*batchv1.Job{plainJob, chartJob} {
 		j.ObjectMeta = metav1.ObjectMeta{}
 		j.Spec.Template.ObjectMeta = metav1.ObjectMeta{}
 		plainPod(&j.Spec.Template.Spec)
 	}
-	if !apiequality.Semantic.DeepEqual(planJob, chartJob) {
-		t.Errorf("the chart's migrate Job differs from deploy/migrate-job.yaml:\n%s", diffJSON(planJob, chartJob))
+	if !apiequality.Semantic.DeepEqual(plainJob, chartJob) {
+		t.Errorf("the chart's migrate Job differs from deploy/migrate-job.yaml:\n%s", diffJSON(plainJob, chartJob))
 	}
 }
 
