@@ -90,14 +90,19 @@ func (m *manifests) pods() []podTemplate {
 func (m *manifests) secret() *corev1.Secret       { return m.secrets[0].obj }
 func (m *manifests) configMap() *corev1.ConfigMap { return m.configMaps[0].obj }
 
-// loadManifests decodes every YAML document under deploy/; any document that
-// is not a known kind or does not decode strictly fails the test.
+// loadManifests decodes every YAML document under deploy/ but helm/ (a
+// chart's templates and values are no manifests: helm_test.go renders
+// them); any document that is not a known kind or does not decode strictly
+// fails the test.
 func loadManifests(t *testing.T) *manifests {
 	t.Helper()
 	var files []string
 	err := filepath.WalkDir(".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if d.IsDir() && p == chartRoot {
+			return filepath.SkipDir
 		}
 		if !d.IsDir() && (strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
 			files = append(files, p)
@@ -117,50 +122,8 @@ func loadManifests(t *testing.T) *manifests {
 		if err != nil {
 			t.Fatal(err)
 		}
-		docs, err := splitDocuments(data)
-		if err != nil {
-			t.Errorf("%s: %v", f, err)
-			continue
-		}
-		objects := 0
-		for i, doc := range docs {
-			where := fmt.Sprintf("%s (document %d)", f, i+1)
-			obj, err := decodeDocument(doc)
-			if err != nil {
-				t.Errorf("%s: %v", where, err)
-				continue
-			}
-			if obj == nil {
-				continue // comments only
-			}
-			objects++
-			var kind string
-			var meta metav1.ObjectMeta
-			switch o := obj.(type) {
-			case *batchv1.CronJob:
-				kind, meta = "CronJob", o.ObjectMeta
-				m.cronJobs = append(m.cronJobs, located[*batchv1.CronJob]{where, o})
-			case *batchv1.Job:
-				kind, meta = "Job", o.ObjectMeta
-				m.jobs = append(m.jobs, located[*batchv1.Job]{where, o})
-			case *corev1.Secret:
-				kind, meta = "Secret", o.ObjectMeta
-				m.secrets = append(m.secrets, located[*corev1.Secret]{where, o})
-			case *corev1.ConfigMap:
-				kind, meta = "ConfigMap", o.ObjectMeta
-				m.configMaps = append(m.configMaps, located[*corev1.ConfigMap]{where, o})
-			}
-			if meta.Name == "" {
-				t.Errorf("%s: %s without metadata.name", where, kind)
-			}
-			key := kind + "/" + meta.Name
-			if prev, dup := names[key]; dup {
-				t.Errorf("%s: %s already defined in %s", where, key, prev)
-			}
-			names[key] = where
-		}
-		if objects == 0 {
-			t.Errorf("%s: no Kubernetes object", f)
+		for _, err := range m.addFile(f, data, names) {
+			t.Error(err)
 		}
 	}
 	if len(m.cronJobs) != 1 || len(m.secrets) != 1 || len(m.configMaps) != 1 || len(m.jobs) == 0 {
@@ -168,6 +131,58 @@ func loadManifests(t *testing.T) *manifests {
 			len(m.cronJobs), len(m.jobs), len(m.secrets), len(m.configMaps))
 	}
 	return m
+}
+
+// addFile decodes the YAML documents of one file into m; names keeps every
+// kind/name unique across the files added. It returns what is wrong, each
+// error naming the file and document.
+func (m *manifests) addFile(f string, data []byte, names map[string]string) []error {
+	docs, err := splitDocuments(data)
+	if err != nil {
+		return []error{fmt.Errorf("%s: %w", f, err)}
+	}
+	var errs []error
+	objects := 0
+	for i, doc := range docs {
+		where := fmt.Sprintf("%s (document %d)", f, i+1)
+		obj, err := decodeDocument(doc)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", where, err))
+			continue
+		}
+		if obj == nil {
+			continue // comments only
+		}
+		objects++
+		var kind string
+		var meta metav1.ObjectMeta
+		switch o := obj.(type) {
+		case *batchv1.CronJob:
+			kind, meta = "CronJob", o.ObjectMeta
+			m.cronJobs = append(m.cronJobs, located[*batchv1.CronJob]{where, o})
+		case *batchv1.Job:
+			kind, meta = "Job", o.ObjectMeta
+			m.jobs = append(m.jobs, located[*batchv1.Job]{where, o})
+		case *corev1.Secret:
+			kind, meta = "Secret", o.ObjectMeta
+			m.secrets = append(m.secrets, located[*corev1.Secret]{where, o})
+		case *corev1.ConfigMap:
+			kind, meta = "ConfigMap", o.ObjectMeta
+			m.configMaps = append(m.configMaps, located[*corev1.ConfigMap]{where, o})
+		}
+		if meta.Name == "" {
+			errs = append(errs, fmt.Errorf("%s: %s without metadata.name", where, kind))
+		}
+		key := kind + "/" + meta.Name
+		if prev, dup := names[key]; dup {
+			errs = append(errs, fmt.Errorf("%s: %s already defined in %s", where, key, prev))
+		}
+		names[key] = where
+	}
+	if objects == 0 && len(errs) == 0 {
+		errs = append(errs, fmt.Errorf("%s: no Kubernetes object", f))
+	}
+	return errs
 }
 
 // splitDocuments cuts a YAML stream at its "---" lines.
@@ -537,7 +552,9 @@ func failurePolicyProblems(js *batchv1.JobSpec, container string) problems {
 	return p
 }
 
-var everyNMinutes = regexp.MustCompile(`^\*/([0-9]+) \* \* \* \*$`)
+// everyNMinutes is */N, or M-59/N (every N minutes from minute M: a
+// credential's staggered schedule in the chart).
+var everyNMinutes = regexp.MustCompile(`^(?:\*|(?:[0-9]|[1-5][0-9])-59)/([0-9]+) \* \* \* \*$`)
 
 // cronJobProblems checks the CronJob against the ConfigMap it reads.
 func cronJobProblems(cj *batchv1.CronJob, cm map[string]string) problems {
@@ -545,7 +562,7 @@ func cronJobProblems(cj *batchv1.CronJob, cm map[string]string) problems {
 	s := &cj.Spec
 	var interval time.Duration
 	if mm := everyNMinutes.FindStringSubmatch(s.Schedule); mm == nil {
-		p.add("schedule %q: this test knows only */N * * * *; teach it the new schedule", s.Schedule)
+		p.add("schedule %q: this test knows only */N * * * * and M-59/N * * * *; teach it the new schedule", s.Schedule)
 	} else {
 		n, _ := strconv.Atoi(mm[1])
 		interval = time.Duration(n) * time.Minute

@@ -531,12 +531,39 @@ func (c *checker) checkPolls() {
 						a = c.byID[aid]
 					}
 				}
-				c.fail("polls", "order %s queried at %s and again %s later (promise 2: 30 minutes)%s", id,
-					ts[i-1].UTC().Format(time.DateTime), gap.Round(time.Second), c.evidence("poll", a))
+				c.fail("polls", "order %s queried at %s and again %s later (promise 2: 30 minutes)%s%s", id,
+					ts[i-1].UTC().Format(time.DateTime), gap.Round(time.Second), c.evidence("poll", a),
+					c.pollWitness(id, ts[i-1], ts[i]))
 			}
 		}
 	}
 	c.stat("polls: %d orderQuery calls over %d orders", polls, len(at))
+}
+
+// pollWitness names the passes that ran at each of two queries of an
+// order and every log line of theirs that names the order.
+func (c *checker) pollWitness(orderID string, at ...time.Time) string {
+	if c.budget["poll-witness"]++; c.budget["poll-witness"] > 3 {
+		return ""
+	}
+	var b strings.Builder
+	for _, t := range at {
+		fmt.Fprintf(&b, "\n  query at %s (simulator):", t.UTC().Format("15:04:05.000"))
+		for _, r := range c.recs {
+			for _, p := range r.procs {
+				if t.Before(p.start.Add(p.offset).Add(-time.Second)) || t.After(p.end.Add(p.offset).Add(time.Second)) {
+					continue
+				}
+				fmt.Fprintf(&b, "\n    during pass %d (%s) %s", r.idx, r.kind, p)
+				for _, l := range strings.Split(p.stderr(), "\n") {
+					if strings.Contains(l, orderID) {
+						fmt.Fprintf(&b, "\n      %s", l)
+					}
+				}
+			}
+		}
+	}
+	return b.String()
 }
 
 // checkExpiries: no reservation we knew of lapsed on the simulator

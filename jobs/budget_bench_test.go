@@ -308,10 +308,12 @@ func runBudget(b *testing.B, reserveBatch int) budgetResult {
 	}
 	b.StopTimer()
 	passLog = append(passLog, "load average at the end "+loadAvg())
+	// The figures first: a benchmark's log is cut to ten lines without -v.
+	res := budgetFigures(b, store, sim, cred, reserveBatch, passes, t0, tap)
 	for _, l := range passLog {
 		b.Log(l)
 	}
-	return budgetFigures(b, store, sim, cred, reserveBatch, passes, t0, tap)
+	return res
 }
 
 // budgetFigures reads the run's figures from the simulator's ledger and the

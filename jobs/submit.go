@@ -405,6 +405,10 @@ func (p *pass) takeNumber(ctx context.Context, a *repo.Activation) (repo.Reserva
 		rs = append(rs, repo.Reservation{MSN: g.MSN, ReservationID: g.ReservationID})
 	}
 	if err := p.r.store.SaveReservations(c, p.runID, sent, rs); err != nil {
+		// Numbers the store does not know of would be held until Octane
+		// lets them lapse at 24 h, which no release phase can prevent:
+		// give them back now (docs/design.md, promise 3).
+		p.returnUnsaved(ctx, rs, err)
 		return r, storeError{fmt.Errorf("save reservations: %w", err)}
 	}
 	p.add("submit.reserved", len(rs))
@@ -413,6 +417,24 @@ func (p *pass) takeNumber(ctx context.Context, a *repo.Activation) (repo.Reserva
 		return r, storeError{fmt.Errorf("take reservation: %w", err)}
 	}
 	return r, nil
+}
+
+// returnUnsaved unreserves numbers Octane reserved for us that could not
+// be stored. A number that cannot be given back either is logged by MSN
+// (not a secret) for an operator to release, since nothing else knows it.
+func (p *pass) returnUnsaved(ctx context.Context, rs []repo.Reservation, saveErr error) {
+	var kept []string
+	for _, r := range rs {
+		if !p.giveBack(ctx, r.MSN) {
+			kept = append(kept, r.MSN)
+			continue
+		}
+		p.add("submit.unsaved_returned", 1)
+	}
+	if len(kept) > 0 {
+		p.log.Error("reserved numbers neither stored nor given back: unreserve them on Octane before they lapse",
+			"msns", strings.Join(kept, ","), "store_err", saveErr)
+	}
 }
 
 // dropNumber gives a number back to Octane after a failed select; when that
