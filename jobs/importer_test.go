@@ -360,3 +360,88 @@ func TestImportFileTooLarge(t *testing.T) {
 		t.Errorf("folder %q", got)
 	}
 }
+
+// TestImportQuietCases imports, into the real store, the input that used to
+// go wrong without a word: a customer without a name (accepted, then failed
+// at addCustomer) and, in XLSX, number cells whose leading zeros only their
+// format showed. The rejects name the file, the line and the fields.
+func TestImportQuietCases(t *testing.T) {
+	repotest.Each(t, func(t *testing.T, s *repo.Store) {
+		ctx := context.Background()
+		im := NewImporter(s, nil, ImportOptions{})
+		files := []struct {
+			path         string
+			accepted     int
+			rejectLines  []int
+			fields       map[string]map[string]string // sales_ref -> column -> stored value
+			withoutNames []string                     // accepted without a name: they have a cust_no
+		}{
+			{
+				path: "testdata/import/quiet.csv", accepted: 3, rejectLines: []int{3, 6},
+				fields: map[string]map[string]string{
+					"QC-1": {"postcode": "0800"},
+					"QC-4": {"surname": "Solo", "given_names": ""},
+				},
+				withoutNames: []string{"QC-3"},
+			},
+			{
+				path: "sales/testdata/quiet.xlsx", accepted: 9, rejectLines: []int{5, 6},
+				fields: map[string]map[string]string{
+					"Q-1":    {"postcode": "0800"},
+					"Q-2":    {"postcode": "0800", "notes": "00412345678"},
+					"Q-3":    {"sim_serial": "00123456", "cust_no": "88001"},
+					"000042": {"given_names": "Fay"},
+				},
+				withoutNames: []string{"Q-7"},
+			},
+		}
+		for _, f := range files {
+			t.Run(filepath.Ext(f.path), func(t *testing.T) {
+				res, err := im.ImportFiles(ctx, []string{f.path}, importNow)
+				if err != nil || len(res) != 1 || res[0].Err != nil {
+					t.Fatalf("ImportFiles(%s) = %+v, %v", f.path, res, err)
+				}
+				if r := res[0]; r.Accepted != f.accepted || r.Rejected != len(f.rejectLines) {
+					t.Errorf("%s, want accepted %d, rejected %d", r.Summary(), f.accepted, len(f.rejectLines))
+				}
+				var rj []struct {
+					File   string `db:"file"`
+					Line   int    `db:"line"`
+					Reason string `db:"reason"`
+				}
+				if err := s.DB().SelectContext(ctx, &rj, s.DB().Rebind(`SELECT file, line, reason FROM import_rejects WHERE file = ? ORDER BY line`),
+					filepath.Base(f.path)); err != nil {
+					t.Fatal(err)
+				}
+				if len(rj) != len(f.rejectLines) {
+					t.Fatalf("stored rejects %+v, want lines %v", rj, f.rejectLines)
+				}
+				for i, r := range rj {
+					if r.Line != f.rejectLines[i] || !strings.Contains(r.Reason, "given_names or surname") ||
+						!strings.Contains(r.Reason, "cust_no is empty") {
+						t.Errorf("reject %+v, want line %d naming given_names, surname and cust_no", r, f.rejectLines[i])
+					}
+				}
+				for ref, cols := range f.fields {
+					for col, want := range cols {
+						var got string
+						q := `SELECT COALESCE(CAST(` + col + ` AS TEXT), '') FROM activations WHERE sales_ref = ?`
+						if err := s.DB().GetContext(ctx, &got, s.DB().Rebind(q), ref); err != nil {
+							t.Fatalf("%s %s: %v", ref, col, err)
+						}
+						if got != want {
+							t.Errorf("%s %s stored as %q, want %q", ref, col, got, want)
+						}
+					}
+				}
+				for _, ref := range f.withoutNames {
+					var n int
+					if err := s.DB().GetContext(ctx, &n, s.DB().Rebind(`SELECT COUNT(*) FROM activations
+WHERE sales_ref = ? AND given_names = '' AND surname = '' AND cust_no IS NOT NULL`), ref); err != nil || n != 1 {
+						t.Errorf("%s: a known customer without a name was not accepted (%d rows, %v)", ref, n, err)
+					}
+				}
+			})
+		}
+	})
+}
