@@ -121,19 +121,32 @@ func decide(step repo.Step, k kind) act {
 	return errorTable[k]
 }
 
+// Codes of our own in last_error_code, beside Octane's (failureTable reads
+// them for the Failures sheet; submit.go writes the last two).
+const (
+	codeTransport  = "transport"   // no answer from Octane
+	codeNotSent    = "not_sent"    // the request never left: refused by the client, or never written
+	codeInvalidSIM = "invalid_sim" // the physical SIM's serial is not usable (simCheck)
+	codeReview     = "review"      // reconcile found a number state that needs a person
+)
+
 // apiCode returns Octane's error code and message for the row's last error;
-// a failure that never got an answer from Octane is "transport", one whose
-// request never left the process is "not_sent".
+// a failure that never got an answer from Octane is codeTransport, one whose
+// request never left the process (including one the client refused to send)
+// is codeNotSent.
 func apiCode(err error) (code, msg string) {
 	var ae *octane.APIError
 	if errors.As(err, &ae) {
 		return ae.Code, ae.Message
 	}
+	if errors.Is(err, octane.ErrInvalidRequest) {
+		return codeNotSent, err.Error()
+	}
 	var te *octane.TransportError
 	if errors.As(err, &te) && !te.MayHaveReached {
-		return "not_sent", err.Error()
+		return codeNotSent, err.Error()
 	}
-	return "transport", err.Error()
+	return codeTransport, err.Error()
 }
 
 // lost reports (and logs at error level) a guarded write that found the row
