@@ -256,6 +256,18 @@ func TestImportDir(t *testing.T) {
 		if b, _ := os.ReadFile(filepath.Join(dir, "rejected/d_refused.csv.error.txt")); !strings.Contains(string(b), `"email"`) {
 			t.Errorf("error note = %q, want the missing column named", b)
 		}
+		// Recorded for the report and `batch status`, not only in the note.
+		refused, err := s.RefusedImports(ctx, importNow.Add(-time.Hour), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(refused.Rows) != 1 {
+			t.Fatalf("refused files recorded: %+v, want d_refused.csv alone", refused.Rows)
+		}
+		if r := refused.Rows[0]; r.File != "d_refused.csv" || r.MovedTo != "rejected" || len(r.ContentHash) != 64 ||
+			r.Reason != `header on line 1 has no "email" column: missing required column` || !r.RefusedAt.Equal(importNow) {
+			t.Errorf("refused file recorded as %+v", r)
+		}
 
 		// A second pass finds nothing new.
 		res, err = im.ImportDir(ctx, dir, importNow.Add(time.Hour))
@@ -265,7 +277,43 @@ func TestImportDir(t *testing.T) {
 		if got := countRows(t, s); got != (storeCounts{activations: 4, rejects: 2, imports: 2}) {
 			t.Errorf("store holds %+v", got)
 		}
+		if refused, err := s.RefusedImports(ctx, importNow.Add(-time.Hour), 0); err != nil || refused.Count != 1 {
+			t.Errorf("refused files after a second pass: %+v, %v; want still 1", refused, err)
+		}
 	})
+}
+
+// A file refused whole is recorded before it is moved: when the move fails
+// the file stays, the next pass refuses it again and it is recorded once.
+func TestImportDirRefusedRecordedOnce(t *testing.T) {
+	s := repotest.NewSQLite(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	copyFiles(t, dir, map[string]string{"bad.csv": "refused.csv"})
+	// A file where the rejected/ folder should be: the move fails.
+	if err := os.WriteFile(filepath.Join(dir, RejectedDir), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	im := NewImporter(s, nil, ImportOptions{})
+	if _, err := im.ImportDir(ctx, dir, importNow); err == nil || !strings.Contains(err.Error(), "move") {
+		t.Fatalf("ImportDir with rejected/ blocked = %v, want the failed move", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "bad.csv")); err != nil {
+		t.Fatalf("bad.csv left the folder although its move failed: %v", err)
+	}
+	if err := os.Remove(filepath.Join(dir, RejectedDir)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := im.ImportDir(ctx, dir, importNow.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got := listFiles(t, dir); !slices.Equal(got, []string{"rejected/bad.csv", "rejected/bad.csv.error.txt"}) {
+		t.Errorf("folder %q", got)
+	}
+	refused, err := s.RefusedImports(ctx, importNow.Add(-time.Hour), 0)
+	if err != nil || refused.Count != 1 || !refused.Rows[0].RefusedAt.Equal(importNow) {
+		t.Fatalf("refused files %+v, %v; want bad.csv once, from the first pass", refused, err)
+	}
 }
 
 // failingStore is the real store whose Import checks that the file is still
