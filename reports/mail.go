@@ -149,14 +149,14 @@ type Message struct {
 	QR         int // QR codes delivered: QR rows with a code (Data.QRCodes)
 	// Physical and Emailed are the provisioned services without a QR code
 	// in the workbook: physical SIMs, and eSIMs whose QR Octane emailed.
-	Physical   int
-	Emailed    int
-	Failed     int
-	Rejected   int // sales rows rejected on import
-	Refused    int // files refused whole on import
-	Encrypted  bool   // the workbook needs the password (sent out of band)
-	FileName   string // the attachment's name, e.g. esim-report-000012.xlsx
-	Workbook   []byte
+	Physical  int
+	Emailed   int
+	Failed    int
+	Rejected  int    // sales rows rejected on import
+	Refused   int    // files refused whole on import
+	Encrypted bool   // the workbook needs the password (sent out of band)
+	FileName  string // the attachment's name, e.g. esim-report-000012.xlsx
+	Workbook  []byte
 }
 
 // Subject is the email subject, e.g.

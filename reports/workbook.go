@@ -528,8 +528,8 @@ const (
 // report's rows.
 const (
 	labelSheetCounts = "QR codes / failures / rejected rows / refused files"
-	labelOpenOrders = "Open orders older than 24 h"
-	labelQRLate     = "QR codes late (over 24 h)"
+	labelOpenOrders  = "Open orders older than 24 h"
+	labelQRLate      = "QR codes late (over 24 h)"
 )
 
 // attentionShown is how many of l's rows the Attention sheet lists.
