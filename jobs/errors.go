@@ -121,19 +121,32 @@ func decide(step repo.Step, k kind) act {
 	return errorTable[k]
 }
 
+// Codes of our own in last_error_code, beside Octane's (failureTable reads
+// them for the Failures sheet; submit.go writes the last two).
+const (
+	codeTransport  = "transport"   // no answer from Octane
+	codeNotSent    = "not_sent"    // the request never left: refused by the client, or never written
+	codeInvalidSIM = "invalid_sim" // the physical SIM's serial is not usable (simCheck)
+	codeReview     = "review"      // reconcile found a number state that needs a person
+)
+
 // apiCode returns Octane's error code and message for the row's last error;
-// a failure that never got an answer from Octane is "transport", one whose
-// request never left the process is "not_sent".
+// a failure that never got an answer from Octane is codeTransport, one whose
+// request never left the process (including one the client refused to send)
+// is codeNotSent.
 func apiCode(err error) (code, msg string) {
 	var ae *octane.APIError
 	if errors.As(err, &ae) {
 		return ae.Code, ae.Message
 	}
+	if errors.Is(err, octane.ErrInvalidRequest) {
+		return codeNotSent, err.Error()
+	}
 	var te *octane.TransportError
 	if errors.As(err, &te) && !te.MayHaveReached {
-		return "not_sent", err.Error()
+		return codeNotSent, err.Error()
 	}
-	return "transport", err.Error()
+	return codeTransport, err.Error()
 }
 
 // lost reports (and logs at error level) a guarded write that found the row
@@ -153,4 +166,64 @@ func (p *pass) storeErr(err error, a *repo.Activation, op string) {
 		return
 	}
 	p.setFatal(fmt.Errorf("store %s (activation %d): %w", op, a.ID, err))
+}
+
+// failureTable is how a failed row reads on the report's Failures sheet, per
+// kind of failure: our reason and what an operator does about it. It stands
+// beside the error table because it reads the same codes: a row whose code
+// is one of ours (the first entries) failed on something we found, and its
+// message is ours; any other code is Octane's, read per step. The first
+// entry that matches a row's code and step applies; an empty code matches
+// any of Octane's codes, an empty step any step.
+var failureTable = []struct {
+	code   string
+	step   repo.Step
+	reason string
+	advice string
+}{
+	{codeTransport, repo.StepCustomer, "No answer from Octane to addCustomer: the customer may have been created",
+		"Look the customer up in Octane (name and email) before re-driving with `batch retry`, which creates it again"},
+	{codeTransport, "", "No answer from Octane",
+		"Check that Octane is reachable (the run's log names the error), then re-drive with `batch retry`"},
+	{codeNotSent, "", "Never sent to Octane",
+		"Fix what the reason names (the sale's data, or the configuration), then re-drive with `batch retry`"},
+	{codeInvalidSIM, "", "The physical SIM's serial cannot be used",
+		"Check the serial against the SIM stock, correct the sale and import it again under a new sales reference"},
+	{codeReview, "", "An order may exist for this number",
+		"Ask Octane: look the MSN up (the order notes carry the sales reference); re-drive with `batch retry --force` only if Octane has no order"},
+
+	{"", repo.StepOrder, "Octane refused the order",
+		"Check the plan: plan_no must be a plan the wholesaler group sells (Octane's message says why); correct the sale, or re-drive with `batch retry` once the plan is available"},
+	{"", repo.StepPoll, "Octane rejected or cancelled the order after accepting it",
+		"Ask Octane why (quote the MSN and the sales reference), then re-drive with `batch retry`: no order is left and the number is free"},
+	{"", repo.StepCustomer, "Octane refused the customer",
+		"Check the plan and the customer's name, address and email in the sale (Octane's message says which): correct the sale and import it again under a new sales reference, or re-drive with `batch retry` once Octane accepts the plan"},
+	{"", repo.StepSIMCheck, "Octane refused the SIM serial",
+		"Check the serial against the SIM stock, correct the sale and import it again under a new sales reference"},
+	{"", "", "Octane refused the request",
+		"Ask Octane what the error code means, then re-drive with `batch retry`"},
+}
+
+// ourCodes are the codes failureTable reads as ours.
+var ourCodes = map[string]bool{codeTransport: true, codeNotSent: true, codeInvalidSIM: true, codeReview: true}
+
+// describeFailure splits a failed row's step, code and message into the
+// Failures sheet's columns: Octane's code and message (empty when the
+// failure is ours), our reason (with our message when it is ours) and what
+// to do.
+func describeFailure(step, code, msg string) (octaneCode, octaneMsg, reason, advice string) {
+	ours := ourCodes[code]
+	for _, f := range failureTable {
+		if (f.code == code || (f.code == "" && !ours)) && (f.step == "" || string(f.step) == step) {
+			reason, advice = f.reason, f.advice
+			break
+		}
+	}
+	if ours {
+		if msg != "" {
+			reason += ": " + msg
+		}
+		return "", "", reason, advice
+	}
+	return code, msg, reason, advice
 }

@@ -24,6 +24,7 @@ import (
 type importStore interface {
 	Import(ctx context.Context, f repo.ImportFile, rows []repo.NewActivation, rejects []repo.ImportReject, now time.Time) (repo.ImportResult, error)
 	ImportedHash(ctx context.Context, hash string) (bool, error)
+	RecordRefusedImport(ctx context.Context, f repo.RefusedImport, now time.Time) (bool, error)
 }
 
 // Subfolders of IMPORT_DIR that files are moved to once handled.
@@ -122,11 +123,12 @@ func (im *Importer) ImportFiles(ctx context.Context, paths []string, now time.Ti
 // and *.xlsx directly in it, in name order (hidden files and Excel's ~$ lock
 // files are left alone). A file whose content was imported before is
 // skipped by hash; an imported file is moved to dir/processed/ only after
-// its rows are committed; a file refused whole is moved to dir/rejected/
-// with NAME.error.txt beside it saying why. A name already taken in the
-// target folder gets a -1, -2, ... suffix, so no file is ever overwritten.
-// A file that could not be read or committed stays where it is for the next
-// run.
+// its rows are committed; a file refused whole is recorded in the store
+// (the next report lists it, and so does `batch status`), then moved to
+// dir/rejected/ with NAME.error.txt beside it saying why. A name already
+// taken in the target folder gets a -1, -2, ... suffix, so no file is ever
+// overwritten. A file that could not be read or committed stays where it
+// is for the next run.
 //
 // The returned error reports what stops the phase or needs an operator:
 // the folder cannot be listed, the store failed (later files wait for the
@@ -166,13 +168,14 @@ func (im *Importer) importDirFile(ctx context.Context, dir, path string, now tim
 	content, err := im.readBounded(path)
 	if err != nil {
 		if errors.Is(err, sales.ErrTooLarge) {
-			return im.refuse(dir, FileResult{File: path, Err: err})
+			return im.refuse(ctx, dir, "", FileResult{File: path, Err: err}, now)
 		}
 		// An I/O problem (permissions, a vanished file): leave it be.
 		return FileResult{File: path, Err: err}, nil
 	}
 	sum := sha256.Sum256(content)
-	done, err := im.store.ImportedHash(ctx, hex.EncodeToString(sum[:]))
+	hash := hex.EncodeToString(sum[:])
+	done, err := im.store.ImportedHash(ctx, hash)
 	if err != nil {
 		return FileResult{File: path, Err: err}, errStore{fmt.Errorf("import %s: %w", path, err)}
 	}
@@ -185,14 +188,20 @@ func (im *Importer) importDirFile(ctx context.Context, dir, path string, now tim
 	case err != nil:
 		return res, err
 	case res.Err != nil:
-		return im.refuse(dir, res)
+		return im.refuse(ctx, dir, hash, res, now)
 	default:
 		return im.move(dir, ProcessedDir, res)
 	}
 }
 
-// refuse moves a refused file to rejected/ and writes the reason beside it.
-func (im *Importer) refuse(dir string, res FileResult) (FileResult, error) {
+// refuse records a file refused whole (content hash hash, "" when unknown),
+// then moves it to rejected/ and writes the reason beside it. Recorded
+// first: a move that fails leaves the file for the next run, which refuses
+// it again and finds it recorded (once per name and content).
+func (im *Importer) refuse(ctx context.Context, dir, hash string, res FileResult, now time.Time) (FileResult, error) {
+	if _, err := im.recordRefused(ctx, hash, RejectedDir, res, now); err != nil {
+		return res, err
+	}
 	res, err := im.move(dir, RejectedDir, res)
 	if err != nil {
 		return res, err
@@ -202,6 +211,28 @@ func (im *Importer) refuse(dir string, res FileResult) (FileResult, error) {
 		return res, fmt.Errorf("import: write %s: %w", note, werr)
 	}
 	return res, nil
+}
+
+// recordRefused stores refused res for the report and `batch status`: the
+// file's name, hash, res.Err without the path it starts with, and the
+// IMPORT_DIR subfolder it goes to. A store failure is an errStore.
+func (im *Importer) recordRefused(ctx context.Context, hash, movedTo string, res FileResult, now time.Time) (bool, error) {
+	isNew, err := im.store.RecordRefusedImport(ctx, repo.RefusedImport{
+		File: filepath.Base(res.File), ContentHash: hash, MovedTo: movedTo, Reason: refusedReason(res),
+	}, now)
+	if err != nil {
+		return false, errStore{fmt.Errorf("import %s: %w", res.File, err)}
+	}
+	return isNew, nil
+}
+
+// refusedReason is why the file was refused, without its path: the reader's
+// errors start with it ("PATH: ..."), I/O errors carry it inside.
+func refusedReason(res FileResult) string {
+	msg := res.Err.Error()
+	msg = strings.TrimPrefix(msg, res.File+": ")
+	msg = strings.TrimPrefix(msg, "import: ")
+	return strings.ReplaceAll(msg, res.File, filepath.Base(res.File))
 }
 
 // move renames res.File into dir/sub without overwriting anything.

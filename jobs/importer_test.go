@@ -256,6 +256,18 @@ func TestImportDir(t *testing.T) {
 		if b, _ := os.ReadFile(filepath.Join(dir, "rejected/d_refused.csv.error.txt")); !strings.Contains(string(b), `"email"`) {
 			t.Errorf("error note = %q, want the missing column named", b)
 		}
+		// Recorded for the report and `batch status`, not only in the note.
+		refused, err := s.RefusedImports(ctx, importNow.Add(-time.Hour), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(refused.Rows) != 1 {
+			t.Fatalf("refused files recorded: %+v, want d_refused.csv alone", refused.Rows)
+		}
+		if r := refused.Rows[0]; r.File != "d_refused.csv" || r.MovedTo != "rejected" || len(r.ContentHash) != 64 ||
+			r.Reason != `header on line 1 has no "email" column: missing required column` || !r.RefusedAt.Equal(importNow) {
+			t.Errorf("refused file recorded as %+v", r)
+		}
 
 		// A second pass finds nothing new.
 		res, err = im.ImportDir(ctx, dir, importNow.Add(time.Hour))
@@ -265,7 +277,43 @@ func TestImportDir(t *testing.T) {
 		if got := countRows(t, s); got != (storeCounts{activations: 4, rejects: 2, imports: 2}) {
 			t.Errorf("store holds %+v", got)
 		}
+		if refused, err := s.RefusedImports(ctx, importNow.Add(-time.Hour), 0); err != nil || refused.Count != 1 {
+			t.Errorf("refused files after a second pass: %+v, %v; want still 1", refused, err)
+		}
 	})
+}
+
+// A file refused whole is recorded before it is moved: when the move fails
+// the file stays, the next pass refuses it again and it is recorded once.
+func TestImportDirRefusedRecordedOnce(t *testing.T) {
+	s := repotest.NewSQLite(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	copyFiles(t, dir, map[string]string{"bad.csv": "refused.csv"})
+	// A file where the rejected/ folder should be: the move fails.
+	if err := os.WriteFile(filepath.Join(dir, RejectedDir), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	im := NewImporter(s, nil, ImportOptions{})
+	if _, err := im.ImportDir(ctx, dir, importNow); err == nil || !strings.Contains(err.Error(), "move") {
+		t.Fatalf("ImportDir with rejected/ blocked = %v, want the failed move", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "bad.csv")); err != nil {
+		t.Fatalf("bad.csv left the folder although its move failed: %v", err)
+	}
+	if err := os.Remove(filepath.Join(dir, RejectedDir)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := im.ImportDir(ctx, dir, importNow.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got := listFiles(t, dir); !slices.Equal(got, []string{"rejected/bad.csv", "rejected/bad.csv.error.txt"}) {
+		t.Errorf("folder %q", got)
+	}
+	refused, err := s.RefusedImports(ctx, importNow.Add(-time.Hour), 0)
+	if err != nil || refused.Count != 1 || !refused.Rows[0].RefusedAt.Equal(importNow) {
+		t.Fatalf("refused files %+v, %v; want bad.csv once, from the first pass", refused, err)
+	}
 }
 
 // failingStore is the real store whose Import checks that the file is still
@@ -359,4 +407,89 @@ func TestImportFileTooLarge(t *testing.T) {
 	if got := listFiles(t, dir); !slices.Equal(got, []string{"rejected/big.csv", "rejected/big.csv.error.txt"}) {
 		t.Errorf("folder %q", got)
 	}
+}
+
+// TestImportQuietCases imports, into the real store, the input that used to
+// go wrong without a word: a customer without a name (accepted, then failed
+// at addCustomer) and, in XLSX, number cells whose leading zeros only their
+// format showed. The rejects name the file, the line and the fields.
+func TestImportQuietCases(t *testing.T) {
+	repotest.Each(t, func(t *testing.T, s *repo.Store) {
+		ctx := context.Background()
+		im := NewImporter(s, nil, ImportOptions{})
+		files := []struct {
+			path         string
+			accepted     int
+			rejectLines  []int
+			fields       map[string]map[string]string // sales_ref -> column -> stored value
+			withoutNames []string                     // accepted without a name: they have a cust_no
+		}{
+			{
+				path: "testdata/import/quiet.csv", accepted: 3, rejectLines: []int{3, 6},
+				fields: map[string]map[string]string{
+					"QC-1": {"postcode": "0800"},
+					"QC-4": {"surname": "Solo", "given_names": ""},
+				},
+				withoutNames: []string{"QC-3"},
+			},
+			{
+				path: "sales/testdata/quiet.xlsx", accepted: 9, rejectLines: []int{5, 6},
+				fields: map[string]map[string]string{
+					"Q-1":    {"postcode": "0800"},
+					"Q-2":    {"postcode": "0800", "notes": "00412345678"},
+					"Q-3":    {"sim_serial": "00123456", "cust_no": "88001"},
+					"000042": {"given_names": "Fay"},
+				},
+				withoutNames: []string{"Q-7"},
+			},
+		}
+		for _, f := range files {
+			t.Run(filepath.Ext(f.path), func(t *testing.T) {
+				res, err := im.ImportFiles(ctx, []string{f.path}, importNow)
+				if err != nil || len(res) != 1 || res[0].Err != nil {
+					t.Fatalf("ImportFiles(%s) = %+v, %v", f.path, res, err)
+				}
+				if r := res[0]; r.Accepted != f.accepted || r.Rejected != len(f.rejectLines) {
+					t.Errorf("%s, want accepted %d, rejected %d", r.Summary(), f.accepted, len(f.rejectLines))
+				}
+				var rj []struct {
+					File   string `db:"file"`
+					Line   int    `db:"line"`
+					Reason string `db:"reason"`
+				}
+				if err := s.DB().SelectContext(ctx, &rj, s.DB().Rebind(`SELECT file, line, reason FROM import_rejects WHERE file = ? ORDER BY line`),
+					filepath.Base(f.path)); err != nil {
+					t.Fatal(err)
+				}
+				if len(rj) != len(f.rejectLines) {
+					t.Fatalf("stored rejects %+v, want lines %v", rj, f.rejectLines)
+				}
+				for i, r := range rj {
+					if r.Line != f.rejectLines[i] || !strings.Contains(r.Reason, "given_names or surname") ||
+						!strings.Contains(r.Reason, "cust_no is empty") {
+						t.Errorf("reject %+v, want line %d naming given_names, surname and cust_no", r, f.rejectLines[i])
+					}
+				}
+				for ref, cols := range f.fields {
+					for col, want := range cols {
+						var got string
+						q := `SELECT COALESCE(CAST(` + col + ` AS TEXT), '') FROM activations WHERE sales_ref = ?`
+						if err := s.DB().GetContext(ctx, &got, s.DB().Rebind(q), ref); err != nil {
+							t.Fatalf("%s %s: %v", ref, col, err)
+						}
+						if got != want {
+							t.Errorf("%s %s stored as %q, want %q", ref, col, got, want)
+						}
+					}
+				}
+				for _, ref := range f.withoutNames {
+					var n int
+					if err := s.DB().GetContext(ctx, &n, s.DB().Rebind(`SELECT COUNT(*) FROM activations
+WHERE sales_ref = ? AND given_names = '' AND surname = '' AND cust_no IS NOT NULL`), ref); err != nil || n != 1 {
+						t.Errorf("%s: a known customer without a name was not accepted (%d rows, %v)", ref, n, err)
+					}
+				}
+			})
+		}
+	})
 }

@@ -49,10 +49,11 @@ type ReportResult struct {
 	Files       []string // the workbooks and .eml files written
 	Activations int      // activations in the delivered reports
 	Rejects     int      // import rejects in the delivered reports
+	Refused     int      // files refused whole on import, in the delivered reports
 }
 
-// Reporter is the report phase: it delivers every terminal activation and
-// import reject in exactly one report.
+// Reporter is the report phase: it delivers every terminal activation,
+// import reject and refused import file in exactly one report.
 type Reporter struct {
 	store reportStore
 	log   *slog.Logger
@@ -124,7 +125,7 @@ func (r *Reporter) Run(ctx context.Context, now time.Time) (ReportResult, error)
 func (r *Reporter) Phase(ctx context.Context, now time.Time) (map[string]int, error) {
 	res, err := r.Run(ctx, now)
 	return map[string]int{"reports": res.Reports, "reports_resent": res.Resent,
-		"reported_activations": res.Activations, "reported_rejects": res.Rejects}, err
+		"reported_activations": res.Activations, "reported_rejects": res.Rejects, "reported_refused": res.Refused}, err
 }
 
 // next returns the undelivered report to send: an earlier one first, else a
@@ -180,7 +181,9 @@ func (r *Reporter) deliver(ctx context.Context, mailer *reports.Mailer, rep repo
 	msg := reports.Message{
 		Number: rep.Number, MessageID: rep.MessageID, Resend: resend, Date: now, ReportDate: rep.CreatedAt,
 		PeriodFrom: rep.PeriodFrom, PeriodTo: rep.PeriodTo,
-		QR: len(data.QR), Failed: len(data.Failures), Rejected: len(data.Rejects),
+		QR: data.QRCodes(), Physical: data.Counts[reports.OutcomeProvisionedPhysical],
+		Emailed: data.Counts[reports.OutcomeProvisionedEmailed], Failed: len(data.Failures),
+		Rejected: len(data.Rejects), Refused: len(data.Refused),
 		Encrypted: r.opts.Password != "", FileName: name, Workbook: book,
 	}
 	del, err := mailer.Send(ctx, msg)
@@ -202,8 +205,10 @@ func (r *Reporter) deliver(ctx context.Context, mailer *reports.Mailer, rep repo
 	}
 	res.Activations += len(content.Activations)
 	res.Rejects += len(content.Rejects)
+	res.Refused += len(content.Refused)
 	r.log.Info("report delivered", "report", rep.Number, "via", del.Via, "resend", resend,
-		"qr_rows", len(data.QR), "failures", len(data.Failures), "rejects", len(data.Rejects),
+		"qr_codes", data.QRCodes(), "qr_rows", len(data.QR), "failures", len(data.Failures), "rejects", len(data.Rejects),
+		"refused_files", len(data.Refused),
 		"open_orders_over_24h", data.OpenOrders.Count, "qr_late_over_24h", data.QRLate.Count, "file", path)
 	return nil
 }
@@ -216,7 +221,7 @@ func (r *Reporter) sendEmpty(ctx context.Context, mailer *reports.Mailer, now ti
 	if err != nil {
 		return fmt.Errorf("empty report: %w", err)
 	}
-	data := reports.Data{GeneratedAt: now, PeriodFrom: now, PeriodTo: now, Counts: reportCounts(nil, nil),
+	data := reports.Data{GeneratedAt: now, PeriodFrom: now, PeriodTo: now, Counts: reportCounts(nil, nil, nil),
 		OpenOrders: attentionData(at.OpenOrders), QRLate: attentionData(at.QRLate)}
 	book, err := reports.Build(data, reports.Options{Password: r.opts.Password})
 	if err != nil {
@@ -262,10 +267,7 @@ func reportData(c repo.ReportContent) reports.Data {
 	d := reports.Data{
 		Number: c.Report.Number, GeneratedAt: c.Report.CreatedAt,
 		PeriodFrom: c.Report.PeriodFrom, PeriodTo: c.Report.PeriodTo,
-		Totals: map[string]int{},
-	}
-	for st, n := range c.Totals {
-		d.Totals[string(st)] = n
+		Totals: reportTotals(c),
 	}
 	for _, a := range c.Activations {
 		switch a.State {
@@ -276,22 +278,33 @@ func reportData(c repo.ReportContent) reports.Data {
 				CompletedAt: reportTime(a.CompletedAt, a.UpdatedAt), ActivationCode: a.ActivationCode, PNG: a.QRPNG,
 			})
 		case repo.StateFailed:
-			d.Failures = append(d.Failures, reports.FailureRow{
-				SalesRef: a.SalesRef, Customer: reportCustomer(a), Email: a.Email, MSN: a.MSN,
-				Step: a.LastErrorStep, Code: a.LastErrorCode, Message: a.LastErrorMessage, Attempts: a.Attempts,
-				FirstAttempt: reportTime(a.FirstAttemptAt, time.Time{}), LastAttempt: reportTime(a.LastAttemptAt, a.UpdatedAt),
-			})
+			d.Failures = append(d.Failures, FailureRow(a))
 		}
 	}
 	for _, rj := range c.Rejects {
 		d.Rejects = append(d.Rejects, reports.RejectRow{File: rj.File, Line: rj.Line, Reason: rj.Reason, Raw: rj.Raw, ImportedAt: rj.ImportedAt})
 	}
-	d.Counts = reportCounts(c.Activations, c.Rejects)
+	for _, rf := range c.Refused {
+		d.Refused = append(d.Refused, reports.RefusedFile{File: rf.File, Reason: rf.Reason, MovedTo: rf.MovedTo, RefusedAt: rf.RefusedAt})
+	}
+	d.Counts = reportCounts(c.Activations, c.Rejects, c.Refused)
 	d.OpenOrders, d.QRLate = attentionData(c.Attention.OpenOrders), attentionData(c.Attention.QRLate)
 	for _, m := range c.Calls {
 		d.Calls = append(d.Calls, reports.CallStat{Method: m.Method, Outcome: m.Outcome, Count: m.Count, Waited: m.Waited})
 	}
 	return d
+}
+
+// FailureRow is a failed activation as the report's Failures sheet shows
+// it: Octane's code and message apart from our reason, and what to do
+// (failureTable).
+func FailureRow(a repo.Activation) reports.FailureRow {
+	code, msg, reason, advice := describeFailure(a.LastErrorStep, a.LastErrorCode, a.LastErrorMessage)
+	return reports.FailureRow{
+		SalesRef: a.SalesRef, Customer: reportCustomer(a), Email: a.Email, MSN: a.MSN,
+		Step: a.LastErrorStep, Code: code, Message: msg, Reason: reason, Advice: advice, Attempts: a.Attempts,
+		FirstAttempt: reportTime(a.FirstAttemptAt, time.Time{}), LastAttempt: reportTime(a.LastAttemptAt, a.UpdatedAt),
+	}
 }
 
 // attentionData turns a store attention list into the workbook's: the count
@@ -309,13 +322,47 @@ func attentionData(l repo.AttentionList) reports.AttentionList {
 	return out
 }
 
-func reportCounts(acts []repo.Activation, rejects []repo.RejectRow) map[string]int {
-	counts := map[string]int{string(repo.StateQRReady): 0, string(repo.StateProvisioned): 0,
-		string(repo.StateFailed): 0, "rejected": len(rejects)}
+// reportCounts counts a report's rows by the Summary's outcomes: QR codes,
+// the provisioned services apart (physical SIM, QR emailed by Octane),
+// failures, rejected rows and refused files.
+func reportCounts(acts []repo.Activation, rejects []repo.RejectRow, refused []repo.RefusedImport) map[string]int {
+	counts := map[string]int{string(repo.StateQRReady): 0, reports.OutcomeProvisionedPhysical: 0,
+		reports.OutcomeProvisionedEmailed: 0, string(repo.StateFailed): 0,
+		reports.OutcomeRejected: len(rejects), reports.OutcomeRefused: len(refused)}
 	for _, a := range acts {
-		counts[string(a.State)]++
+		counts[outcomeKey(a)]++
 	}
 	return counts
+}
+
+// outcomeKey is the Summary's outcome of a reported activation: its state,
+// with provisioned split into physical SIMs and eSIMs whose QR Octane
+// emailed (the only two ways a row is provisioned, see pass.awaitQR).
+func outcomeKey(a repo.Activation) string {
+	if a.State != repo.StateProvisioned {
+		return string(a.State)
+	}
+	if a.SIMType == "physical" {
+		return reports.OutcomeProvisionedPhysical
+	}
+	return reports.OutcomeProvisionedEmailed
+}
+
+// reportTotals is the Summary's to-date column: every state, provisioned
+// split as in reportCounts, rejected rows and refused files, so every
+// outcome row has its total.
+func reportTotals(c repo.ReportContent) map[string]int {
+	t := map[string]int{}
+	for st, n := range c.Totals {
+		if st != repo.StateProvisioned {
+			t[string(st)] = n
+		}
+	}
+	t[reports.OutcomeProvisionedPhysical] = c.ToDate.ProvisionedPhysical
+	t[reports.OutcomeProvisionedEmailed] = c.ToDate.ProvisionedEmailed
+	t[reports.OutcomeRejected] = c.ToDate.Rejects
+	t[reports.OutcomeRefused] = c.ToDate.Refused
+	return t
 }
 
 func reportCustomer(a repo.Activation) string {

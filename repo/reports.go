@@ -23,9 +23,10 @@ type Report struct {
 	DeliveredAt *time.Time `db:"delivered_at"`
 	Activations int        `db:"activations"`
 	Rejects     int        `db:"rejects"`
+	Refused     int        `db:"refused"` // files refused whole on import
 }
 
-const reportColumns = `id, number, created_at, period_from, period_to, message_id, file, delivered_at, activations, rejects`
+const reportColumns = `id, number, created_at, period_from, period_to, message_id, file, delivered_at, activations, rejects, refused`
 
 // PendingReport returns the oldest report built but not delivered.
 // Errors: ErrNotFound when every report was delivered.
@@ -42,8 +43,9 @@ func (s *Store) PendingReport(ctx context.Context) (Report, error) {
 // period from the previous report's end to now; it takes every unreported
 // terminal activation in no report (qr_ready rows capped at maxQRRows, oldest
 // first, when maxQRRows > 0; provisioned and failed rows all) and every
-// unreported import reject. The UNIQUE report_items.activation_id and
-// report_rejects.reject_id make a second report of a row impossible; two
+// unreported import reject and refused import file. The UNIQUE
+// report_items.activation_id, report_rejects.reject_id and
+// report_refused.refused_id make a second report of a row impossible; two
 // processes building at once take turns, and the second finds only what the
 // first left (or nothing). A row that turns terminal after the build is in
 // the next report. Errors: ErrNotFound when there is nothing to report
@@ -121,10 +123,18 @@ ON CONFLICT (reject_id) DO NOTHING`), rep.ID)
 			return err
 		}
 		k, _ := res.RowsAffected()
-		if n == 0 && k == 0 {
+		res, err = tx.ExecContext(ctx, s.q(`INSERT INTO report_refused (report_id, refused_id) SELECT ?, id FROM refused_imports
+WHERE reported_at IS NULL AND NOT EXISTS (SELECT 1 FROM report_refused x WHERE x.refused_id = refused_imports.id) ORDER BY id
+ON CONFLICT (refused_id) DO NOTHING`), rep.ID)
+		if err != nil {
+			return err
+		}
+		refused, _ := res.RowsAffected()
+		if n == 0 && k == 0 && refused == 0 {
 			return ErrNotFound // rolls the empty report back
 		}
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE reports SET activations = ?, rejects = ? WHERE id = ?`), n, k, rep.ID); err != nil {
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE reports SET activations = ?, rejects = ?, refused = ? WHERE id = ?`),
+			n, k, refused, rep.ID); err != nil {
 			return err
 		}
 		return tx.GetContext(ctx, &rep, s.q(`SELECT `+reportColumns+` FROM reports WHERE id = ?`), rep.ID)
@@ -161,10 +171,12 @@ type RejectRow struct {
 // ReportContent is everything a report's workbook shows.
 type ReportContent struct {
 	Report      Report
-	Activations []Activation  // in this report, by id
-	Rejects     []RejectRow   // in this report, by file and line
-	Totals      map[State]int // all activations to date, by state
-	Calls       []MethodCalls // calls sent in the report's period
+	Activations []Activation    // in this report, by id
+	Rejects     []RejectRow     // in this report, by file and line
+	Refused     []RefusedImport // files refused whole, in this report, by id
+	Totals      map[State]int   // all activations to date, by state
+	ToDate      ToDate          // the other totals to date the Summary shows
+	Calls       []MethodCalls   // calls sent in the report's period
 	// Attention lists the open orders and late QR codes (up to
 	// ReportAttentionRows of each, oldest first) at the time asked for.
 	// They are not the report's rows: not terminal, never marked
@@ -209,7 +221,14 @@ FROM activations a JOIN report_items i ON i.activation_id = a.id WHERE i.report_
 FROM import_rejects r JOIN report_rejects x ON x.reject_id = r.id WHERE x.report_id = ? ORDER BY r.import_id, r.line, r.id`), reportID); err != nil {
 			return err
 		}
+		if err := tx.SelectContext(ctx, &c.Refused, s.q(`SELECT `+refusedColumns("r.")+`
+FROM refused_imports r JOIN report_refused x ON x.refused_id = r.id WHERE x.report_id = ? ORDER BY r.id`), reportID); err != nil {
+			return err
+		}
 		if c.Totals, err = s.countByState(ctx, tx); err != nil {
+			return err
+		}
+		if c.ToDate, err = s.toDate(ctx, tx); err != nil {
 			return err
 		}
 		// Periods chain (each starts where the last ended), so runs are
@@ -226,6 +245,26 @@ FROM import_rejects r JOIN report_rejects x ON x.reject_id = r.id WHERE x.report
 		return ReportContent{}, fmt.Errorf("repo: report %d content: %w", reportID, err)
 	}
 	return c, nil
+}
+
+// ToDate is what the Summary counts to date besides the states: the two
+// kinds of provisioned service apart, import rejects and refused files.
+type ToDate struct {
+	ProvisionedPhysical int `db:"physical"` // provisioned physical SIMs
+	ProvisionedEmailed  int `db:"emailed"`  // provisioned eSIMs whose QR code Octane emailed
+	Rejects             int `db:"rejects"`  // sales rows rejected on import
+	Refused             int `db:"refused"`  // files refused whole on import
+}
+
+// toDate counts ToDate as the database holds it now.
+func (s *Store) toDate(ctx context.Context, q sqlx.QueryerContext) (ToDate, error) {
+	var t ToDate
+	err := sqlx.GetContext(ctx, q, &t, `SELECT
+  (SELECT COUNT(*) FROM activations WHERE state = 'provisioned' AND sim_type = 'physical') AS physical,
+  (SELECT COUNT(*) FROM activations WHERE state = 'provisioned' AND sim_type <> 'physical') AS emailed,
+  (SELECT COUNT(*) FROM import_rejects) AS rejects,
+  (SELECT COUNT(*) FROM refused_imports) AS refused`)
+	return t, err
 }
 
 // countByState counts all activations by state (every state present, 0 if none).
@@ -248,7 +287,7 @@ func (s *Store) countByState(ctx context.Context, q sqlx.QueryerContext) (map[St
 }
 
 // MarkReportDelivered records the send: the report's delivered_at and the
-// reported_at of its activations and rejects. Delivering twice changes
+// reported_at of its activations, rejects and refused files. Delivering twice changes
 // nothing. Errors: ErrNotFound for an unknown report.
 func (s *Store) MarkReportDelivered(ctx context.Context, reportID int64, at time.Time) error {
 	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
@@ -267,8 +306,12 @@ func (s *Store) MarkReportDelivered(ctx context.Context, reportID int64, at time
 WHERE id IN (SELECT activation_id FROM report_items WHERE report_id = ?)`), s.t(at), reportID); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, s.q(`UPDATE import_rejects SET reported_at = ?
-WHERE id IN (SELECT reject_id FROM report_rejects WHERE report_id = ?)`), s.t(at), reportID)
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE import_rejects SET reported_at = ?
+WHERE id IN (SELECT reject_id FROM report_rejects WHERE report_id = ?)`), s.t(at), reportID); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE refused_imports SET reported_at = ?
+WHERE id IN (SELECT refused_id FROM report_refused WHERE report_id = ?)`), s.t(at), reportID)
 		return err
 	})
 	if err != nil {

@@ -35,19 +35,39 @@ var (
 	QRColumns = []string{"Sales reference", "Customer", "Email", "MSN", "Order ID", "ICCID",
 		"Outcome", "Completed (UTC)", "Activation code", "QR code"}
 	FailureColumns = []string{"Sales reference", "Customer", "Email", "MSN", "Failed step",
-		"Octane error code", "Message", "Attempts", "First attempt (UTC)", "Last attempt (UTC)"}
+		"Octane error code", "Octane message", "Our reason", "What to do",
+		"Attempts", "First attempt (UTC)", "Last attempt (UTC)"}
 	RejectColumns    = []string{"File", "Line", "Reason", "Raw row", "Imported (UTC)"}
 	AttentionColumns = []string{"Issue", "Sales reference", "MSN", "Order ID", "State", "Since (UTC)",
 		"Polls / attempts", "Last error"}
 )
 
-// Outcome keys the Summary lists first, in this order; other keys follow
-// sorted by name.
-var outcomeOrder = []string{"qr_ready", "provisioned", "failed", "rejected",
-	"pending", "selected", "ordering", "submitted", "completed"}
+// Outcome keys of Data.Counts and Data.Totals besides the lifecycle states.
+const (
+	// OutcomeProvisionedPhysical and OutcomeProvisionedEmailed split the
+	// provisioned services, which have no QR code in the workbook: a
+	// physical SIM, and an eSIM whose QR code Octane emailed itself.
+	OutcomeProvisionedPhysical = "provisioned_physical"
+	OutcomeProvisionedEmailed  = "provisioned_emailed"
+	// OutcomeRejected counts sales rows rejected on import, OutcomeRefused
+	// files refused whole.
+	OutcomeRejected = "rejected"
+	OutcomeRefused  = "refused_files"
+)
 
-// reportOutcomes are the outcomes a report delivers, the head of outcomeOrder.
-var reportOutcomes = outcomeOrder[:4]
+// Outcome keys the Summary lists first, in this order; other keys follow
+// sorted by name. "provisioned" undivided is listed only when given.
+var outcomeOrder = []string{"qr_ready", OutcomeProvisionedPhysical, OutcomeProvisionedEmailed, "failed",
+	OutcomeRejected, OutcomeRefused,
+	"pending", "selected", "ordering", "submitted", "completed", "provisioned"}
+
+// reportOutcomes are the outcomes a report delivers, the head of
+// outcomeOrder: always listed, with a count for this report and to date.
+var reportOutcomes = outcomeOrder[:6]
+
+// chartOutcomes are the outcomes the Summary's chart shows: the rows and
+// activations a report delivers (refused files are files, not rows).
+var chartOutcomes = outcomeOrder[:5]
 
 // outcomeLabel is the Summary's wording of an outcome key; a key it does not
 // know is shown as it is.
@@ -55,8 +75,14 @@ func outcomeLabel(key string) string {
 	switch key {
 	case "qr_ready":
 		return "QR ready"
-	case "rejected":
+	case OutcomeProvisionedPhysical:
+		return "Provisioned: physical SIM"
+	case OutcomeProvisionedEmailed:
+		return "Provisioned: QR emailed by Octane"
+	case OutcomeRejected:
 		return "Rejected on import"
+	case OutcomeRefused:
+		return "Files refused on import"
 	case "provisioned", "failed", "pending", "selected", "ordering", "submitted", "completed":
 		return strings.ToUpper(key[:1]) + key[1:]
 	}
@@ -77,8 +103,14 @@ type Data struct {
 	QR          []QRRow
 	Failures    []FailureRow
 	Rejects     []RejectRow
-	// Counts are this report's rows by outcome ("qr_ready", "provisioned",
-	// "failed", "rejected"); Totals all activations to date by state.
+	// Refused are files refused whole on import, listed on the Rejected
+	// imports sheet before the rows.
+	Refused []RefusedFile
+	// Counts are this report's rows by outcome ("qr_ready",
+	// OutcomeProvisionedPhysical, OutcomeProvisionedEmailed, "failed",
+	// OutcomeRejected, OutcomeRefused); Totals the same to date, and every
+	// activation to date by lifecycle state. A key missing from either is a
+	// blank cell, not a 0.
 	Counts map[string]int
 	Totals map[string]int
 	// Calls are Octane calls in the period by method and outcome.
@@ -125,15 +157,20 @@ type QRRow struct {
 	PNG            []byte // Octane's QR image, optional
 }
 
-// FailureRow is one failed activation on the Failures sheet.
+// FailureRow is one failed activation on the Failures sheet. Octane's words
+// and ours are apart: Code and Message are Octane's (blank when Octane gave
+// no answer, or the failure is our own finding), Reason is ours, Advice what
+// an operator does about it.
 type FailureRow struct {
 	SalesRef     string
 	Customer     string
 	Email        string
 	MSN          string
 	Step         string
-	Code         string
-	Message      string
+	Code         string // Octane's error code, or its order status (REJECTED, CANCELLED)
+	Message      string // Octane's message
+	Reason       string // our reason
+	Advice       string // what to do
 	Attempts     int
 	FirstAttempt time.Time // zero: left blank
 	LastAttempt  time.Time
@@ -146,6 +183,15 @@ type RejectRow struct {
 	Reason     string
 	Raw        string
 	ImportedAt time.Time
+}
+
+// RefusedFile is a sales file the import refused whole: no row of it was
+// read.
+type RefusedFile struct {
+	File      string
+	Reason    string
+	MovedTo   string // the import folder's subfolder it went to ("rejected"), "" when it stayed
+	RefusedAt time.Time
 }
 
 // CallStat counts Octane calls of one method and outcome.

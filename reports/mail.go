@@ -146,23 +146,43 @@ type Message struct {
 	ReportDate time.Time // when the report was fixed: in the subject
 	PeriodFrom time.Time
 	PeriodTo   time.Time
-	QR         int // rows on the QR codes sheet
-	Failed     int
-	Rejected   int
-	Encrypted  bool   // the workbook needs the password (sent out of band)
-	FileName   string // the attachment's name, e.g. esim-report-000012.xlsx
-	Workbook   []byte
+	QR         int // QR codes delivered: QR rows with a code (Data.QRCodes)
+	// Physical and Emailed are the provisioned services without a QR code
+	// in the workbook: physical SIMs, and eSIMs whose QR Octane emailed.
+	Physical  int
+	Emailed   int
+	Failed    int
+	Rejected  int    // sales rows rejected on import
+	Refused   int    // files refused whole on import
+	Encrypted bool   // the workbook needs the password (sent out of band)
+	FileName  string // the attachment's name, e.g. esim-report-000012.xlsx
+	Workbook  []byte
 }
 
 // Subject is the email subject, e.g.
-// "eSIM report #12 2026-11-28: 180 QR, 3 failed, 2 rejected".
-// A Number of 0 is the "nothing new" email.
+// "eSIM report #12 2026-11-28: 180 QR, 3 failed, 2 rejected"; the
+// provisioned services without a QR code and refused files are named only
+// when there are some: "..., 180 QR, 4 physical SIM, 2 QR emailed by Octane,
+// 3 failed, 2 rejected, 1 file refused". A Number of 0 is the "nothing new"
+// email.
 func (m Message) Subject() string {
 	if m.Number == 0 {
 		return fmt.Sprintf("eSIM report %s: nothing new", m.ReportDate.UTC().Format("2006-01-02"))
 	}
-	s := fmt.Sprintf("eSIM report #%d %s: %d QR, %d failed, %d rejected",
-		m.Number, m.ReportDate.UTC().Format("2006-01-02"), m.QR, m.Failed, m.Rejected)
+	parts := []string{fmt.Sprintf("%d QR", m.QR)}
+	if m.Physical > 0 {
+		parts = append(parts, fmt.Sprintf("%d physical SIM", m.Physical))
+	}
+	if m.Emailed > 0 {
+		parts = append(parts, fmt.Sprintf("%d QR emailed by Octane", m.Emailed))
+	}
+	parts = append(parts, fmt.Sprintf("%d failed", m.Failed), fmt.Sprintf("%d rejected", m.Rejected))
+	if m.Refused == 1 {
+		parts = append(parts, "1 file refused")
+	} else if m.Refused > 1 {
+		parts = append(parts, fmt.Sprintf("%d files refused", m.Refused))
+	}
+	s := fmt.Sprintf("eSIM report #%d %s: %s", m.Number, m.ReportDate.UTC().Format("2006-01-02"), strings.Join(parts, ", "))
 	if m.Resend {
 		s += " (resent)"
 	}
@@ -176,7 +196,14 @@ func (m Message) Body() string {
 	if !m.PeriodFrom.IsZero() || !m.PeriodTo.IsZero() {
 		fmt.Fprintf(&b, "Period: %s to %s UTC.\n", m.PeriodFrom.UTC().Format("2006-01-02 15:04"), m.PeriodTo.UTC().Format("2006-01-02 15:04"))
 	}
-	fmt.Fprintf(&b, "\nQR codes:          %d\nFailed:            %d\nRejected imports:  %d\n", m.QR, m.Failed, m.Rejected)
+	b.WriteString("\n")
+	for _, l := range []struct {
+		label string
+		n     int
+	}{{"QR codes:", m.QR}, {"Physical SIMs:", m.Physical}, {"QR emailed by Octane:", m.Emailed},
+		{"Failed:", m.Failed}, {"Rejected imports:", m.Rejected}, {"Files refused:", m.Refused}} {
+		fmt.Fprintf(&b, "%-22s %d\n", l.label, l.n)
+	}
 	fmt.Fprintf(&b, "\nThe details are in the attached workbook %s.\n", m.FileName)
 	if m.Encrypted {
 		b.WriteString("The workbook is password protected; the password is shared separately.\n")

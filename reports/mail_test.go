@@ -87,7 +87,9 @@ func checkParsed(t *testing.T, p smtptest.Parsed, msg Message) {
 	if v := p.Header.Get(HeaderResend); v != wantResend {
 		t.Errorf("%s = %q, want %q", HeaderResend, v, wantResend)
 	}
-	for _, s := range []string{"QR codes:          180", "Failed:            3", "Rejected imports:  2", "password is shared separately"} {
+	for _, s := range []string{"QR codes:              180", "Physical SIMs:         0", "QR emailed by Octane:  0",
+		"Failed:                3", "Rejected imports:      2", "Files refused:         0",
+		"password is shared separately"} {
 		if !strings.Contains(p.Text, s) {
 			t.Errorf("body lacks %q:\n%s", s, p.Text)
 		}
@@ -244,6 +246,33 @@ func TestNewMailerConfig(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := NewMailer(tt.smtp, tt.from, tt.to, tt.dir); !errors.Is(err, ErrMailConfig) {
 				t.Errorf("err = %v, want ErrMailConfig", err)
+			}
+		})
+	}
+}
+
+// The subject counts QR codes only, and names the provisioned services
+// without one and the refused files apart, only when there are some.
+func TestSubjectCountsApart(t *testing.T) {
+	base := Message{Number: 7, ReportDate: t0, QR: 40, Failed: 2, Rejected: 1}
+	tests := []struct {
+		name string
+		edit func(m *Message)
+		want string
+	}{
+		{"QR codes only", func(*Message) {}, "eSIM report #7 2026-11-28: 40 QR, 2 failed, 1 rejected"},
+		{"physical SIMs and Octane's emails apart", func(m *Message) { m.Physical, m.Emailed = 3, 5 },
+			"eSIM report #7 2026-11-28: 40 QR, 3 physical SIM, 5 QR emailed by Octane, 2 failed, 1 rejected"},
+		{"a refused file", func(m *Message) { m.Refused = 1 }, "eSIM report #7 2026-11-28: 40 QR, 2 failed, 1 rejected, 1 file refused"},
+		{"refused files, resent", func(m *Message) { m.Refused, m.Resend = 2, true },
+			"eSIM report #7 2026-11-28: 40 QR, 2 failed, 1 rejected, 2 files refused (resent)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := base
+			tt.edit(&m)
+			if got := m.Subject(); got != tt.want {
+				t.Errorf("Subject() = %q, want %q", got, tt.want)
 			}
 		})
 	}

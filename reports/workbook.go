@@ -92,13 +92,7 @@ func Build(d Data, opts Options) ([]byte, error) {
 
 // Write is Build writing to w. Errors are those of Build, or w's.
 func Write(w io.Writer, d Data, opts Options) error {
-	images := 0
-	for _, r := range d.QR {
-		if r.ActivationCode != "" || len(r.PNG) > 0 {
-			images++
-		}
-	}
-	if images > MaxQRRowsPerWorkbook {
+	if images := d.QRCodes(); images > MaxQRRowsPerWorkbook {
 		return fmt.Errorf("%w: %d rows with a QR code, at most %d", ErrTooManyQRRows, images, MaxQRRowsPerWorkbook)
 	}
 	f := excelize.NewFile()
@@ -121,7 +115,7 @@ func Write(w io.Writer, d Data, opts Options) error {
 	if err := writeFailures(f, st, d.Failures); err != nil {
 		return err
 	}
-	if err := writeRejects(f, st, d.Rejects); err != nil {
+	if err := writeRejects(f, st, d.Refused, d.Rejects); err != nil {
 		return err
 	}
 	if err := writeSummary(f, st, d); err != nil {
@@ -135,6 +129,20 @@ func Write(w io.Writer, d Data, opts Options) error {
 		return fmt.Errorf("reports: write workbook: %w", err)
 	}
 	return nil
+}
+
+// QRCodes counts the QR rows that carry a QR code (an activation code or an
+// image): the rows without one are provisioned services whose QR code
+// Octane emailed, or physical SIMs, which the subject and the Summary count
+// apart.
+func (d Data) QRCodes() int {
+	n := 0
+	for _, r := range d.QR {
+		if r.ActivationCode != "" || len(r.PNG) > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // cell returns the A1 reference of column col (1-based) in row.
@@ -435,12 +443,12 @@ func wrappedHeight(values []any, w widths) float64 {
 func writeFailures(f *excelize.File, st styles, rows []FailureRow) error {
 	w := newWidths(FailureColumns)
 	for _, r := range rows {
-		for c, v := range []string{r.SalesRef, r.Customer, r.Email, r.MSN, r.Step, r.Code, r.Message} {
+		for c, v := range []string{r.SalesRef, r.Customer, r.Email, r.MSN, r.Step, r.Code, r.Message, r.Reason, r.Advice} {
 			w.fit(c, v)
 		}
 	}
-	w.atLeast(8, dateWidth)
-	w.atLeast(9, dateWidth)
+	w.atLeast(10, dateWidth)
+	w.atLeast(11, dateWidth)
 	return streamSheet(f, st, SheetFailure, "Failures", FailureColumns, w, len(rows), func(i int) []any {
 		r := rows[i]
 		return []any{
@@ -451,6 +459,8 @@ func writeFailures(f *excelize.File, st styles, rows []FailureRow) error {
 			excelize.Cell{StyleID: st.text, Value: r.Step},
 			excelize.Cell{StyleID: st.text, Value: r.Code},
 			excelize.Cell{StyleID: st.text, Value: r.Message},
+			excelize.Cell{StyleID: st.text, Value: r.Reason},
+			excelize.Cell{StyleID: st.text, Value: r.Advice},
 			excelize.Cell{StyleID: st.integer, Value: r.Attempts},
 			excelize.Cell{StyleID: st.date, Value: utc(r.FirstAttempt)},
 			excelize.Cell{StyleID: st.date, Value: utc(r.LastAttempt)},
@@ -458,8 +468,23 @@ func writeFailures(f *excelize.File, st styles, rows []FailureRow) error {
 	})
 }
 
-func writeRejects(f *excelize.File, st styles, rows []RejectRow) error {
+// refusedReason is the Rejected imports sheet's reason for a file refused
+// whole: it has no line, and its reason says where the file went.
+func refusedReason(r RefusedFile) string {
+	if r.MovedTo == "" {
+		return "File refused: " + r.Reason
+	}
+	return "File refused (moved to " + r.MovedTo + "/): " + r.Reason
+}
+
+// writeRejects lists the files refused whole (no line, no raw row), then
+// the rejected rows.
+func writeRejects(f *excelize.File, st styles, refused []RefusedFile, rows []RejectRow) error {
 	w := newWidths(RejectColumns)
+	for _, r := range refused {
+		w.fit(0, r.File)
+		w.fit(2, refusedReason(r))
+	}
 	for _, r := range rows {
 		w.fit(0, r.File)
 		w.fit(1, strconv.Itoa(r.Line))
@@ -467,8 +492,18 @@ func writeRejects(f *excelize.File, st styles, rows []RejectRow) error {
 		w.fit(3, r.Raw)
 	}
 	w.atLeast(4, dateWidth)
-	return streamSheet(f, st, SheetRejects, "RejectedImports", RejectColumns, w, len(rows), func(i int) []any {
-		r := rows[i]
+	return streamSheet(f, st, SheetRejects, "RejectedImports", RejectColumns, w, len(refused)+len(rows), func(i int) []any {
+		if i < len(refused) {
+			r := refused[i]
+			return []any{
+				excelize.Cell{StyleID: st.text, Value: r.File},
+				excelize.Cell{StyleID: st.integer}, // no line: the whole file
+				excelize.Cell{StyleID: st.text, Value: refusedReason(r)},
+				excelize.Cell{StyleID: st.text, Value: ""},
+				excelize.Cell{StyleID: st.date, Value: utc(r.RefusedAt)},
+			}
+		}
+		r := rows[i-len(refused)]
 		return []any{
 			excelize.Cell{StyleID: st.text, Value: r.File},
 			excelize.Cell{StyleID: st.integer, Value: r.Line},
@@ -489,10 +524,12 @@ const (
 	summaryOutcomeHeader = 11 // "Outcome | This report | To date"
 )
 
-// The Summary's labels of the attention counts.
+// The Summary's labels of the attention counts, and of the counts of the
+// report's rows.
 const (
-	labelOpenOrders = "Open orders older than 24 h"
-	labelQRLate     = "QR codes late (over 24 h)"
+	labelSheetCounts = "QR codes / failures / rejected rows / refused files"
+	labelOpenOrders  = "Open orders older than 24 h"
+	labelQRLate      = "QR codes late (over 24 h)"
 )
 
 // attentionShown is how many of l's rows the Attention sheet lists.
@@ -640,7 +677,7 @@ func writeSummary(f *excelize.File, st styles, d Data) error {
 		{3, "Period from (UTC)", utc(d.PeriodFrom), st.date},
 		{4, "Period to (UTC)", utc(d.PeriodTo), st.date},
 		{5, "Dry run", dry, st.text},
-		{6, "QR rows / failures / rejects", fmt.Sprintf("%d / %d / %d", len(d.QR), len(d.Failures), len(d.Rejects)), st.text},
+		{6, labelSheetCounts, fmt.Sprintf("%d / %d / %d / %d", d.QRCodes(), len(d.Failures), len(d.Rejects), len(d.Refused)), st.text},
 		{7, "Rate-limit waits (s)", waits.Seconds(), st.seconds},
 		{summaryOpenOrders, labelOpenOrders, d.OpenOrders.Count, st.integer},
 		{summaryQRLate, labelQRLate, d.QRLate.Count, st.integer},
@@ -697,7 +734,7 @@ func writeSummary(f *excelize.File, st styles, d Data) error {
 		}
 		return calls[i].Outcome < calls[j].Outcome
 	})
-	w := newWidths([]string{"QR rows / failures / rejects", "Rate-limit wait (s)", "This report", "Rate-limit wait (s)"})
+	w := newWidths([]string{labelSheetCounts, "Rate-limit wait (s)", "This report", "Rate-limit wait (s)"})
 	w.atLeast(1, dateWidth)
 	for _, k := range keys {
 		w.fit(0, outcomeLabel(k))
@@ -728,9 +765,10 @@ func writeSummary(f *excelize.File, st styles, d Data) error {
 	if err := w.apply(f, sheet); err != nil {
 		return err
 	}
-	// The chart shows the four reporting outcomes (the rows after them are
-	// lifecycle states, mostly 0, that crowd the axis).
-	lastChart := min(first+len(reportOutcomes)-1, lastOutcome)
+	// The chart shows the rows and activations a report delivers (the rows
+	// after them are refused files, and lifecycle states, mostly 0, that
+	// crowd the axis).
+	lastChart := min(first+len(chartOutcomes)-1, lastOutcome)
 	series := func(col string) excelize.ChartSeries {
 		return excelize.ChartSeries{
 			Name:       fmt.Sprintf("'%s'!$%s$%d", sheet, col, summaryOutcomeHeader),

@@ -53,15 +53,22 @@ func sampleData(t *testing.T) Data {
 		},
 		Failures: []FailureRow{
 			{SalesRef: "F-1", Customer: "Cat", Email: "cat@example.com", MSN: "0499000001", Step: "orderCreate",
-				Code: "E042", Message: "=1+1 plan not allowed", Attempts: 3,
+				Code: "E042", Message: "=1+1 plan not allowed", Reason: "Octane refused the request",
+				Advice: "Check the plan", Attempts: 3,
 				FirstAttempt: t0.Add(-3 * time.Hour), LastAttempt: t0.Add(-time.Hour)},
-			{SalesRef: "F-2", Step: "reserve", Code: "", Message: "exhausted", Attempts: 8},
+			{SalesRef: "F-2", Step: "reserveResources", Reason: "No answer from Octane: exhausted",
+				Advice: "=re-drive with batch retry", Attempts: 8},
 		},
 		Rejects: []RejectRow{
 			{File: "sales-2026-11-28.csv", Line: 7, Reason: "missing email", Raw: `S-9,Dan,,=cmd|' /C calc'!A0`, ImportedAt: t0},
 		},
-		Counts: map[string]int{"qr_ready": 3, "provisioned": 1, "failed": 2, "rejected": 1},
-		Totals: map[string]int{"qr_ready": 100, "provisioned": 4, "failed": 9, "rejected": 3, "pending": 20, "weird": 1},
+		Refused: []RefusedFile{
+			{File: "=sales.csv", Reason: `header on line 1 has no "email" column`, MovedTo: "rejected", RefusedAt: t0.Add(-time.Minute)},
+		},
+		Counts: map[string]int{"qr_ready": 3, OutcomeProvisionedPhysical: 1, OutcomeProvisionedEmailed: 0, "failed": 2,
+			OutcomeRejected: 1, OutcomeRefused: 1},
+		Totals: map[string]int{"qr_ready": 100, OutcomeProvisionedPhysical: 3, OutcomeProvisionedEmailed: 1, "failed": 9,
+			OutcomeRejected: 3, OutcomeRefused: 2, "pending": 20, "weird": 1},
 		Calls: []CallStat{
 			{Method: "orderCreate", Outcome: "ok", Count: 40, Waited: 3 * time.Second},
 			{Method: "getEsimDetails", Outcome: "ok", Count: 39, Waited: 1500 * time.Millisecond},
@@ -265,7 +272,7 @@ func TestLayout(t *testing.T) {
 			}
 		}
 	}
-	for sheet, want := range map[string]string{SheetFailure: "A1:J3", SheetRejects: "A1:E2"} {
+	for sheet, want := range map[string]string{SheetFailure: "A1:L3", SheetRejects: "A1:E3"} {
 		tables, err := f.GetTables(sheet)
 		if err != nil || len(tables) != 1 || tables[0].Range != want {
 			t.Errorf("%s tables = %+v %v, want one over %s (its autofilter)", sheet, tables, err, want)
@@ -295,30 +302,46 @@ func TestLayout(t *testing.T) {
 func TestFailuresAndRejects(t *testing.T) {
 	d := sampleData(t)
 	f := open(t, mustBuild(t, d, Options{}), "")
+	// Octane's code and message, our reason and the advice each in its own
+	// column: a failure of ours (F-2) leaves Octane's columns blank.
+	wantFailures := [][]string{
+		{"F-1", "Cat", "cat@example.com", "0499000001", "orderCreate", "E042", "=1+1 plan not allowed",
+			"Octane refused the request", "Check the plan", "3"},
+		{"F-2", "", "", "", "reserveResources", "", "", "No answer from Octane: exhausted", "=re-drive with batch retry", "8"},
+	}
 	for i, r := range d.Failures {
 		rn := i + 2
-		want := []string{r.SalesRef, r.Customer, r.Email, r.MSN, r.Step, r.Code, r.Message, strconv.Itoa(r.Attempts)}
+		want := wantFailures[i]
 		got := row(t, f, SheetFailure, rn, len(want))
 		for c := range want {
 			if got[c] != want[c] {
-				t.Errorf("Failures %s = %q, want %q", cell(c+1, rn), got[c], want[c])
+				t.Errorf("Failures %s (%s) = %q, want %q", cell(c+1, rn), FailureColumns[c], got[c], want[c])
 			}
 			if fo, _ := f.GetCellFormula(SheetFailure, cell(c+1, rn)); fo != "" {
 				t.Errorf("Failures %s is a formula %q", cell(c+1, rn), fo)
 			}
 		}
-		checkDate(t, f, SheetFailure, cell(9, rn), r.FirstAttempt)
-		checkDate(t, f, SheetFailure, cell(10, rn), r.LastAttempt)
+		checkDate(t, f, SheetFailure, cell(11, rn), r.FirstAttempt)
+		checkDate(t, f, SheetFailure, cell(12, rn), r.LastAttempt)
 	}
-	r := d.Rejects[0]
+	// The refused file first, with no line and no raw row, then the rows.
+	rf := d.Refused[0]
 	got := row(t, f, SheetRejects, 2, 4)
+	if want := []string{rf.File, "", `File refused (moved to rejected/): header on line 1 has no "email" column`, ""}; strings.Join(got, "\x00") != strings.Join(want, "\x00") {
+		t.Errorf("Rejected imports refused file = %q, want %q", got, want)
+	}
+	checkDate(t, f, SheetRejects, "E2", rf.RefusedAt)
+	r := d.Rejects[0]
+	got = row(t, f, SheetRejects, 3, 4)
 	if want := []string{r.File, "7", r.Reason, r.Raw}; strings.Join(got, "\x00") != strings.Join(want, "\x00") {
 		t.Errorf("Rejected imports row = %q, want %q", got, want)
 	}
-	if fo, _ := f.GetCellFormula(SheetRejects, "D2"); fo != "" {
-		t.Errorf("raw row became formula %q", fo)
+	for _, ref := range []string{"A2", "D3"} {
+		if fo, _ := f.GetCellFormula(SheetRejects, ref); fo != "" {
+			t.Errorf("Rejected imports %s became formula %q", ref, fo)
+		}
 	}
-	checkDate(t, f, SheetRejects, "E2", r.ImportedAt)
+	checkDate(t, f, SheetRejects, "E3", r.ImportedAt)
 }
 
 func TestSummary(t *testing.T) {
@@ -333,9 +356,15 @@ func TestSummary(t *testing.T) {
 	if v, _ := f.GetCellValue(SheetSummary, "B7", excelize.Options{RawCellValue: true}); v != "4.5" {
 		t.Errorf("rate-limit waits = %q, want 4.5 s (sum of calls)", v)
 	}
+	// QR codes only for the rows that have one; the provisioned services
+	// apart; every outcome with its total to date.
+	if v, _ := f.GetCellValue(SheetSummary, "B6"); v != "4 / 2 / 1 / 1" {
+		t.Errorf("Summary B6 = %q, want 4 QR codes (S-4 has none) / 2 failures / 1 rejected row / 1 refused file", v)
+	}
 	wantOutcomes := [][]string{
 		{"Outcome", "This report", "To date"},
-		{"QR ready", "3", "100"}, {"Provisioned", "1", "4"}, {"Failed", "2", "9"}, {"Rejected on import", "1", "3"},
+		{"QR ready", "3", "100"}, {"Provisioned: physical SIM", "1", "3"}, {"Provisioned: QR emailed by Octane", "0", "1"},
+		{"Failed", "2", "9"}, {"Rejected on import", "1", "3"}, {"Files refused on import", "1", "2"},
 		{"Pending", "", "20"}, {"weird", "", "1"},
 		{"", "", ""},
 		{"Octane method", "Outcome", "Calls"},
@@ -350,7 +379,7 @@ func TestSummary(t *testing.T) {
 }
 
 // The chart a finance user reads without the table beside it: titled, both
-// axes titled, tick labels dark enough to read, over the four outcomes a
+// axes titled, tick labels dark enough to read, over the five outcomes a
 // report delivers (not the lifecycle states, mostly 0, that crowd the axis).
 func TestSummaryChart(t *testing.T) {
 	b := mustBuild(t, sampleData(t), Options{})
@@ -400,8 +429,8 @@ func TestSummaryChart(t *testing.T) {
 		}
 	}
 	want := []struct{ name, cat, val string }{
-		{"'Summary'!$B$11", "'Summary'!$A$12:$A$15", "'Summary'!$B$12:$B$15"},
-		{"'Summary'!$C$11", "'Summary'!$A$12:$A$15", "'Summary'!$C$12:$C$15"},
+		{"'Summary'!$B$11", "'Summary'!$A$12:$A$16", "'Summary'!$B$12:$B$16"},
+		{"'Summary'!$C$11", "'Summary'!$A$12:$A$16", "'Summary'!$C$12:$C$16"},
 	}
 	if len(chart.Series) != len(want) {
 		t.Fatalf("%d series, want %d (this report, to date)", len(chart.Series), len(want))
@@ -474,12 +503,12 @@ func TestEmptyReportBuilds(t *testing.T) {
 	if v, _ := f.GetCellValue(SheetSummary, "A12"); v != "QR ready" {
 		t.Errorf("A12 = %q, want the qr_ready outcome row", v)
 	}
-	// Outcome rows 12-15, a blank row, the calls header, then the note.
-	if v, _ := f.GetCellValue(SheetSummary, "A17"); v != "Octane method" {
-		t.Errorf("A17 = %q, want the calls table header", v)
+	// Outcome rows 12-17, a blank row, the calls header, then the note.
+	if v, _ := f.GetCellValue(SheetSummary, "A19"); v != "Octane method" {
+		t.Errorf("A19 = %q, want the calls table header", v)
 	}
-	if v, _ := f.GetCellValue(SheetSummary, "A18"); v != noCalls {
-		t.Errorf("A18 = %q: a period without Octane calls must say so, not leave an empty table", v)
+	if v, _ := f.GetCellValue(SheetSummary, "A20"); v != noCalls {
+		t.Errorf("A20 = %q: a period without Octane calls must say so, not leave an empty table", v)
 	}
 	// Nothing needs attention: counts 0, no note, and the Attention sheet says so.
 	for _, ref := range []string{"B8", "B9"} {

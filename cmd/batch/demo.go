@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -16,9 +18,11 @@ import (
 	"time"
 
 	"github.com/esimbatch/esimbatch/jobs"
+	"github.com/esimbatch/esimbatch/jobs/sales"
 	"github.com/esimbatch/esimbatch/octane"
 	"github.com/esimbatch/esimbatch/octane/octanetest"
 	"github.com/esimbatch/esimbatch/repo"
+	"github.com/esimbatch/esimbatch/reports"
 )
 
 // demoSales is the bundled sample: 50 good rows (a few of which the
@@ -92,7 +96,7 @@ func cmdDemo(ctx context.Context, args []string, e env) error {
 		level = slog.LevelInfo
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
-	res, err := runDemo(ctx, dir, log)
+	res, err := runDemo(ctx, dir, demoStart(time.Now()), log)
 	if err != nil {
 		return err
 	}
@@ -106,6 +110,7 @@ func cmdDemo(ctx context.Context, args []string, e env) error {
 		}
 	}
 	fmt.Fprintf(w, "octane orders: %d accepted\n", res.orders)
+	printDemoFailures(w, res)
 	fmt.Fprintf(w, "reported: %d activations and %d rejected rows in %d report(s)\n",
 		res.report.Activations, res.report.Rejects, res.report.Reports)
 	for _, f := range res.report.Files {
@@ -123,17 +128,51 @@ type demoResult struct {
 	total, passes, orders int
 	counts                map[repo.State]int
 	imported              jobs.FileResult
+	failures              []reports.FailureRow // the failed rows, in the sample's order, as the Failures sheet shows them
 	report                jobs.ReportResult
 	simulated, wall       time.Duration
 	db                    string
 }
 
-// runDemo writes the sample into dir, imports it, runs passes until every
-// activation is terminal, then a report pass.
-func runDemo(ctx context.Context, dir string, log *slog.Logger) (demoResult, error) {
+// demoStart is where the demo's simulated clock starts, so that its report
+// carries today's date (UTC) like a real one: twelve hours before now, or
+// midnight when that was yesterday. The demo's passes span well under
+// twelve hours of simulated time (at most demoMaxPasses x 31 minutes), so
+// they end today and, after midday, before now.
+func demoStart(now time.Time) time.Time {
+	now = now.UTC()
+	midnight := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	start := now.Add(-12 * time.Hour).Truncate(time.Minute)
+	if start.Before(midnight) {
+		return midnight
+	}
+	return start
+}
+
+// printDemoFailures lists the rows that failed, each with its step, our
+// reason, Octane's code and message when it answered, and what to do; then
+// the sample lines the import rejected.
+func printDemoFailures(w io.Writer, res demoResult) {
+	fmt.Fprintf(w, "failed: %d\n", len(res.failures))
+	for _, f := range res.failures {
+		fmt.Fprintf(w, "  %s at %s: %s", f.SalesRef, f.Step, f.Reason)
+		if f.Code != "" || f.Message != "" {
+			fmt.Fprintf(w, " (Octane %s: %s)", f.Code, f.Message)
+		}
+		fmt.Fprintf(w, "\n    what to do: %s\n", f.Advice)
+	}
+	fmt.Fprintf(w, "rejected on import: %d\n", len(res.imported.Rejects))
+	for _, r := range res.imported.Rejects {
+		fmt.Fprintf(w, "  line %d: %s\n", r.Line, r.Reason)
+	}
+}
+
+// runDemo writes the sample into dir, imports it, runs passes from start
+// (on a simulated clock) until every activation is terminal, then a report
+// pass.
+func runDemo(ctx context.Context, dir string, start time.Time, log *slog.Logger) (demoResult, error) {
 	wall := time.Now()
-	clock := &simClock{t: time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)}
-	start := clock.Now()
+	clock := &simClock{t: start}
 	res := demoResult{db: filepath.Join(dir, "esimbatch.db")}
 
 	// A second demo in the same folder would find its sample already
@@ -235,8 +274,31 @@ func runDemo(ctx context.Context, dir string, log *slog.Logger) (demoResult, err
 		return res, fmt.Errorf("demo: reported %d of %d activations and %d of %d rejected rows",
 			res.report.Activations, res.total, res.report.Rejects, res.imported.Rejected)
 	}
+	if res.failures, err = demoFailures(ctx, store); err != nil {
+		return res, err
+	}
 	res.orders = len(sim.Orders())
 	res.simulated = clock.Now().Sub(start)
 	res.wall = time.Since(wall)
 	return res, nil
+}
+
+// demoFailures reads the sample's failed rows back from the store, in the
+// sample's order.
+func demoFailures(ctx context.Context, store *repo.Store) ([]reports.FailureRow, error) {
+	f, err := sales.Read(bytes.NewReader(demoSales), "sample-sales.csv", sales.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("demo: read sample: %w", err)
+	}
+	var out []reports.FailureRow
+	for _, r := range f.Rows {
+		a, err := store.ActivationByRef(ctx, r.SalesRef)
+		if err != nil {
+			return nil, fmt.Errorf("demo: %s: %w", r.SalesRef, err)
+		}
+		if a.State == repo.StateFailed {
+			out = append(out, jobs.FailureRow(a))
+		}
+	}
+	return out, nil
 }

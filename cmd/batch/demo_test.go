@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,9 +23,13 @@ import (
 func TestDemo(t *testing.T) {
 	dir := t.TempDir()
 	e, out, stderr := testEnv(map[string]string{})
+	// Today (UTC) as the demo sees it: the day it started or, past
+	// midnight, the next.
+	today := map[string]bool{time.Now().UTC().Format("2006-01-02"): true}
 	if err := run(context.Background(), []string{"demo", "--out", dir}, e); err != nil {
 		t.Fatalf("demo: %v\n%s", err, stderr)
 	}
+	today[time.Now().UTC().Format("2006-01-02")] = true
 	text := out.String()
 	for _, want := range []string{
 		"accepted 50, duplicate 0, rejected 2, blank 0",
@@ -56,6 +61,63 @@ func TestDemo(t *testing.T) {
 	if st.Counts[repo.StateQRReady] != 45 {
 		t.Fatalf("database: %d qr_ready, want 45", st.Counts[repo.StateQRReady])
 	}
+
+	t.Run("today's date", func(t *testing.T) {
+		if m := regexp.MustCompile(`esim-report-\d{6}-(\d{4})(\d{2})(\d{2})T`).FindStringSubmatch(book); m == nil || !today[m[1]+"-"+m[2]+"-"+m[3]] {
+			t.Errorf("workbook %s is not dated today (%v)", filepath.Base(book), today)
+		}
+		f, err := excelize.OpenFile(book)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		raw, err := f.GetCellValue(reports.SheetSummary, "B2", excelize.Options{RawCellValue: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		serial, err := strconv.ParseFloat(raw, 64)
+		if err != nil {
+			t.Fatalf("Summary B2 (Generated) = %q, not a date", raw)
+		}
+		gen, _ := excelize.ExcelDateToTime(serial, false)
+		if !today[gen.Format("2006-01-02")] {
+			t.Errorf("Summary: generated %s, want today (%v)", gen, today)
+		}
+	})
+
+	// Which rows failed and why, as the Failures sheet says it: every
+	// failed row of the database, with its step, reason and what to do.
+	t.Run("printed failures", func(t *testing.T) {
+		if !strings.Contains(text, "\nfailed: 4\n") {
+			t.Errorf("demo output does not count the failures:\n%s", text)
+		}
+		printed := regexp.MustCompile(`(?m)^  (DEMO-\d{4}) at (\w+): (.+)\n    what to do: (.+)$`).FindAllStringSubmatch(text, -1)
+		if len(printed) != st.Counts[repo.StateFailed] {
+			t.Fatalf("printed %d failures, database has %d failed:\n%s", len(printed), st.Counts[repo.StateFailed], text)
+		}
+		for _, p := range printed {
+			a, err := store.ActivationByRef(context.Background(), p[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.State != repo.StateFailed || a.LastErrorStep != p[2] {
+				t.Errorf("printed %s failed at %s; database: %s at %q", p[1], p[2], a.State, a.LastErrorStep)
+			}
+			if a.LastErrorMessage == "" || !strings.Contains(p[3], a.LastErrorMessage) {
+				t.Errorf("printed reason for %s %q lacks the row's message %q", p[1], p[3], a.LastErrorMessage)
+			}
+		}
+		for _, want := range []string{
+			`DEMO-0007 at addCustomer: Octane refused the customer (Octane 400: Invalid plan number "9999")`,
+			"DEMO-0033 at simCheck: The physical SIM's serial cannot be used: ",
+			"    what to do: Check the plan",
+			`  line 52: email "oliver.brown51-at-example.com": not an email address`,
+		} {
+			if !strings.Contains(text, want) {
+				t.Errorf("demo output lacks %q:\n%s", want, text)
+			}
+		}
+	})
 
 	t.Run("workbook", func(t *testing.T) {
 		f, err := excelize.OpenFile(book)
@@ -131,8 +193,10 @@ func TestDemo(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s := msg.Header.Get("Subject"); !strings.Contains(s, "45 QR") && !strings.Contains(s, "46 QR") {
-			t.Errorf("subject %q does not count the QR codes", s)
+		// 45 QR codes: the physical SIM is counted apart, not as a QR code.
+		s := msg.Header.Get("Subject")
+		if m := regexp.MustCompile(`^eSIM report #1 (\d{4}-\d{2}-\d{2}): 45 QR, 1 physical SIM, 4 failed, 2 rejected$`).FindStringSubmatch(s); m == nil || !today[m[1]] {
+			t.Errorf("subject %q, want report #1 of today (%v): 45 QR, 1 physical SIM, 4 failed, 2 rejected", s, today)
 		}
 		if len(msg.Attachments) != 1 {
 			t.Fatalf("%d attachments, want 1", len(msg.Attachments))
@@ -208,6 +272,27 @@ func BenchmarkDemo(b *testing.B) {
 		e, _, stderr := testEnv(map[string]string{})
 		if err := run(context.Background(), []string{"demo", "--out", b.TempDir()}, e); err != nil {
 			b.Fatalf("demo: %v\n%s", err, stderr)
+		}
+	}
+}
+
+// The demo's clock starts today (UTC) and its longest run still ends today.
+func TestDemoStart(t *testing.T) {
+	for _, now := range []time.Time{
+		time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC),
+		time.Date(2026, 12, 1, 12, 0, 30, 0, time.UTC),
+		time.Date(2026, 12, 1, 23, 59, 59, 0, time.UTC),
+		time.Date(2026, 12, 2, 8, 0, 0, 0, time.FixedZone("AEDT", 11*3600)), // 21:00 UTC the day before
+	} {
+		start := demoStart(now)
+		end := start.Add(demoMaxPasses * 31 * time.Minute)
+		day := now.UTC().Format(time.DateOnly)
+		if start.Format(time.DateOnly) != day || end.Format(time.DateOnly) != day {
+			t.Errorf("now %s: the demo runs %s to %s, want both on %s", now.UTC(), start, end, day)
+		}
+		if now.UTC().Hour() >= 12 && end.After(now) {
+			t.Errorf("now %s: the demo ends %s, after now", now.UTC(), end)
 		}
 	}
 }

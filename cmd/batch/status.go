@@ -17,7 +17,8 @@ import (
 
 // cmdStatus is `batch status`: counts by state, oldest waiting row, polls
 // and releases due, the open orders and late QR codes older than 24 h (the
-// oldest of each listed), and the Octane budget left this hour per method.
+// oldest of each listed), the import files refused lately, and the Octane
+// budget left this hour per method.
 func cmdStatus(ctx context.Context, args []string, e env) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
@@ -56,6 +57,9 @@ func cmdStatus(ctx context.Context, args []string, e env) error {
 	fmt.Fprintln(w)
 	printAttention(w, "open orders older than 24 h", "polls", st.OpenOrders)
 	printAttention(w, "QR codes late (over 24 h)", "attempts", st.QRLate)
+	if err := printRefused(ctx, w, store, now); err != nil {
+		return err
+	}
 	if cfg.Octane.Username == "" {
 		fmt.Fprintln(w, "\nbudget: OCTANE_USERNAME not set")
 		return nil

@@ -20,6 +20,14 @@ type rawNumber string
 // formula is a real formula cell (no cached value).
 type formula string
 
+// numFmt is a number cell shown with a custom number format, as Excel
+// stores a postcode typed 0800 into a cell formatted "0000": the value 800
+// and the format.
+type numFmt struct {
+	value  any
+	format string
+}
+
 // sheetRows is a sheet's content: row number -> cells from column A.
 type sheetRows struct {
 	name string
@@ -51,6 +59,8 @@ func buildXLSX(sheets ...sheetRows) ([]byte, error) {
 					err = f.SetCellDefault(sh.name, cell, string(v))
 				case formula:
 					err = f.SetCellFormula(sh.name, cell, string(v))
+				case numFmt:
+					err = setFormatted(f, sh.name, cell, v)
 				case string:
 					err = f.SetCellStr(sh.name, cell, v) // text stays text, "=..." included
 				default:
@@ -69,7 +79,22 @@ func buildXLSX(sheets ...sheetRows) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// setFormatted writes v.value into cell with its custom number format.
+func setFormatted(f *excelize.File, sheet, cell string, v numFmt) error {
+	format := v.format
+	style, err := f.NewStyle(&excelize.Style{CustomNumFmt: &format})
+	if err != nil {
+		return err
+	}
+	if err := f.SetCellValue(sheet, cell, v.value); err != nil {
+		return err
+	}
+	return f.SetCellStyle(sheet, cell, cell, style)
+}
+
 var salesHeader = []any{"Sales Ref", "given_names", "Surname", "EMAIL", "plan_no", "cust_no", "sim_type", "sim_serial", "postcode", "notes"}
+
+var quietHeader = []any{"sales_ref", "given_names", "surname", "email", "plan_no", "cust_no", "sim_type", "sim_serial", "postcode", "notes"}
 
 // xlsxFixtures are the committed XLSX fixtures, reviewable here rather than
 // as bytes.
@@ -86,8 +111,37 @@ var xlsxFixtures = map[string][]sheetRows{
 			8: {nil, "  ", nil},
 		}},
 		{name: "Other", rows: map[int][]any{
-			3: {"sales_ref", "email", "plan_no"},
-			4: {"O-1", "o@example.com", 3},
+			3: {"sales_ref", "email", "plan_no", "surname"},
+			4: {"O-1", "o@example.com", 3, "Other"},
+		}},
+	},
+	// quiet.xlsx holds the input that used to go wrong without a word:
+	// leading zeros lost from number cells, a customer without a name.
+	"quiet.xlsx": {
+		{name: "Sales", rows: map[int][]any{
+			1: quietHeader,
+			// A postcode typed 0800 into a "0000" cell: stored as 800.
+			2: {"Q-1", "Ann", "Lee", "q1@example.com", 1001, nil, nil, nil, numFmt{800, "0000"}, nil},
+			// The same postcode as text, and a phone number in an
+			// 11-digit format.
+			3: {"Q-2", "Bo", "Ng", "q2@example.com", 1001, nil, nil, nil, "0800", numFmt{412345678, "00000000000"}},
+			// A customer number and a physical SIM serial with leading zeros.
+			4: {"Q-3", "Cy", "Ho", "q3@example.com", 1001, numFmt{88001, "00000000"}, "physical", numFmt{123456, "00000000"}, numFmt{2000, "0000"}, nil},
+			// No name and no customer number: addCustomer could not create
+			// the customer, so the row is refused here.
+			5: {"Q-4", nil, nil, "q4@example.com", 1001, nil, nil, nil, "6000", nil},
+			6: {"Q-5", "  ", " ", "q5@example.com", 1001, nil, nil, nil, "6000", nil},
+			// A surname alone is a name; a known customer needs none.
+			7: {"Q-6", nil, "Solo", "q6@example.com", 1001, nil, nil, nil, "6000", nil},
+			8: {"Q-7", nil, nil, "q7@example.com", 1001, 88002, nil, nil, "6000", nil},
+			// Formats that are not zero padding keep the stored number: a
+			// postcode with decimals, a number in General format.
+			9:  {"Q-8", "Di", "Wu", "q8@example.com", 1001, nil, nil, nil, numFmt{800, "0.00"}, nil},
+			10: {"Q-9", "Ed", "Ko", "q9@example.com", numFmt{1001, "000000"}, nil, nil, nil, 800, nil},
+			// A sales reference typed as a number in a "000000" cell.
+			11: {numFmt{42, "000000"}, "Fay", "Oh", "q10@example.com", 1001, nil, nil, nil, "6000", nil},
+			// Text in a "0000" cell: Excel shows the text as typed.
+			12: {"Q-11", "Gil", "Ma", "q11@example.com", 1001, nil, nil, nil, numFmt{"800", "0000"}, nil},
 		}},
 	},
 	"missing_column.xlsx": {

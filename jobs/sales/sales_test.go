@@ -56,6 +56,7 @@ func TestRead(t *testing.T) {
 		format    string
 		lines     map[string]int // sales_ref -> line of accepted rows
 		rejects   []wantReject
+		single    bool // each reject has one problem: the fixture tests one reason a line
 		blank     int
 		dataRows  int
 		checkRows func(t *testing.T, rows map[string]Row)
@@ -113,7 +114,7 @@ func TestRead(t *testing.T) {
 		},
 		{
 			name: "every rejection reason", file: "rejects.csv", format: "csv", opts: Options{MaxCellBytes: 64},
-			lines: map[string]int{"R-14": 15, "R-23": 24},
+			lines: map[string]int{"R-14": 15, "R-23": 24, "R-25": 26}, single: true,
 			rejects: []wantReject{
 				{2, "sales_ref: required"},
 				{3, "email: required"},
@@ -135,8 +136,10 @@ func TestRead(t *testing.T) {
 				{21, `plan_no "-3"`},
 				{22, "given_names is not valid UTF-8"},
 				{23, "given_names contains a NUL"},
+				{25, "given_names or surname: required when cust_no is empty"},
+				{27, "given_names or surname: required when cust_no is empty"}, // blank after trimming
 			},
-			blank: 1, dataRows: 23,
+			blank: 1, dataRows: 26,
 		},
 		{
 			name: "XLSX: numbers as numbers, formula text kept, gaps, duplicates", file: "good.xlsx", format: "xlsx",
@@ -159,6 +162,41 @@ func TestRead(t *testing.T) {
 				r = rows["X-3"]
 				if r.PlanNo != 12345 || r.CustNo == nil || *r.CustNo != 12345 || r.Notes != "" || r.SIMSerial != "89610123456789012347" {
 					t.Errorf("X-3 = %+v (raw 12345.0 and 1.2345E4 must read as 12345; a formula is not evaluated)", r)
+				}
+			},
+		},
+		{
+			name: "XLSX quiet cases: leading zeros of formatted numbers, customers without a name", file: "quiet.xlsx", format: "xlsx",
+			lines: map[string]int{"Q-1": 2, "Q-2": 3, "Q-3": 4, "Q-6": 7, "Q-7": 8, "Q-8": 9, "Q-9": 10, "000042": 11, "Q-11": 12},
+			rejects: []wantReject{
+				{5, "given_names or surname: required when cust_no is empty"},
+				{6, "given_names or surname: required when cust_no is empty"},
+			},
+			single: true, dataRows: 11,
+			checkRows: func(t *testing.T, rows map[string]Row) {
+				for _, c := range []struct{ ref, field, got, want string }{
+					{"Q-1", "postcode (800 formatted 0000)", rows["Q-1"].Postcode, "0800"},
+					{"Q-2", "postcode (text)", rows["Q-2"].Postcode, "0800"},
+					{"Q-2", "notes (phone number formatted 00000000000)", rows["Q-2"].Notes, "00412345678"},
+					{"Q-3", "sim_serial (123456 formatted 00000000)", rows["Q-3"].SIMSerial, "00123456"},
+					{"Q-3", "postcode (2000 formatted 0000)", rows["Q-3"].Postcode, "2000"},
+					{"Q-8", "postcode (800 formatted 0.00: not padding)", rows["Q-8"].Postcode, "800"},
+					{"Q-9", "postcode (800, General)", rows["Q-9"].Postcode, "800"},
+					{"Q-6", "surname", rows["Q-6"].Surname, "Solo"},
+					{"Q-11", "postcode (text 800 in a 0000 cell)", rows["Q-11"].Postcode, "800"},
+				} {
+					if c.got != c.want {
+						t.Errorf("%s %s = %q, want %q", c.ref, c.field, c.got, c.want)
+					}
+				}
+				if c := rows["Q-3"].CustNo; c == nil || *c != 88001 {
+					t.Errorf("Q-3 cust_no (88001 formatted 00000000) = %v, want 88001", c)
+				}
+				if c := rows["Q-7"].CustNo; c == nil || *c != 88002 {
+					t.Errorf("Q-7 cust_no = %v, want 88002 (a known customer needs no name)", c)
+				}
+				if p := rows["Q-9"].PlanNo; p != 1001 {
+					t.Errorf("Q-9 plan_no (1001 formatted 000000) = %d, want 1001", p)
 				}
 			},
 		},
@@ -201,6 +239,9 @@ func TestRead(t *testing.T) {
 				if got.Raw == "" {
 					t.Errorf("reject line %d has no raw row", got.Line)
 				}
+				if tt.single && strings.Contains(got.Reason, "; ") {
+					t.Errorf("reject line %d has more than the one reason it tests: %q", got.Line, got.Reason)
+				}
 			}
 			if f.Blank != tt.blank || f.DataRows != tt.dataRows {
 				t.Errorf("blank %d data rows %d, want %d %d", f.Blank, f.DataRows, tt.blank, tt.dataRows)
@@ -222,7 +263,7 @@ func TestReadRejectRaw(t *testing.T) {
 		raws[r.Line] = r.Raw
 	}
 	for line, want := range map[int]string{
-		5:  `R-04,Bob <bob@example.com>,1,,,,`,
+		5:  `R-04,Bob <bob@example.com>,1,,,,Ann`,
 		18: `R-17,b"x@example.com,1,,,,`,
 		22: "R-21,b@example.com,1,,,,caf\uFFFD",
 		23: "R-22,b@example.com,1,,,,nul\uFFFDhere",

@@ -232,6 +232,13 @@ func (b *builder) validate(line int, cells []string) (Row, []string) {
 		}
 	}
 
+	// A row without a customer number creates the customer (addCustomer),
+	// which needs a name: refused here, with the fields named, rather than
+	// failing at Octane once the row is on its way.
+	if row.CustNo == nil && get(colCustNo) == "" && row.GivenNames == "" && row.Surname == "" {
+		add("given_names or surname: required when cust_no is empty (the customer is created)")
+	}
+
 	switch t := strings.ToLower(get(colSIMType)); t {
 	case "", SIMeSIM:
 		row.SIMType = SIMeSIM
