@@ -119,7 +119,10 @@ func (o *outage) observe(ctx context.Context, method string, err error) {
 		return
 	}
 	k := kindCancelled
-	if err != nil {
+	if err != nil && ctx.Err() == nil {
+		// A call the pass's own end cut short says nothing about Octane,
+		// even when its outcome is unknown: every lane's call in flight
+		// at RUN_DEADLINE would otherwise look like an outage.
 		k = classify(ctx, err)
 	}
 	o.mu.Lock()

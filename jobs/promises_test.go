@@ -528,3 +528,28 @@ func TestReservedNumbersTheStoreLostAreGivenBack(t *testing.T) {
 		t.Errorf("%d reservations stored (%v), want none: the store was down", n, err)
 	}
 }
+
+// Calls in flight when RUN_DEADLINE strikes are cut short, their outcome
+// unknown; they are the pass ending, not an outage: the pass is a normal
+// one (exit 0), however many lanes had a call out.
+func TestCallsCutByTheDeadlineAreNoOutage(t *testing.T) {
+	h := newHarness(t, octanetest.Faults{Latency: 3 * time.Second, Methods: []string{octane.MethodOrderQuery}})
+	h.load(30)
+	ctx := context.Background()
+	if _, err := h.runner(h.client("secret")).Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(31 * time.Minute) // every poll due; each orderQuery takes 3 s
+	h.config.Workers = 8
+	h.config.RunDeadline = time.Second
+	res, err := h.runner(h.client("secret")).Pass(ctx, []string{jobs.PhasePoll})
+	if err != nil {
+		t.Fatalf("pass: %v (counts %v), want a normal pass cut by its deadline", err, res.Counts)
+	}
+	if !res.DeadlineReached {
+		t.Fatalf("deadline not reached (counts %v): nothing tested", res.Counts)
+	}
+	if n := res.Counts["poll.claimed"]; n < 5 {
+		t.Fatalf("%d polls in flight at the deadline, want at least the outage threshold (5)", n)
+	}
+}
