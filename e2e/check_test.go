@@ -547,6 +547,32 @@ func (c *checker) pollWitness(orderID string, at ...time.Time) string {
 		return ""
 	}
 	var b strings.Builder
+	runOf := regexp.MustCompile(`run_id=(\d+)`)
+	for _, r := range c.recs {
+		for _, p := range r.procs {
+			s, e := p.start.Add(p.offset), p.end.Add(p.offset)
+			if e.Before(at[0].Add(-10*time.Second)) || s.After(at[len(at)-1].Add(10*time.Second)) {
+				continue
+			}
+			run := "-"
+			if m := runOf.FindStringSubmatch(p.stderr()); m != nil {
+				run = m[1]
+			}
+			fmt.Fprintf(&b, "\n  nearby: pass %d (%s) run %s, simulator %s..%s, %s", r.idx, r.kind, run,
+				s.UTC().Format("15:04:05.000"), e.UTC().Format("15:04:05.000"), p)
+		}
+	}
+	if rows, err := c.h.db.Query(`SELECT id, started_at, COALESCE(finished_at, started_at), COALESCE(outcome, '') FROM runs ORDER BY id`); err == nil {
+		for rows.Next() {
+			var id int64
+			var st, fin time.Time
+			var outcome string
+			if rows.Scan(&id, &st, &fin, &outcome) == nil && !fin.Before(at[0].Add(-time.Hour)) && !st.After(at[len(at)-1].Add(time.Hour)) {
+				fmt.Fprintf(&b, "\n  run %d: %s..%s %s", id, st.UTC().Format("15:04:05.000"), fin.UTC().Format("15:04:05.000"), outcome)
+			}
+		}
+		rows.Close()
+	}
 	for _, t := range at {
 		fmt.Fprintf(&b, "\n  query at %s (simulator):", t.UTC().Format("15:04:05.000"))
 		for _, r := range c.recs {
