@@ -48,7 +48,7 @@ func seedReportRows(t *testing.T, s *repo.Store, tag string, qr, failed, rejects
 	if err != nil {
 		t.Fatal(err)
 	}
-	claimed, err := s.ClaimPending(ctx, reportT0, runID, len(rows), time.Hour)
+	claimed, err := s.ClaimPending(ctx, reportT0, runID, "test", len(rows), time.Hour)
 	if err != nil || len(claimed) != len(rows) {
 		t.Fatalf("claimed %d of %d: %v", len(claimed), len(rows), err)
 	}
@@ -62,7 +62,7 @@ func seedReportRows(t *testing.T, s *repo.Store, tag string, qr, failed, rejects
 			continue
 		}
 		msn := fmt.Sprintf("04%08d", a.ID)
-		if err := s.SaveReservations(ctx, runID, reportT0, []repo.Reservation{{MSN: msn}}); err != nil {
+		if err := s.SaveReservations(ctx, runID, "test", reportT0, []repo.Reservation{{MSN: msn}}); err != nil {
 			t.Fatal(err)
 		}
 		r, err := s.TakeReservation(ctx, runID, a, reportT0)
@@ -79,7 +79,7 @@ func seedReportRows(t *testing.T, s *repo.Store, tag string, qr, failed, rejects
 			t.Fatal(err)
 		}
 	}
-	polls, err := s.ClaimPolls(ctx, reportT0, reportT0.Add(30*time.Minute), runID, len(rows), time.Hour)
+	polls, err := s.ClaimPolls(ctx, reportT0, reportT0.Add(30*time.Minute), runID, "test", len(rows), time.Hour)
 	if err != nil || len(polls) != qr {
 		t.Fatalf("polls %d of %d: %v", len(polls), qr, err)
 	}
@@ -88,7 +88,7 @@ func seedReportRows(t *testing.T, s *repo.Store, tag string, qr, failed, rejects
 			t.Fatal(err)
 		}
 	}
-	ready, err := s.ClaimQR(ctx, reportT0, runID, len(rows), time.Hour)
+	ready, err := s.ClaimQR(ctx, reportT0, runID, "test", len(rows), time.Hour)
 	if err != nil || len(ready) != qr {
 		t.Fatalf("qr claims %d of %d: %v", len(ready), qr, err)
 	}
@@ -434,14 +434,14 @@ func seedStuck(t *testing.T, s *repo.Store, tag string, open int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	claimed, err := s.ClaimPending(ctx, reportT0, runID, len(rows), time.Hour)
+	claimed, err := s.ClaimPending(ctx, reportT0, runID, "test", len(rows), time.Hour)
 	if err != nil || len(claimed) != len(rows) {
 		t.Fatalf("claimed %d of %d: %v", len(claimed), len(rows), err)
 	}
 	for i := range claimed {
 		a := &claimed[i]
 		msn := fmt.Sprintf("05%08d", a.ID)
-		if err := s.SaveReservations(ctx, runID, reportT0, []repo.Reservation{{MSN: msn}}); err != nil {
+		if err := s.SaveReservations(ctx, runID, "test", reportT0, []repo.Reservation{{MSN: msn}}); err != nil {
 			t.Fatal(err)
 		}
 		r, err := s.TakeReservation(ctx, runID, a, reportT0)
@@ -458,7 +458,7 @@ func seedStuck(t *testing.T, s *repo.Store, tag string, open int) {
 			t.Fatal(err)
 		}
 	}
-	polls, err := s.ClaimPolls(ctx, reportT0.Add(30*time.Minute), reportT0.Add(time.Hour), runID, len(rows), time.Hour)
+	polls, err := s.ClaimPolls(ctx, reportT0.Add(30*time.Minute), reportT0.Add(time.Hour), runID, "test", len(rows), time.Hour)
 	if err != nil || len(polls) != len(rows) {
 		t.Fatalf("polls %d of %d: %v", len(polls), len(rows), err)
 	}

@@ -37,14 +37,14 @@ func seedStatus(t *testing.T, s *repo.Store, now time.Time) (base time.Time) {
 	must(err)
 	runID, err := s.StartRun(ctx, base, "cred", []string{"submit"}, false)
 	must(err)
-	claimed, err := s.ClaimPending(ctx, base, runID, 8, time.Hour)
+	claimed, err := s.ClaimPending(ctx, base, runID, "cred", 8, time.Hour)
 	must(err)
 	if len(claimed) != 8 {
 		t.Fatalf("claimed %d rows, want 8", len(claimed))
 	}
 	sel := func(a *repo.Activation, msn string, reservedAt time.Time) {
 		t.Helper()
-		must(s.SaveReservations(ctx, runID, reservedAt, []repo.Reservation{{MSN: msn}}))
+		must(s.SaveReservations(ctx, runID, "cred", reservedAt, []repo.Reservation{{MSN: msn}}))
 		r, err := s.TakeReservation(ctx, runID, a, base)
 		must(err)
 		must(s.MarkSelected(ctx, a, r, base))
@@ -68,13 +68,13 @@ func seedStatus(t *testing.T, s *repo.Store, now time.Time) (base time.Time) {
 	for i := 4; i <= 6; i++ {
 		order(&claimed[i], fmt.Sprintf("040000000%d", i+1), base.Add(-time.Hour))
 	}
-	polls, err := s.ClaimPolls(ctx, base.Add(-30*time.Minute), now.Add(time.Hour), runID, 10, time.Hour)
+	polls, err := s.ClaimPolls(ctx, base.Add(-30*time.Minute), now.Add(time.Hour), runID, "cred", 10, time.Hour)
 	must(err)
 	if len(polls) != 3 {
 		t.Fatalf("claimed %d polls, want 3", len(polls))
 	}
 	must(s.OrderCompleted(ctx, &polls[0], "svc1", true, base))
-	qr, err := s.ClaimQR(ctx, base, runID, 1, time.Hour)
+	qr, err := s.ClaimQR(ctx, base, runID, "cred", 1, time.Hour)
 	must(err)
 	must(s.QRReady(ctx, &qr[0], "LPA:1$x", nil, "", base))
 	must(s.OrderCompleted(ctx, &polls[1], "svc2", true, base))
