@@ -10,15 +10,18 @@ import (
 
 // Store is what the phases need from the store (*repo.Store satisfies it).
 // Every guarded method returns repo.ErrLostClaim when the row moved under us.
+// Claims, releases and reservations take the pass's credential
+// (Config.Credential): a row belongs to the credential that first claimed
+// it, a number to the one that reserved it (docs/design.md).
 type Store interface {
 	StartRun(ctx context.Context, at time.Time, credential string, phases []string, dryRun bool) (int64, error)
 	FinishRun(ctx context.Context, runID int64, at time.Time, outcome string, counts map[string]int, errMsg string) error
 	RenewRun(ctx context.Context, runID int64, until time.Time) error
 	RecordCall(ctx context.Context, c repo.Call) error
 
-	ClaimPending(ctx context.Context, now time.Time, runID int64, limit int, lease time.Duration) ([]repo.Activation, error)
+	ClaimPending(ctx context.Context, now time.Time, runID int64, credential string, limit int, lease time.Duration) ([]repo.Activation, error)
 	SetCustomer(ctx context.Context, a *repo.Activation, custNo int64, now time.Time) error
-	SaveReservations(ctx context.Context, runID int64, sentAt time.Time, msns []repo.Reservation) error
+	SaveReservations(ctx context.Context, runID int64, credential string, sentAt time.Time, msns []repo.Reservation) error
 	TakeReservation(ctx context.Context, runID int64, a *repo.Activation, now time.Time) (repo.Reservation, error)
 	MarkSelected(ctx context.Context, a *repo.Activation, r repo.Reservation, now time.Time) error
 	BeginOrder(ctx context.Context, a *repo.Activation, g repo.LockGuard, qrByEmail bool, now time.Time) error
@@ -28,18 +31,18 @@ type Store interface {
 	BackToPending(ctx context.Context, a *repo.Activation, step repo.Step, outcome string, now time.Time) error
 	Unclaim(ctx context.Context, a *repo.Activation) error
 	FreeReservations(ctx context.Context, runID int64) ([]repo.Reservation, error)
-	ReleaseReservation(ctx context.Context, r repo.Reservation, now time.Time) error
+	ReleaseReservation(ctx context.Context, credential string, r repo.Reservation, now time.Time) error
 
-	Peek(ctx context.Context, kind repo.PeekKind, now time.Time, afterID int64, limit int) ([]repo.Activation, error)
-	ClaimUnknownOrders(ctx context.Context, now time.Time, runID int64, limit int, lease time.Duration) ([]repo.Activation, error)
+	Peek(ctx context.Context, kind repo.PeekKind, credential string, now time.Time, afterID int64, limit int) ([]repo.Activation, error)
+	ClaimUnknownOrders(ctx context.Context, now time.Time, runID int64, credential string, limit int, lease time.Duration) ([]repo.Activation, error)
 	ReconcileResubmit(ctx context.Context, a *repo.Activation, now time.Time) error
 	ReconcileAdopt(ctx context.Context, a *repo.Activation, now, nextPoll time.Time) error
 
-	DueReleases(ctx context.Context, now, olderThan time.Time, runID int64, limit int) ([]repo.Reservation, error)
+	DueReleases(ctx context.Context, now, olderThan time.Time, runID int64, credential string, limit int) ([]repo.Reservation, error)
 
-	ClaimPolls(ctx context.Context, now, nextPoll time.Time, runID int64, limit int, lease time.Duration) ([]repo.Activation, error)
+	ClaimPolls(ctx context.Context, now, nextPoll time.Time, runID int64, credential string, limit int, lease time.Duration) ([]repo.Activation, error)
 	OrderCompleted(ctx context.Context, a *repo.Activation, serviceNumber string, awaitQR bool, now time.Time) error
-	ClaimQR(ctx context.Context, now time.Time, runID int64, limit int, lease time.Duration) ([]repo.Activation, error)
+	ClaimQR(ctx context.Context, now time.Time, runID int64, credential string, limit int, lease time.Duration) ([]repo.Activation, error)
 	QRReady(ctx context.Context, a *repo.Activation, code string, png []byte, iccid string, now time.Time) error
 
 	// Status sizes a phase for its progress lines (total and ETA).

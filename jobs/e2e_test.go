@@ -323,7 +323,7 @@ func TestOrphanReservationsReleased(t *testing.T) {
 	for _, g := range got {
 		rs = append(rs, repo.Reservation{MSN: g.MSN, ReservationID: g.ReservationID})
 	}
-	if err := h.store.SaveReservations(ctx, crashed, h.clock.Now(), rs); err != nil {
+	if err := h.store.SaveReservations(ctx, crashed, h.cred, h.clock.Now(), rs); err != nil {
 		t.Fatal(err)
 	}
 	h.clock.Advance(10 * time.Minute)

@@ -15,7 +15,7 @@ func (p *pass) release(ctx context.Context) error {
 	now := p.r.now()
 	seen := map[int64]bool{}
 	for !p.halted(ctx) && p.holdsLock(ctx) {
-		rs, err := p.r.store.DueReleases(ctx, now, now.Add(-p.r.cfg.ReleaseAfter), p.runID, 500)
+		rs, err := p.r.store.DueReleases(ctx, now, now.Add(-p.r.cfg.ReleaseAfter), p.runID, p.r.cfg.Credential, 500)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -53,22 +53,25 @@ func (p *pass) releaseOne(ctx context.Context, r repo.Reservation) {
 	if r.ActivationID != nil {
 		ctx = withActivation(ctx, *r.ActivationID)
 	}
-	if err := p.oc.UnreserveResource(ctx, r.MSN); err != nil {
-		switch k := classify(ctx, err); decide(repo.StepRelease, k) {
+	// A refusal is recorded released only when the number is provably no
+	// longer held for us (unreserve); one still held stays ours.
+	if err := p.unreserve(ctx, r.MSN, &r.ReservedAt); err != nil {
+		k := classify(ctx, err)
+		switch decide(repo.StepRelease, k) {
 		case actStopPass:
 			p.setFatal(err)
 			return
 		case actFail:
-			// Octane no longer holds it for us (lapsed): record it released.
+			p.add("release.refused", 1)
 		default:
 			p.add("release.errors", 1)
-			p.log.Warn("unreserve failed; retried next pass", "msn", r.MSN, "kind", k, "err", err)
-			return
 		}
+		p.log.Warn("unreserve failed; retried next pass", "msn", r.MSN, "kind", k, "err", err)
+		return
 	}
 	c, cancel := p.wctx(ctx)
 	defer cancel()
-	if err := p.r.store.ReleaseReservation(c, r, p.r.now()); err != nil {
+	if err := p.r.store.ReleaseReservation(c, p.r.cfg.Credential, r, p.r.now()); err != nil {
 		p.log.Error("record released number", "msn", r.MSN, "err", err)
 		p.add("release.errors", 1)
 		return
@@ -92,7 +95,7 @@ func (p *pass) poll(ctx context.Context) error {
 		count: "poll.claimed", prog: prog,
 		claim: func(ctx context.Context, n int) ([]repo.Activation, error) {
 			now := p.r.now()
-			return p.r.store.ClaimPolls(ctx, now, now.Add(cfg.PollInterval), p.runID, n, cfg.Lease)
+			return p.r.store.ClaimPolls(ctx, now, now.Add(cfg.PollInterval), p.runID, cfg.Credential, n, cfg.Lease)
 		},
 		work: func(ctx context.Context, a *repo.Activation) { p.pollOne(ctx, a, u) },
 	})
@@ -256,7 +259,7 @@ func (p *pass) qr(ctx context.Context, followPolls bool) error {
 	l := claimLoop{
 		prog: prog,
 		claim: func(ctx context.Context, n int) ([]repo.Activation, error) {
-			return p.r.store.ClaimQR(ctx, p.r.now(), p.runID, n, cfg.Lease)
+			return p.r.store.ClaimQR(ctx, p.r.now(), p.runID, cfg.Credential, n, cfg.Lease)
 		},
 		work: func(ctx context.Context, a *repo.Activation) { p.qrOne(ctx, a, u) },
 	}

@@ -487,7 +487,7 @@ type downAtSaveStore struct {
 	fails atomic.Int32
 }
 
-func (d *downAtSaveStore) SaveReservations(ctx context.Context, runID int64, at time.Time, rs []repo.Reservation) error {
+func (d *downAtSaveStore) SaveReservations(ctx context.Context, runID int64, credential string, at time.Time, rs []repo.Reservation) error {
 	d.fails.Add(1)
 	return errors.New("driver: bad connection")
 }

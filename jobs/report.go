@@ -276,6 +276,7 @@ func reportData(c repo.ReportContent) reports.Data {
 				SalesRef: a.SalesRef, Customer: reportCustomer(a), Email: a.Email, MSN: a.MSN,
 				OrderID: a.OrderID, ICCID: a.ICCID, Outcome: reportOutcome(a),
 				CompletedAt: reportTime(a.CompletedAt, a.UpdatedAt), ActivationCode: a.ActivationCode, PNG: a.QRPNG,
+				Credential: a.Credential,
 			})
 		case repo.StateFailed:
 			d.Failures = append(d.Failures, FailureRow(a))
@@ -290,7 +291,8 @@ func reportData(c repo.ReportContent) reports.Data {
 	d.Counts = reportCounts(c.Activations, c.Rejects, c.Refused)
 	d.OpenOrders, d.QRLate = attentionData(c.Attention.OpenOrders), attentionData(c.Attention.QRLate)
 	for _, m := range c.Calls {
-		d.Calls = append(d.Calls, reports.CallStat{Method: m.Method, Outcome: m.Outcome, Count: m.Count, Waited: m.Waited})
+		d.Calls = append(d.Calls, reports.CallStat{Method: m.Method, Outcome: m.Outcome, Count: m.Count, Waited: m.Waited,
+			Credential: m.Credential})
 	}
 	return d
 }
@@ -304,6 +306,7 @@ func FailureRow(a repo.Activation) reports.FailureRow {
 		SalesRef: a.SalesRef, Customer: reportCustomer(a), Email: a.Email, MSN: a.MSN,
 		Step: a.LastErrorStep, Code: code, Message: msg, Reason: reason, Advice: advice, Attempts: a.Attempts,
 		FirstAttempt: reportTime(a.FirstAttemptAt, time.Time{}), LastAttempt: reportTime(a.LastAttemptAt, a.UpdatedAt),
+		Credential: a.Credential,
 	}
 }
 
@@ -317,7 +320,7 @@ func attentionData(l repo.AttentionList) reports.AttentionList {
 			n = a.PollCount
 		}
 		out.Rows = append(out.Rows, reports.AttentionRow{SalesRef: a.SalesRef, MSN: a.MSN, OrderID: a.OrderID,
-			State: string(a.State), Since: a.Since, Count: n, LastError: a.LastError})
+			State: string(a.State), Since: a.Since, Count: n, LastError: a.LastError, Credential: a.Credential})
 	}
 	return out
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/xuri/excelize/v2"
 
 	"github.com/esimbatch/esimbatch/jobs"
+	"github.com/esimbatch/esimbatch/octane"
 	"github.com/esimbatch/esimbatch/repo"
 	"github.com/esimbatch/esimbatch/repo/repotest"
 	"github.com/esimbatch/esimbatch/reports"
@@ -48,7 +49,7 @@ func seedReportRows(t *testing.T, s *repo.Store, tag string, qr, failed, rejects
 	if err != nil {
 		t.Fatal(err)
 	}
-	claimed, err := s.ClaimPending(ctx, reportT0, runID, len(rows), time.Hour)
+	claimed, err := s.ClaimPending(ctx, reportT0, runID, "test", len(rows), time.Hour)
 	if err != nil || len(claimed) != len(rows) {
 		t.Fatalf("claimed %d of %d: %v", len(claimed), len(rows), err)
 	}
@@ -62,7 +63,7 @@ func seedReportRows(t *testing.T, s *repo.Store, tag string, qr, failed, rejects
 			continue
 		}
 		msn := fmt.Sprintf("04%08d", a.ID)
-		if err := s.SaveReservations(ctx, runID, reportT0, []repo.Reservation{{MSN: msn}}); err != nil {
+		if err := s.SaveReservations(ctx, runID, "test", reportT0, []repo.Reservation{{MSN: msn}}); err != nil {
 			t.Fatal(err)
 		}
 		r, err := s.TakeReservation(ctx, runID, a, reportT0)
@@ -79,7 +80,7 @@ func seedReportRows(t *testing.T, s *repo.Store, tag string, qr, failed, rejects
 			t.Fatal(err)
 		}
 	}
-	polls, err := s.ClaimPolls(ctx, reportT0, reportT0.Add(30*time.Minute), runID, len(rows), time.Hour)
+	polls, err := s.ClaimPolls(ctx, reportT0, reportT0.Add(30*time.Minute), runID, "test", len(rows), time.Hour)
 	if err != nil || len(polls) != qr {
 		t.Fatalf("polls %d of %d: %v", len(polls), qr, err)
 	}
@@ -88,7 +89,7 @@ func seedReportRows(t *testing.T, s *repo.Store, tag string, qr, failed, rejects
 			t.Fatal(err)
 		}
 	}
-	ready, err := s.ClaimQR(ctx, reportT0, runID, len(rows), time.Hour)
+	ready, err := s.ClaimQR(ctx, reportT0, runID, "test", len(rows), time.Hour)
 	if err != nil || len(ready) != qr {
 		t.Fatalf("qr claims %d of %d: %v", len(ready), qr, err)
 	}
@@ -185,6 +186,14 @@ func TestReportDeliveredOnce(t *testing.T) {
 	repotest.Each(t, func(t *testing.T, s *repo.Store) {
 		ctx := context.Background()
 		codes := seedReportRows(t, s, "S", 5, 2, 1)
+		runs, err := s.Runs(ctx, 1)
+		if err != nil || len(runs) != 1 {
+			t.Fatalf("runs %v %v", runs, err)
+		}
+		if err := s.RecordCall(ctx, repo.Call{RunID: runs[0].ID, Credential: "test", Method: octane.MethodOrderCreate,
+			SentAt: reportT0, Outcome: "ok"}); err != nil {
+			t.Fatal(err)
+		}
 		srv := smtptest.Start(t)
 		dir := t.TempDir()
 		r := smtpReporter(t, s, srv, dir, 0)
@@ -215,6 +224,42 @@ func TestReportDeliveredOnce(t *testing.T) {
 		}
 		if v, _ := m.book.GetCellValue(reports.SheetRejects, "D2"); v != `=HYPERLINK("x"),0` {
 			t.Errorf("reject raw row %q", v)
+		}
+		// The credential that owns each row is the last column of every
+		// sheet (a rejected line has none); the Summary's calls carry theirs.
+		for _, sheet := range []string{reports.SheetQR, reports.SheetFailure, reports.SheetRejects} {
+			rows, _ := m.book.GetRows(sheet)
+			want := "test"
+			if sheet == reports.SheetRejects {
+				want = ""
+			}
+			for i, row := range rows {
+				got := ""
+				if len(row) >= 11 || (sheet == reports.SheetRejects && len(row) >= 6) {
+					got = row[len(row)-1]
+				}
+				if i == 0 {
+					if got != reports.ColumnCredential {
+						t.Errorf("%s header %q: last column %q, want %q", sheet, row, got, reports.ColumnCredential)
+					}
+				} else if got != want {
+					t.Errorf("%s row %d %q: credential %q, want %q", sheet, i+1, row, got, want)
+				}
+			}
+		}
+		summary, _ := m.book.GetRows(reports.SheetSummary)
+		foundCalls := false
+		for i, row := range summary {
+			if len(row) > 0 && row[0] == "Octane method" {
+				foundCalls = len(row) == 5 && row[4] == reports.ColumnCredential && i+1 < len(summary) &&
+					len(summary[i+1]) == 5 && summary[i+1][0] == octane.MethodOrderCreate && summary[i+1][4] == "test"
+				if !foundCalls {
+					t.Errorf("Summary calls table %q / %q, want a Credential column holding test", row, summary[min(i+1, len(summary)-1)])
+				}
+			}
+		}
+		if !foundCalls {
+			t.Errorf("Summary has no calls table: %q", summary)
 		}
 		// Everything is reported: the next run sends nothing.
 		res, err = r.Run(ctx, reportT0.Add(2*time.Hour))
@@ -434,14 +479,14 @@ func seedStuck(t *testing.T, s *repo.Store, tag string, open int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	claimed, err := s.ClaimPending(ctx, reportT0, runID, len(rows), time.Hour)
+	claimed, err := s.ClaimPending(ctx, reportT0, runID, "test", len(rows), time.Hour)
 	if err != nil || len(claimed) != len(rows) {
 		t.Fatalf("claimed %d of %d: %v", len(claimed), len(rows), err)
 	}
 	for i := range claimed {
 		a := &claimed[i]
 		msn := fmt.Sprintf("05%08d", a.ID)
-		if err := s.SaveReservations(ctx, runID, reportT0, []repo.Reservation{{MSN: msn}}); err != nil {
+		if err := s.SaveReservations(ctx, runID, "test", reportT0, []repo.Reservation{{MSN: msn}}); err != nil {
 			t.Fatal(err)
 		}
 		r, err := s.TakeReservation(ctx, runID, a, reportT0)
@@ -458,7 +503,7 @@ func seedStuck(t *testing.T, s *repo.Store, tag string, open int) {
 			t.Fatal(err)
 		}
 	}
-	polls, err := s.ClaimPolls(ctx, reportT0.Add(30*time.Minute), reportT0.Add(time.Hour), runID, len(rows), time.Hour)
+	polls, err := s.ClaimPolls(ctx, reportT0.Add(30*time.Minute), reportT0.Add(time.Hour), runID, "test", len(rows), time.Hour)
 	if err != nil || len(polls) != len(rows) {
 		t.Fatalf("polls %d of %d: %v", len(polls), len(rows), err)
 	}
@@ -564,6 +609,11 @@ func TestReportListsAttention(t *testing.T) {
 		}
 		if got := attentionRows(t, book); fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("first report's Attention rows\n got %q\nwant %q", got, want)
+		}
+		for i := 2; i <= 3; i++ {
+			if v, _ := book.GetCellValue(reports.SheetAttention, fmt.Sprintf("I%d", i)); v != "test" {
+				t.Errorf("Attention I%d credential %q, want test", i, v)
+			}
 		}
 		for _, ref := range []string{"W-1", "W-2", "W-3"} {
 			a, err := s.ActivationByRef(ctx, ref)

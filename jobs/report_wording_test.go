@@ -46,7 +46,7 @@ func seedEnds(t *testing.T, s *repo.Store, tag string, at time.Time, ends []stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	claimed, err := s.ClaimPending(ctx, at, runID, len(rows), time.Hour)
+	claimed, err := s.ClaimPending(ctx, at, runID, "test", len(rows), time.Hour)
 	if err != nil || len(claimed) != len(rows) {
 		t.Fatalf("claimed %d of %d: %v", len(claimed), len(rows), err)
 	}
@@ -65,7 +65,7 @@ func seedEnds(t *testing.T, s *repo.Store, tag string, at time.Time, ends []stri
 			continue
 		}
 		msn := fmt.Sprintf("04%08d", a.ID)
-		if err := s.SaveReservations(ctx, runID, at, []repo.Reservation{{MSN: msn}}); err != nil {
+		if err := s.SaveReservations(ctx, runID, "test", at, []repo.Reservation{{MSN: msn}}); err != nil {
 			t.Fatal(err)
 		}
 		r, err := s.TakeReservation(ctx, runID, a, at)
@@ -82,7 +82,7 @@ func seedEnds(t *testing.T, s *repo.Store, tag string, at time.Time, ends []stri
 			t.Fatal(err)
 		}
 	}
-	polls, err := s.ClaimPolls(ctx, at, at.Add(30*time.Minute), runID, len(rows), time.Hour)
+	polls, err := s.ClaimPolls(ctx, at, at.Add(30*time.Minute), runID, "test", len(rows), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func seedEnds(t *testing.T, s *repo.Store, tag string, at time.Time, ends []stri
 			t.Fatal(err)
 		}
 	}
-	ready, err := s.ClaimQR(ctx, at, runID, len(rows), time.Hour)
+	ready, err := s.ClaimQR(ctx, at, runID, "test", len(rows), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -152,7 +152,7 @@ func (p *pass) claimer(kind repo.PeekKind, claim func(ctx context.Context, n int
 	}
 	var after int64
 	return func(ctx context.Context, n int) ([]repo.Activation, error) {
-		rows, err := p.r.store.Peek(ctx, kind, p.r.now(), after, n)
+		rows, err := p.r.store.Peek(ctx, kind, p.r.cfg.Credential, p.r.now(), after, n)
 		if len(rows) > 0 {
 			after = rows[len(rows)-1].ID
 		}
@@ -213,7 +213,7 @@ func (p *pass) submit(ctx context.Context) error {
 		count: "submit.claimed", limit: limit, prog: prog,
 		more: func() bool { return p.submitStop() == "" },
 		claim: p.claimer(repo.PeekPending, func(ctx context.Context, n int) ([]repo.Activation, error) {
-			return p.r.store.ClaimPending(ctx, p.r.now(), p.runID, n, cfg.Lease)
+			return p.r.store.ClaimPending(ctx, p.r.now(), p.runID, cfg.Credential, n, cfg.Lease)
 		}),
 		work: func(ctx context.Context, a *repo.Activation) { p.submitOne(ctx, a, u) },
 	})
@@ -280,10 +280,10 @@ func (p *pass) unselect(ctx context.Context, a *repo.Activation, r repo.Reservat
 		p.storeErr(err, a, "unclaim")
 		return
 	}
-	if !p.giveBack(ctx, a.MSN) {
+	if !p.giveBack(ctx, a.MSN, a.ReservedAt) {
 		return
 	}
-	if err := p.r.store.ReleaseReservation(c, r, p.r.now()); err != nil {
+	if err := p.r.store.ReleaseReservation(c, p.r.cfg.Credential, r, p.r.now()); err != nil {
 		p.log.Error("release reservation", "msn", r.MSN, "err", err)
 		return
 	}
@@ -404,11 +404,11 @@ func (p *pass) takeNumber(ctx context.Context, a *repo.Activation) (repo.Reserva
 	for _, g := range got {
 		rs = append(rs, repo.Reservation{MSN: g.MSN, ReservationID: g.ReservationID})
 	}
-	if err := p.r.store.SaveReservations(c, p.runID, sent, rs); err != nil {
+	if err := p.r.store.SaveReservations(c, p.runID, p.r.cfg.Credential, sent, rs); err != nil {
 		// Numbers the store does not know of would be held until Octane
 		// lets them lapse at 24 h, which no release phase can prevent:
 		// give them back now (docs/design.md, promise 3).
-		p.returnUnsaved(ctx, rs, err)
+		p.returnUnsaved(ctx, rs, sent, err)
 		return r, storeError{fmt.Errorf("save reservations: %w", err)}
 	}
 	p.add("submit.reserved", len(rs))
@@ -422,10 +422,10 @@ func (p *pass) takeNumber(ctx context.Context, a *repo.Activation) (repo.Reserva
 // returnUnsaved unreserves numbers Octane reserved for us that could not
 // be stored. A number that cannot be given back either is logged by MSN
 // (not a secret) for an operator to release, since nothing else knows it.
-func (p *pass) returnUnsaved(ctx context.Context, rs []repo.Reservation, saveErr error) {
+func (p *pass) returnUnsaved(ctx context.Context, rs []repo.Reservation, reservedAt time.Time, saveErr error) {
 	var kept []string
 	for _, r := range rs {
-		if !p.giveBack(ctx, r.MSN) {
+		if !p.giveBack(ctx, r.MSN, &reservedAt) {
 			kept = append(kept, r.MSN)
 			continue
 		}
@@ -438,15 +438,16 @@ func (p *pass) returnUnsaved(ctx context.Context, rs []repo.Reservation, saveErr
 }
 
 // dropNumber gives a number back to Octane after a failed select; when that
-// fails too the number stays recorded and a later release phase retries.
+// fails too (or Octane refuses it while the number is still held) the number
+// stays recorded and a later release phase retries.
 func (p *pass) dropNumber(ctx context.Context, r repo.Reservation) {
 	c, cancel := afterEnd(ctx, giveBackGrace)
 	defer cancel()
-	if err := p.oc.UnreserveResource(c, r.MSN); err != nil && classify(c, err) != kindRejected {
+	if err := p.unreserve(c, r.MSN, &r.ReservedAt); err != nil {
 		p.log.Warn("unreserve after failed select", "msn", r.MSN, "err", err)
 		return
 	}
-	if err := p.r.store.ReleaseReservation(c, r, p.r.now()); err != nil {
+	if err := p.r.store.ReleaseReservation(c, p.r.cfg.Credential, r, p.r.now()); err != nil {
 		p.log.Error("release reservation", "msn", r.MSN, "err", err)
 	}
 }
@@ -518,12 +519,12 @@ func (p *pass) order(ctx context.Context, a *repo.Activation, slot *octane.Slot,
 	switch decide(repo.StepOrder, classify(ctx, err)) {
 	case actFail:
 		// Octane refused the order: no order consumed the number.
-		p.giveBack(ctx, a.MSN)
+		p.giveBack(ctx, a.MSN, a.ReservedAt)
 		p.settle(ctx, a, repo.StepOrder, err, u)
 	case actStopSubmit:
 		_, msg := apiCode(err)
 		p.stopSubmit("orderCreate: " + msg)
-		if p.giveBack(ctx, a.MSN) {
+		if p.giveBack(ctx, a.MSN, a.ReservedAt) {
 			if err := p.r.store.BackToPending(c, a, repo.StepOrder, "unavailable", now); err != nil {
 				p.storeErr(err, a, "back to pending")
 			}
@@ -547,15 +548,62 @@ func guardOf(l Lock) repo.LockGuard {
 	return repo.LockGuard{}
 }
 
-// giveBack unreserves a number no order consumed; it reports success.
-func (p *pass) giveBack(ctx context.Context, msn string) bool {
+// giveBack unreserves a number no order consumed, reserved at reservedAt;
+// it reports whether the number may be recorded released (see unreserve).
+func (p *pass) giveBack(ctx context.Context, msn string, reservedAt *time.Time) bool {
 	c, cancel := afterEnd(ctx, giveBackGrace)
 	defer cancel()
-	if err := p.oc.UnreserveResource(c, msn); err != nil {
+	if err := p.unreserve(c, msn, reservedAt); err != nil {
 		p.log.Warn("unreserve", "msn", msn, "err", err)
 		return false
 	}
 	return true
+}
+
+// unreserve gives msn, reserved at reservedAt (nil: unknown), back to
+// Octane. It returns nil when the number may be recorded released: Octane
+// unreserved it, or refused to and the number is provably no longer held
+// for us, because our reservation is past Octane's 24 h lifetime or
+// queryResources finds it AVAILABLE (an earlier unreserve whose answer was
+// lost). A refusal while the number is still RESERVED, SELECTED or IN_USE
+// (another credential holds it, or it is not in the state we recorded) is
+// returned as the rejection it is: recording such a number released would
+// hide a live reservation until it lapsed, the bug of issue 11. The number
+// stays recorded as held, and the release phase asks again. Other errors
+// are the unreserve's or the query's.
+func (p *pass) unreserve(ctx context.Context, msn string, reservedAt *time.Time) error {
+	err := p.oc.UnreserveResource(ctx, msn)
+	if err == nil || classify(ctx, err) != kindRejected {
+		return err
+	}
+	if reservedAt != nil && p.r.now().Sub(*reservedAt) >= octane.ReservationLifetime {
+		return nil // lapsed: Octane has released it itself
+	}
+	res, qerr := p.oc.QueryResources(ctx, msn)
+	if qerr != nil {
+		return fmt.Errorf("unreserve %s refused (%w); its state is unknown: %w", msn, err, qerr)
+	}
+	state := numberStatus(res, msn)
+	if state == octane.NumberAvailable {
+		return nil // nobody holds it: an earlier unreserve of ours went through
+	}
+	if state == "" {
+		state = "unknown"
+	}
+	return fmt.Errorf("unreserve %s refused while the number is %s, so it is still held: kept as ours until it is released or lapses: %w",
+		msn, state, err)
+}
+
+// numberStatus is the internal status queryResources gave for msn (the only
+// row when there is one), "" when the answer has none.
+func numberStatus(res []octane.PooledResource, msn string) string {
+	status := ""
+	for _, r := range res {
+		if r.Value == msn || len(res) == 1 {
+			status = r.InternalStatus
+		}
+	}
+	return status
 }
 
 // giveBackGrace is how long unreserving numbers may go on once the pass's
@@ -588,11 +636,11 @@ func (p *pass) releaseLeftovers(ctx context.Context) {
 		return
 	}
 	for _, r := range free {
-		if err := p.oc.UnreserveResource(c, r.MSN); err != nil && classify(c, err) != kindRejected {
+		if err := p.unreserve(c, r.MSN, &r.ReservedAt); err != nil {
 			p.log.Warn("unreserve leftover; the release phase retries", "msn", r.MSN, "err", err)
 			continue
 		}
-		if err := p.r.store.ReleaseReservation(c, r, p.r.now()); err != nil {
+		if err := p.r.store.ReleaseReservation(c, p.r.cfg.Credential, r, p.r.now()); err != nil {
 			p.log.Error("release leftover reservation", "msn", r.MSN, "err", err)
 			continue
 		}
@@ -604,7 +652,7 @@ func (p *pass) releaseLeftovers(ctx context.Context) {
 func (p *pass) reconcile(ctx context.Context, u *unclaimer) {
 	err := p.drain(ctx, u, claimLoop{
 		claim: p.claimer(repo.PeekUnknownOrders, func(ctx context.Context, n int) ([]repo.Activation, error) {
-			return p.r.store.ClaimUnknownOrders(ctx, p.r.now(), p.runID, n, p.r.cfg.Lease)
+			return p.r.store.ClaimUnknownOrders(ctx, p.r.now(), p.runID, p.r.cfg.Credential, n, p.r.cfg.Lease)
 		}),
 		work: func(ctx context.Context, a *repo.Activation) { p.reconcileOne(ctx, a, u) },
 	})
@@ -623,12 +671,7 @@ func (p *pass) reconcileOne(ctx context.Context, a *repo.Activation, u *unclaime
 		p.settle(ctx, a, repo.StepReconcile, err, u)
 		return
 	}
-	status := ""
-	for _, r := range res {
-		if r.Value == a.MSN || len(res) == 1 {
-			status = r.InternalStatus
-		}
-	}
+	status := numberStatus(res, a.MSN)
 	now := p.r.now()
 	verdict, why := numberVerdict(a, status, now)
 	p.log.Info("reconcile", "activation_id", a.ID, "msn", a.MSN, "number_state", status, "verdict", verdict)

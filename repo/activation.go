@@ -84,6 +84,10 @@ type Activation struct {
 	ClaimToken string     `db:"claim_token"`
 	ClaimUntil *time.Time `db:"claim_until"`
 	RunID      *int64     `db:"run_id"`
+	// Credential is the Octane user name that owns the row: "" while no
+	// credential has claimed it, then the first claimer's for good (every
+	// Octane call for the row goes through it; docs/design.md).
+	Credential string `db:"credential"`
 
 	ReportedAt *time.Time `db:"reported_at"`
 	ImportID   *int64     `db:"import_id"`
@@ -99,6 +103,9 @@ func (a Activation) LogValue() slog.Value {
 		slog.Int64("id", a.ID),
 		slog.String("sales_ref", a.SalesRef),
 		slog.String("state", string(a.State)),
+	}
+	if a.Credential != "" {
+		attrs = append(attrs, slog.String("credential", a.Credential))
 	}
 	if a.MSN != "" {
 		attrs = append(attrs, slog.String("msn", a.MSN))
@@ -122,7 +129,7 @@ next_poll_at, last_poll_at, poll_count, service_number, completed_at,
 activation_code, qr_png, iccid,
 attempts, next_attempt_at, first_attempt_at, last_attempt_at,
 last_error_step, last_error_code, last_error_message,
-claim_token, claim_until, run_id,
+claim_token, claim_until, run_id, credential,
 reported_at, import_id, source_line, created_at, updated_at`
 
 // activationCols returns activationColumns, each prefixed (e.g. "t.").

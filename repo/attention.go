@@ -37,6 +37,8 @@ type AttentionRow struct {
 	PollCount int       `db:"poll_count"` // orderQuery calls made for the order
 	Attempts  int       `db:"attempts"`   // failed attempts (for a completed row: QR fetches that failed)
 	LastError string    `db:"last_error_message"`
+	// Credential owns the row: the Octane user its order and polls go through.
+	Credential string `db:"credential"`
 }
 
 // AttentionList is one kind of attention row at a given time: how many rows
@@ -105,7 +107,7 @@ func (s *Store) attention(ctx context.Context, q sqlx.QueryerContext, now time.T
 			Since nullTime `db:"since"`
 		}
 		if err := sqlx.SelectContext(ctx, q, &rows, s.q(`SELECT id, sales_ref, msn, order_id, state, `+k.since+` AS since,
-poll_count, attempts, last_error_message`+where+` ORDER BY `+k.since+`, id LIMIT ?`),
+poll_count, attempts, last_error_message, credential`+where+` ORDER BY `+k.since+`, id LIMIT ?`),
 			string(k.state), before, limit); err != nil {
 			return at, fmt.Errorf("list %s: %w", k.state, err)
 		}

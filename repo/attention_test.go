@@ -60,7 +60,7 @@ func seedAttention(t *testing.T, s *repo.Store, now time.Time) {
 	for i := 1; i <= 9; i++ {
 		toSubmitted(t, s, t0, runID, fmt.Sprintf("04100000%02d", i))
 	}
-	polls, err := s.ClaimPolls(ctx, t0.Add(30*time.Minute), t0.Add(time.Hour), runID, 100, lease)
+	polls, err := s.ClaimPolls(ctx, t0.Add(30*time.Minute), t0.Add(time.Hour), runID, "cred", 100, lease)
 	must(t, err)
 	if len(polls) != 9 {
 		t.Fatalf("claimed %d polls, want 9", len(polls))

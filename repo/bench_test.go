@@ -82,7 +82,7 @@ func BenchmarkLifecycle(b *testing.B) {
 
 		now := t0
 		parallel(func() ([]repo.Activation, error) {
-			got, err := s.ClaimPending(ctx, now, runID, batch, time.Hour)
+			got, err := s.ClaimPending(ctx, now, runID, "bench", batch, time.Hour)
 			if err != nil || len(got) == 0 {
 				return got, err
 			}
@@ -90,7 +90,7 @@ func BenchmarkLifecycle(b *testing.B) {
 			for k := range res {
 				res[k].MSN = fmt.Sprintf("04%08d", msn.Add(1))
 			}
-			return got, s.SaveReservations(ctx, runID, now, res)
+			return got, s.SaveReservations(ctx, runID, "bench", now, res)
 		}, func(a *repo.Activation) error {
 			r, err := s.TakeReservation(ctx, runID, a, now)
 			if err != nil {
@@ -106,10 +106,10 @@ func BenchmarkLifecycle(b *testing.B) {
 		})
 		poll := t0.Add(30 * time.Minute)
 		parallel(func() ([]repo.Activation, error) {
-			return s.ClaimPolls(ctx, poll, poll.Add(30*time.Minute), runID, batch, time.Hour)
+			return s.ClaimPolls(ctx, poll, poll.Add(30*time.Minute), runID, "bench", batch, time.Hour)
 		}, func(a *repo.Activation) error { return s.OrderCompleted(ctx, a, a.MSN, true, poll) })
 		parallel(func() ([]repo.Activation, error) {
-			return s.ClaimQR(ctx, poll, runID, batch, time.Hour)
+			return s.ClaimQR(ctx, poll, runID, "bench", batch, time.Hour)
 		}, func(a *repo.Activation) error { return s.QRReady(ctx, a, "LPA:1$x$y", nil, "8961", poll) })
 
 		total += time.Since(start)

@@ -80,10 +80,10 @@ func TestLiveRunKeepsItsNumbers(t *testing.T) {
 		first := run(t, s)
 		now := t0
 		must(t, s.RenewRun(ctx, first, now.Add(10*time.Minute)))
-		must(t, s.SaveReservations(ctx, first, now, []repo.Reservation{{MSN: "0421"}}))
+		must(t, s.SaveReservations(ctx, first, "cred", now, []repo.Reservation{{MSN: "0421"}}))
 		second := run(t, s)
 		due := func(at time.Time) int {
-			rs, err := s.DueReleases(ctx, at, at.Add(-23*time.Hour), second, 10)
+			rs, err := s.DueReleases(ctx, at, at.Add(-23*time.Hour), second, "cred", 10)
 			must(t, err)
 			return len(rs)
 		}

@@ -45,7 +45,13 @@ func must(t *testing.T, err error) {
 
 func claimOne(t *testing.T, s *repo.Store, now time.Time, runID int64) repo.Activation {
 	t.Helper()
-	got, err := s.ClaimPending(context.Background(), now, runID, 1, lease)
+	return claimAs(t, s, now, runID, "cred")
+}
+
+// claimAs claims the next pending row for credential.
+func claimAs(t *testing.T, s *repo.Store, now time.Time, runID int64, credential string) repo.Activation {
+	t.Helper()
+	got, err := s.ClaimPending(context.Background(), now, runID, credential, 1, lease)
 	must(t, err)
 	if len(got) != 1 {
 		t.Fatalf("ClaimPending: got %d rows, want 1", len(got))
@@ -58,7 +64,7 @@ func toSelected(t *testing.T, s *repo.Store, now time.Time, runID int64, msn str
 	t.Helper()
 	ctx := context.Background()
 	a := claimOne(t, s, now, runID)
-	must(t, s.SaveReservations(ctx, runID, now, []repo.Reservation{{MSN: msn, ReservationID: "R" + msn}}))
+	must(t, s.SaveReservations(ctx, runID, "cred", now, []repo.Reservation{{MSN: msn, ReservationID: "R" + msn}}))
 	r, err := s.TakeReservation(ctx, runID, &a, now)
 	must(t, err)
 	must(t, s.MarkSelected(ctx, &a, r, now))
@@ -85,7 +91,7 @@ func count(t *testing.T, s *repo.Store, query string, args ...any) int {
 // claimRef claims due rows and keeps only ref's, unclaiming the others.
 func claimRef(t *testing.T, s *repo.Store, now time.Time, runID int64, ref string) repo.Activation {
 	t.Helper()
-	got, err := s.ClaimPending(context.Background(), now, runID, 100, lease)
+	got, err := s.ClaimPending(context.Background(), now, runID, "cred", 100, lease)
 	must(t, err)
 	var out *repo.Activation
 	for i := range got {
@@ -106,7 +112,7 @@ func selectRef(t *testing.T, s *repo.Store, now time.Time, runID int64, ref, msn
 	t.Helper()
 	ctx := context.Background()
 	a := claimRef(t, s, now, runID, ref)
-	must(t, s.SaveReservations(ctx, runID, now, []repo.Reservation{{MSN: msn}}))
+	must(t, s.SaveReservations(ctx, runID, "cred", now, []repo.Reservation{{MSN: msn}}))
 	r, err := s.TakeReservation(ctx, runID, &a, now)
 	must(t, err)
 	must(t, s.MarkSelected(ctx, &a, r, now))

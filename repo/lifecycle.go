@@ -52,13 +52,20 @@ func byNextAttempt(a, b Activation) int {
 
 func byID(a, b Activation) int { return cmp.Compare(a.ID, b.ID) }
 
+// ownedBy is the ownership half of every claim but the first: the row
+// belongs to the claiming credential. One ? (the credential).
+const ownedBy = `credential = ?`
+
 // ClaimPending claims up to limit due rows in state pending or selected (a
 // selected row resumes at orderCreate), oldest next_attempt_at first, for
-// lease. Errors: the database's, wrapped.
-func (s *Store) ClaimPending(ctx context.Context, now time.Time, runID int64, limit int, lease time.Duration) ([]Activation, error) {
+// lease, among the rows credential owns and the rows no credential owns yet;
+// the claim makes credential their owner in the same statement, for good
+// (docs/design.md, "Credentials and ownership"). Errors: the database's,
+// wrapped.
+func (s *Store) ClaimPending(ctx context.Context, now time.Time, runID int64, credential string, limit int, lease time.Duration) ([]Activation, error) {
 	return s.claim(ctx, "claim pending", now, runID, limit, lease,
-		`state IN ('pending', 'selected') AND next_attempt_at <= ? AND `+unclaimed,
-		[]any{s.t(now), s.t(now)}, `next_attempt_at, id`, "", nil, byNextAttempt)
+		`state IN ('pending', 'selected') AND next_attempt_at <= ? AND `+unclaimed+` AND (credential = '' OR credential = ?)`,
+		[]any{s.t(now), s.t(now), credential}, `next_attempt_at, id`, `credential = ?`, []any{credential}, byNextAttempt)
 }
 
 // ClaimUnknownOrders claims rows in state ordering whose outcome is unknown:
@@ -67,33 +74,37 @@ func (s *Store) ClaimPending(ctx context.Context, now time.Time, runID int64, li
 // the orderCreate in flight (a run that lost its lock, or a killed pod whose
 // request Octane is still processing), and reconciling it now could read
 // SELECTED and resubmit the number (invariant 1). The lease is the horizon.
-func (s *Store) ClaimUnknownOrders(ctx context.Context, now time.Time, runID int64, limit int, lease time.Duration) ([]Activation, error) {
+// Only credential's rows are taken: the number is its reservation, and only
+// its owner can read it as its own.
+func (s *Store) ClaimUnknownOrders(ctx context.Context, now time.Time, runID int64, credential string, limit int, lease time.Duration) ([]Activation, error) {
 	return s.claim(ctx, "claim unknown orders", now, runID, limit, lease,
-		`state = 'ordering' AND `+unclaimed, []any{s.t(now)}, `id`, "", nil, byID)
+		`state = 'ordering' AND `+unclaimed+` AND `+ownedBy, []any{s.t(now), credential}, `id`, "", nil, byID)
 }
 
-// ClaimPolls claims submitted rows whose next poll is due and, in the same
-// statement, spends the poll slot: next_poll_at = nextPoll, last_poll_at =
-// now, so a crash after the claim still waits the full interval.
-func (s *Store) ClaimPolls(ctx context.Context, now, nextPoll time.Time, runID int64, limit int, lease time.Duration) ([]Activation, error) {
+// ClaimPolls claims credential's submitted rows whose next poll is due and,
+// in the same statement, spends the poll slot: next_poll_at = nextPoll,
+// last_poll_at = now, so a crash after the claim still waits the full
+// interval.
+func (s *Store) ClaimPolls(ctx context.Context, now, nextPoll time.Time, runID int64, credential string, limit int, lease time.Duration) ([]Activation, error) {
 	return s.claim(ctx, "claim polls", now, runID, limit, lease,
-		`state = 'submitted' AND next_poll_at <= ? AND `+unclaimed,
-		[]any{s.t(now), s.t(now)}, `next_poll_at, id`,
+		`state = 'submitted' AND next_poll_at <= ? AND `+unclaimed+` AND `+ownedBy,
+		[]any{s.t(now), s.t(now), credential}, `next_poll_at, id`,
 		`next_poll_at = ?, last_poll_at = ?, poll_count = poll_count + 1`, []any{s.t(nextPoll), s.t(now)}, byID)
 }
 
 // Peek returns, without claiming or changing anything, up to limit rows a
-// claim of kind would take now, with ids above afterID, by id: what a dry
-// run works through. kind is PeekPending or PeekUnknownOrders. Errors: the
-// database's, wrapped.
-func (s *Store) Peek(ctx context.Context, kind PeekKind, now time.Time, afterID int64, limit int) ([]Activation, error) {
+// claim of kind by credential would take now, with ids above afterID, by
+// id: what a dry run works through. kind is PeekPending or
+// PeekUnknownOrders. Errors: the database's, wrapped.
+func (s *Store) Peek(ctx context.Context, kind PeekKind, credential string, now time.Time, afterID int64, limit int) ([]Activation, error) {
 	var where string
 	var args []any
 	switch kind {
 	case PeekPending:
-		where, args = `state IN ('pending', 'selected') AND next_attempt_at <= ? AND `+unclaimed, []any{s.t(now), s.t(now)}
+		where, args = `state IN ('pending', 'selected') AND next_attempt_at <= ? AND `+unclaimed+` AND (credential = '' OR credential = ?)`,
+			[]any{s.t(now), s.t(now), credential}
 	case PeekUnknownOrders:
-		where, args = `state = 'ordering' AND `+unclaimed, []any{s.t(now)}
+		where, args = `state = 'ordering' AND `+unclaimed+` AND `+ownedBy, []any{s.t(now), credential}
 	default:
 		return nil, fmt.Errorf("repo: peek: unknown kind %d", kind)
 	}
@@ -115,11 +126,11 @@ const (
 	PeekUnknownOrders
 )
 
-// ClaimQR claims completed rows due for the QR fetch.
-func (s *Store) ClaimQR(ctx context.Context, now time.Time, runID int64, limit int, lease time.Duration) ([]Activation, error) {
+// ClaimQR claims credential's completed rows due for the QR fetch.
+func (s *Store) ClaimQR(ctx context.Context, now time.Time, runID int64, credential string, limit int, lease time.Duration) ([]Activation, error) {
 	return s.claim(ctx, "claim qr", now, runID, limit, lease,
-		`state = 'completed' AND next_attempt_at <= ? AND `+unclaimed,
-		[]any{s.t(now), s.t(now)}, `next_attempt_at, id`, "", nil, byNextAttempt)
+		`state = 'completed' AND next_attempt_at <= ? AND `+unclaimed+` AND `+ownedBy,
+		[]any{s.t(now), s.t(now), credential}, `next_attempt_at, id`, "", nil, byNextAttempt)
 }
 
 // change is one guarded transition of an activation.
@@ -206,7 +217,7 @@ func (s *Store) SetCustomer(ctx context.Context, a *Activation, custNo int64, no
 // MarkSelected records that r's number is selected for a (pending ->
 // selected: msn, reserved_at) and assigns the reservation to it; the claim
 // is kept. Errors: ErrLostClaim when a moved or r is no longer free (or
-// assigned to a).
+// assigned to a), or r is not held by a's credential.
 func (s *Store) MarkSelected(ctx context.Context, a *Activation, r Reservation, now time.Time) error {
 	var reservedAt time.Time
 	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
@@ -214,8 +225,8 @@ func (s *Store) MarkSelected(ctx context.Context, a *Activation, r Reservation, 
 		// time) is what the activation carries.
 		var rt nullTime
 		err := tx.QueryRowxContext(ctx, s.q(`UPDATE reservations SET state = 'assigned', activation_id = ?, updated_at = ?
-WHERE id = ? AND (state = 'free' OR (state = 'assigned' AND activation_id = ?)) RETURNING reserved_at`),
-			a.ID, s.t(now), r.ID, a.ID).Scan(&rt)
+WHERE id = ? AND credential = ? AND (state = 'free' OR (state = 'assigned' AND activation_id = ?)) RETURNING reserved_at`),
+			a.ID, s.t(now), r.ID, a.Credential, a.ID).Scan(&rt)
 		if errors.Is(err, sql.ErrNoRows) || (err == nil && rt.T == nil) {
 			return fmt.Errorf("repo: mark selected activation %d: reservation %d no longer free: %w", a.ID, r.ID, ErrLostClaim)
 		}

@@ -346,17 +346,18 @@ WHERE credential = ? AND blocked_until > ? GROUP BY method`), credential, s.t(no
 	return out, nil
 }
 
-// MethodCalls counts calls of one method and outcome, with the rate-limit
-// wait they spent.
+// MethodCalls counts calls of one method and outcome by one credential,
+// with the rate-limit wait they spent.
 type MethodCalls struct {
-	Method  string
-	Outcome string
-	Count   int
-	Waited  time.Duration
+	Method     string
+	Outcome    string
+	Count      int
+	Waited     time.Duration
+	Credential string
 }
 
 // CallStats counts the calls made by runs that started in (from, to], by
-// method and outcome, ordered by method then outcome. A report's period ends
+// method, outcome and credential, ordered by method, outcome, credential. A report's period ends
 // at the time of the run that builds it, so that run's calls are in it and
 // not in the next report's (whose period starts there).
 func (s *Store) CallStats(ctx context.Context, from, to time.Time) ([]MethodCalls, error) {
@@ -365,28 +366,33 @@ func (s *Store) CallStats(ctx context.Context, from, to time.Time) ([]MethodCall
 
 func (s *Store) callStats(ctx context.Context, q sqlx.QueryerContext, from, to time.Time) ([]MethodCalls, error) {
 	var rows []struct {
-		Method  string `db:"method"`
-		Outcome string `db:"outcome"`
-		Count   int    `db:"n"`
-		Waited  int64  `db:"waited"`
+		Method     string `db:"method"`
+		Outcome    string `db:"outcome"`
+		Count      int    `db:"n"`
+		Waited     int64  `db:"waited"`
+		Credential string `db:"credential"`
 	}
 	// By run, not by send time: a run's start follows the job's clock, as a
 	// report's period does; send times are wall clock (Octane's counters).
-	err := sqlx.SelectContext(ctx, q, &rows, s.q(`SELECT c.method, c.outcome, COUNT(*) AS n, COALESCE(SUM(c.waited_ns), 0) AS waited
-FROM calls c JOIN runs r ON r.id = c.run_id
-WHERE r.started_at > ? AND r.started_at <= ? GROUP BY c.method, c.outcome`), s.t(from), s.t(to))
+	err := sqlx.SelectContext(ctx, q, &rows, s.q(`SELECT c.method, c.outcome, COUNT(*) AS n, COALESCE(SUM(c.waited_ns), 0) AS waited,
+c.credential FROM calls c JOIN runs r ON r.id = c.run_id
+WHERE r.started_at > ? AND r.started_at <= ? GROUP BY c.method, c.outcome, c.credential`), s.t(from), s.t(to))
 	if err != nil {
 		return nil, fmt.Errorf("repo: call stats: %w", err)
 	}
 	out := make([]MethodCalls, 0, len(rows))
 	for _, r := range rows {
-		out = append(out, MethodCalls{Method: r.Method, Outcome: r.Outcome, Count: r.Count, Waited: time.Duration(r.Waited)})
+		out = append(out, MethodCalls{Method: r.Method, Outcome: r.Outcome, Count: r.Count, Waited: time.Duration(r.Waited),
+			Credential: r.Credential})
 	}
 	slices.SortFunc(out, func(a, b MethodCalls) int {
 		if c := strings.Compare(a.Method, b.Method); c != 0 {
 			return c
 		}
-		return strings.Compare(a.Outcome, b.Outcome)
+		if c := strings.Compare(a.Outcome, b.Outcome); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Credential, b.Credential)
 	})
 	return out, nil
 }

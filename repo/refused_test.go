@@ -104,7 +104,7 @@ func TestReportToDate(t *testing.T) {
 			must(t, s.BeginOrder(ctx, &a, repo.LockGuard{}, ref != "td-phys", t0))
 			must(t, s.OrderAccepted(ctx, &a, "ORD-"+ref, t0, t0.Add(time.Duration(i)*time.Second)))
 		}
-		polls, err := s.ClaimPolls(ctx, t0.Add(time.Minute), t0.Add(31*time.Minute), runID, 10, lease)
+		polls, err := s.ClaimPolls(ctx, t0.Add(time.Minute), t0.Add(31*time.Minute), runID, "cred", 10, lease)
 		must(t, err)
 		if len(polls) != 3 {
 			t.Fatalf("%d polls, want 3", len(polls))

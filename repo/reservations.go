@@ -29,22 +29,27 @@ type Reservation struct {
 	State         string    `db:"state"`
 	ActivationID  *int64    `db:"activation_id"`
 	UpdatedAt     time.Time `db:"updated_at"`
+	// Credential is the Octane user name that reserved the number: only it
+	// can select, order or unreserve it.
+	Credential string `db:"credential"`
 }
 
-const reservationColumns = `id, msn, reservation_id, run_id, reserved_at, state, activation_id, updated_at`
+const reservationColumns = `id, msn, reservation_id, run_id, reserved_at, state, activation_id, updated_at, credential`
 
 func reservationCols(prefix string) string {
 	return prefix + "id, " + prefix + "msn, " + prefix + "reservation_id, " + prefix + "run_id, " +
-		prefix + "reserved_at, " + prefix + "state, " + prefix + "activation_id, " + prefix + "updated_at"
+		prefix + "reserved_at, " + prefix + "state, " + prefix + "activation_id, " + prefix + "updated_at, " +
+		prefix + "credential"
 }
 
-// SaveReservations stores the numbers one reserveResources call returned,
-// all free, reserved_at = sentAt (the request's send time), before any is
-// used. Octane reserving a number again proves our older hold on it is gone:
+// SaveReservations stores the numbers one reserveResources call by
+// credential returned, all free and credential's, reserved_at = sentAt (the
+// request's send time), before any is used. Octane reserving a number again
+// proves every older hold on it is gone, whichever credential it was:
 // a hold that is free or assigned to a failed activation (its number given
 // back after a rejected order) is marked released and the new reservation
 // stored. A number still held for a live activation is left with its holder.
-func (s *Store) SaveReservations(ctx context.Context, runID int64, sentAt time.Time, msns []Reservation) error {
+func (s *Store) SaveReservations(ctx context.Context, runID int64, credential string, sentAt time.Time, msns []Reservation) error {
 	return s.InTx(ctx, func(tx *sqlx.Tx) error {
 		for _, r := range msns {
 			_, err := tx.ExecContext(ctx, s.q(`UPDATE reservations SET state = 'released', updated_at = ?
@@ -53,9 +58,9 @@ WHERE msn = ? AND (state = 'free' OR (state = 'assigned'
 			if err != nil {
 				return fmt.Errorf("repo: save reservation %s: %w", r.MSN, err)
 			}
-			_, err = tx.ExecContext(ctx, s.q(`INSERT INTO reservations (msn, reservation_id, run_id, reserved_at, state, updated_at)
-VALUES (?, ?, ?, ?, 'free', ?) ON CONFLICT (msn) WHERE state IN ('free', 'assigned') DO NOTHING`),
-				r.MSN, r.ReservationID, runID, s.t(sentAt), s.t(sentAt))
+			_, err = tx.ExecContext(ctx, s.q(`INSERT INTO reservations (msn, reservation_id, run_id, reserved_at, state, updated_at, credential)
+VALUES (?, ?, ?, ?, 'free', ?, ?) ON CONFLICT (msn) WHERE state IN ('free', 'assigned') DO NOTHING`),
+				r.MSN, r.ReservationID, runID, s.t(sentAt), s.t(sentAt), credential)
 			if err != nil {
 				return fmt.Errorf("repo: save reservation %s: %w", r.MSN, err)
 			}
@@ -64,15 +69,16 @@ VALUES (?, ?, ?, ?, 'free', ?) ON CONFLICT (msn) WHERE state IN ('free', 'assign
 	})
 }
 
-// TakeReservation assigns one of the run's free numbers (oldest first) to the
-// claimed pending activation a and returns it; MarkSelected confirms it.
-// Errors: ErrNotFound when the run holds no free number, ErrLostClaim when a
-// is no longer pending under its claim.
+// TakeReservation assigns one of the run's free numbers (oldest first) held
+// by a's credential to the claimed pending activation a and returns it;
+// MarkSelected confirms it. Errors: ErrNotFound when the run holds no free
+// number of a's credential, ErrLostClaim when a is no longer pending under
+// its claim.
 func (s *Store) TakeReservation(ctx context.Context, runID int64, a *Activation, now time.Time) (Reservation, error) {
 	var r Reservation
 	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
-		var ok int
-		err := tx.GetContext(ctx, &ok, s.q(`SELECT 1 FROM activations WHERE id = ? AND state = 'pending' AND claim_token = ?`),
+		var owner string
+		err := tx.GetContext(ctx, &owner, s.q(`SELECT credential FROM activations WHERE id = ? AND state = 'pending' AND claim_token = ?`),
 			a.ID, a.ClaimToken)
 		if errors.Is(err, sql.ErrNoRows) || a.ClaimToken == "" {
 			return fmt.Errorf("repo: take reservation for activation %d: %w", a.ID, ErrLostClaim)
@@ -81,7 +87,7 @@ func (s *Store) TakeReservation(ctx context.Context, runID int64, a *Activation,
 			return fmt.Errorf("repo: take reservation: %w", err)
 		}
 		query, args := s.pickUpdate("reservations", `state = 'assigned', activation_id = ?, updated_at = ?`,
-			[]any{a.ID, s.t(now)}, `run_id = ? AND state = 'free'`, []any{runID}, `reserved_at, id`, 1, reservationCols)
+			[]any{a.ID, s.t(now)}, `run_id = ? AND credential = ? AND state = 'free'`, []any{runID, owner}, `reserved_at, id`, 1, reservationCols)
 		if err := tx.GetContext(ctx, &r, query, args...); err != nil {
 			return fmt.Errorf("repo: take reservation for activation %d: %w", a.ID, notFound(err))
 		}
@@ -109,45 +115,49 @@ WHERE run_id = ? AND state = 'free' ORDER BY reserved_at, id`), runID)
 const runOver = `NOT EXISTS (SELECT 1 FROM runs ru WHERE ru.id = r.run_id AND ru.finished_at IS NULL
   AND ru.lease_until >= ?)`
 
-// DueReleases returns up to limit numbers the release phase must unreserve,
-// oldest first: free ones reserved at or before olderThan or left by an
-// earlier run (a crash); ones assigned to an unclaimed selected activation
-// and reserved at or before olderThan; ones assigned to an unclaimed pending
-// or failed activation (never used) that are that old or from an earlier run.
-// Numbers of ordering, submitted or later rows are never returned.
-func (s *Store) DueReleases(ctx context.Context, now, olderThan time.Time, runID int64, limit int) ([]Reservation, error) {
+// DueReleases returns up to limit of credential's numbers the release phase
+// must unreserve, oldest first: free ones reserved at or before olderThan or
+// left by an earlier run of credential (a crash); ones assigned to an
+// unclaimed selected activation and reserved at or before olderThan; ones
+// assigned to an unclaimed pending or failed activation (never used) that
+// are that old or from an earlier run. Numbers of ordering, submitted or
+// later rows are never returned, nor any number another credential holds:
+// only the user that reserved a number can unreserve it, and another
+// credential's live run is no orphan of ours.
+func (s *Store) DueReleases(ctx context.Context, now, olderThan time.Time, runID int64, credential string, limit int) ([]Reservation, error) {
 	var out []Reservation
 	err := s.db.SelectContext(ctx, &out, s.q(`SELECT `+reservationCols("r.")+`
 FROM reservations r LEFT JOIN activations a ON a.id = r.activation_id
-WHERE r.state IN ('free', 'assigned') AND (
+WHERE r.state IN ('free', 'assigned') AND r.credential = ? AND (
      (r.state = 'free' AND (r.reserved_at <= ? OR (r.run_id <> ? AND `+runOver+`)))
   OR (r.state = 'assigned' AND a.state = 'selected' AND r.reserved_at <= ?
       AND (a.claim_until IS NULL OR a.claim_until < ?))
   OR (r.state = 'assigned' AND a.state IN ('pending', 'failed') AND (r.reserved_at <= ? OR (r.run_id <> ? AND `+runOver+`))
       AND (a.claim_until IS NULL OR a.claim_until < ?)))
 ORDER BY r.reserved_at, r.id LIMIT ?`),
-		s.t(olderThan), runID, s.t(now), s.t(olderThan), s.t(now), s.t(olderThan), runID, s.t(now), s.t(now), limit)
+		credential, s.t(olderThan), runID, s.t(now), s.t(olderThan), s.t(now), s.t(olderThan), runID, s.t(now), s.t(now), limit)
 	if err != nil {
 		return nil, fmt.Errorf("repo: due releases: %w", err)
 	}
 	return out, nil
 }
 
-// ReleaseReservation records that r was unreserved: r -> released and, if its
-// activation is still selected with this number and unclaimed, that
-// activation -> pending (msn and reserved_at cleared, due now), with an event.
-// Errors: ErrLostClaim when r is no longer held (already released or
-// consumed) or its activation has reached ordering or beyond.
-func (s *Store) ReleaseReservation(ctx context.Context, r Reservation, now time.Time) error {
+// ReleaseReservation records that credential unreserved r: r -> released
+// and, if its activation is still selected with this number and unclaimed,
+// that activation -> pending (msn and reserved_at cleared, due now), with an
+// event. Errors: ErrLostClaim when r is no longer held (already released or
+// consumed), its activation has reached ordering or beyond, or r is not
+// credential's (a credential never releases another's number).
+func (s *Store) ReleaseReservation(ctx context.Context, credential string, r Reservation, now time.Time) error {
 	return s.InTx(ctx, func(tx *sqlx.Tx) error {
 		var held Reservation
 		// DueReleases' read predicate, repeated (River #1302): a number
 		// whose activation moved on to ordering or beyond since it was read
 		// is being (or was) ordered, and must never be marked released.
 		err := tx.GetContext(ctx, &held, s.q(`UPDATE reservations SET state = 'released', updated_at = ?
-WHERE id = ? AND (state = 'free' OR (state = 'assigned' AND (activation_id IS NULL
+WHERE id = ? AND credential = ? AND (state = 'free' OR (state = 'assigned' AND (activation_id IS NULL
   OR activation_id IN (SELECT id FROM activations WHERE state IN ('pending', 'selected', 'failed')))))
-RETURNING `+reservationColumns), s.t(now), r.ID)
+RETURNING `+reservationColumns), s.t(now), r.ID, credential)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("repo: release reservation %d (%s): %w", r.ID, r.MSN, ErrLostClaim)
 		}
@@ -160,8 +170,8 @@ RETURNING `+reservationColumns), s.t(now), r.ID)
 		var a Activation
 		err = tx.GetContext(ctx, &a, s.q(`UPDATE activations SET state = 'pending', msn = '', reserved_at = NULL,
 next_attempt_at = ?, updated_at = ?
-WHERE id = ? AND state = 'selected' AND msn = ? AND (claim_until IS NULL OR claim_until < ?)
-RETURNING `+activationColumns), s.t(now), s.t(now), *held.ActivationID, held.MSN, s.t(now))
+WHERE id = ? AND state = 'selected' AND msn = ? AND credential = ? AND (claim_until IS NULL OR claim_until < ?)
+RETURNING `+activationColumns), s.t(now), s.t(now), *held.ActivationID, held.MSN, credential, s.t(now))
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil // the activation has moved on (or never used this number)
 		}

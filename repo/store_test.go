@@ -166,7 +166,7 @@ func TestClaimConcurrent(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for {
-					got, err := s.ClaimPending(context.Background(), t0, runID, 7, lease)
+					got, err := s.ClaimPending(context.Background(), t0, runID, "cred", 7, lease)
 					if err != nil {
 						errs <- err
 						return
@@ -203,7 +203,7 @@ func TestClaimPendingOrderAndLease(t *testing.T) {
 	repotest.Each(t, func(t *testing.T, s *repo.Store) {
 		ctx := context.Background()
 		runID := seed(t, s, "o", 3)
-		got, err := s.ClaimPending(ctx, t0, runID, 2, lease)
+		got, err := s.ClaimPending(ctx, t0, runID, "cred", 2, lease)
 		must(t, err)
 		if len(got) != 2 || got[0].SalesRef != "o-1" || got[1].SalesRef != "o-2" {
 			t.Fatalf("claimed %v, want o-1, o-2", got)
@@ -225,7 +225,7 @@ func TestClaimPendingOrderAndLease(t *testing.T) {
 			{"expired leases are", t0.Add(lease + time.Second), 2},
 		}
 		for _, tc := range tests {
-			got, err := s.ClaimPending(ctx, tc.now, runID, 10, lease)
+			got, err := s.ClaimPending(ctx, tc.now, runID, "cred", 10, lease)
 			must(t, err)
 			if len(got) != tc.want {
 				t.Fatalf("%s: claimed %d, want %d", tc.name, len(got), tc.want)
@@ -235,7 +235,7 @@ func TestClaimPendingOrderAndLease(t *testing.T) {
 		b := claimOne(t, s, t0.Add(20*time.Minute), runID)
 		_, err = s.Backoff(ctx, &b, "addCustomer", "", "timeout", t0.Add(20*time.Minute), repo.RetryPolicy{MaxAttempts: 8})
 		must(t, err)
-		got, err = s.ClaimPending(ctx, t0.Add(20*time.Minute+30*time.Second), runID, 10, lease)
+		got, err = s.ClaimPending(ctx, t0.Add(20*time.Minute+30*time.Second), runID, "cred", 10, lease)
 		must(t, err)
 		for _, g := range got {
 			if g.ID == b.ID {
@@ -252,7 +252,7 @@ func TestStaleClaimCannotMove(t *testing.T) {
 	repotest.Each(t, func(t *testing.T, s *repo.Store) {
 		ctx := context.Background()
 		runID := seed(t, s, "s", 1)
-		must(t, s.SaveReservations(ctx, runID, t0, []repo.Reservation{{MSN: "0411"}}))
+		must(t, s.SaveReservations(ctx, runID, "cred", t0, []repo.Reservation{{MSN: "0411"}}))
 		stale := claimOne(t, s, t0, runID)
 		later := t0.Add(lease + time.Minute)
 		fresh := claimOne(t, s, later, runID)
@@ -338,7 +338,7 @@ func TestPollSlot(t *testing.T) {
 		}
 		for _, tc := range tests {
 			now := t0.Add(tc.at)
-			got, err := s.ClaimPolls(ctx, now, now.Add(30*time.Minute), runID, 10, lease)
+			got, err := s.ClaimPolls(ctx, now, now.Add(30*time.Minute), runID, "cred", 10, lease)
 			must(t, err)
 			if len(got) != tc.want {
 				t.Fatalf("%s: ClaimPolls claimed %d, want %d", tc.name, len(got), tc.want)
@@ -366,7 +366,7 @@ func TestLifecycleEvents(t *testing.T) {
 		runID := seed(t, s, "e", 3)
 		a := claimOne(t, s, t0, runID)
 		must(t, s.SetCustomer(ctx, &a, 1234, t0))
-		must(t, s.SaveReservations(ctx, runID, t0.Add(-time.Second), []repo.Reservation{{MSN: "0400", ReservationID: "R1"}}))
+		must(t, s.SaveReservations(ctx, runID, "cred", t0.Add(-time.Second), []repo.Reservation{{MSN: "0400", ReservationID: "R1"}}))
 		r, err := s.TakeReservation(ctx, runID, &a, t0)
 		must(t, err)
 		if r.MSN != "0400" || r.State != repo.ReservationAssigned {
@@ -384,11 +384,11 @@ func TestLifecycleEvents(t *testing.T) {
 		if a.State != repo.StateSubmitted || a.OrderID != "ORD1" || a.ClaimToken != "" || a.ClaimUntil != nil {
 			t.Fatalf("after OrderAccepted: %+v", a)
 		}
-		polls, err := s.ClaimPolls(ctx, t0.Add(30*time.Minute), t0.Add(time.Hour), runID, 5, lease)
+		polls, err := s.ClaimPolls(ctx, t0.Add(30*time.Minute), t0.Add(time.Hour), runID, "cred", 5, lease)
 		must(t, err)
 		a = polls[0]
 		must(t, s.OrderCompleted(ctx, &a, "0400123456", true, t0.Add(30*time.Minute)))
-		qr, err := s.ClaimQR(ctx, t0.Add(31*time.Minute), runID, 5, lease)
+		qr, err := s.ClaimQR(ctx, t0.Add(31*time.Minute), runID, "cred", 5, lease)
 		must(t, err)
 		if len(qr) != 1 {
 			t.Fatalf("ClaimQR = %d rows", len(qr))
@@ -418,7 +418,7 @@ func TestLifecycleEvents(t *testing.T) {
 
 		// provisioned: Octane emails the QR.
 		b := toSubmitted(t, s, t0, runID, "0401")
-		polls, err = s.ClaimPolls(ctx, t0.Add(30*time.Minute), t0.Add(time.Hour), runID, 5, lease)
+		polls, err = s.ClaimPolls(ctx, t0.Add(30*time.Minute), t0.Add(time.Hour), runID, "cred", 5, lease)
 		must(t, err)
 		b = polls[0]
 		must(t, s.OrderCompleted(ctx, &b, "0401", false, t0.Add(30*time.Minute)))
@@ -500,14 +500,14 @@ func TestReconcile(t *testing.T) {
 		// its lock, or a killed pod whose request Octane is still
 		// processing), and a second reconcile would resubmit the number.
 		for _, asker := range []int64{crashed, current} {
-			live, err := s.ClaimUnknownOrders(ctx, t0.Add(time.Minute), asker, 10, lease)
+			live, err := s.ClaimUnknownOrders(ctx, t0.Add(time.Minute), asker, "cred", 10, lease)
 			must(t, err)
 			if len(live) != 0 {
 				t.Fatalf("run %d claimed %d ordering rows under a live claim", asker, len(live))
 			}
 		}
 		now := t0.Add(lease + time.Minute)
-		got, err := s.ClaimUnknownOrders(ctx, now, current, 10, lease)
+		got, err := s.ClaimUnknownOrders(ctx, now, current, "cred", 10, lease)
 		must(t, err)
 		if len(got) != 4 {
 			t.Fatalf("ClaimUnknownOrders = %d rows, want 4 (earlier run, lease expired)", len(got))
@@ -531,7 +531,7 @@ func TestReconcile(t *testing.T) {
 			}
 		}
 		// Once moved, the rows are no unknown outcome any more.
-		again, err := s.ClaimUnknownOrders(ctx, now.Add(lease+time.Minute), current+1, 10, lease)
+		again, err := s.ClaimUnknownOrders(ctx, now.Add(lease+time.Minute), current+1, "cred", 10, lease)
 		must(t, err)
 		if len(again) != 1 || again[0].ID != got[3].ID {
 			t.Fatalf("after reconcile, unknown orders = %v", again)
@@ -550,12 +550,12 @@ func TestReleases(t *testing.T) {
 		ord := selectRef(t, s, t0, old, "rel-2", "0402")
 		must(t, s.BeginOrder(ctx, &ord, repo.LockGuard{}, false, t0))
 		// A free number of the old run, and a young free one of the current run.
-		must(t, s.SaveReservations(ctx, old, t0.Add(20*time.Hour), []repo.Reservation{{MSN: "0403"}}))
+		must(t, s.SaveReservations(ctx, old, "cred", t0.Add(20*time.Hour), []repo.Reservation{{MSN: "0403"}}))
 		cur := run(t, s)
-		must(t, s.SaveReservations(ctx, cur, t0.Add(20*time.Hour), []repo.Reservation{{MSN: "0404"}}))
+		must(t, s.SaveReservations(ctx, cur, "cred", t0.Add(20*time.Hour), []repo.Reservation{{MSN: "0404"}}))
 		// rel-3: selected recently (young) by the current run.
 		young := claimRef(t, s, t0.Add(21*time.Hour), cur, "rel-3")
-		must(t, s.SaveReservations(ctx, cur, t0.Add(21*time.Hour), []repo.Reservation{{MSN: "0405"}}))
+		must(t, s.SaveReservations(ctx, cur, "cred", t0.Add(21*time.Hour), []repo.Reservation{{MSN: "0405"}}))
 		r, err := s.TakeReservation(ctx, cur, &young, t0.Add(21*time.Hour))
 		must(t, err)
 		if r.MSN != "0404" {
@@ -566,7 +566,7 @@ func TestReleases(t *testing.T) {
 
 		now := t0.Add(23*time.Hour + time.Minute)
 		releaseAge := 23 * time.Hour
-		due, err := s.DueReleases(ctx, now, now.Add(-releaseAge), cur, 10)
+		due, err := s.DueReleases(ctx, now, now.Add(-releaseAge), cur, "cred", 10)
 		must(t, err)
 		var msns []string
 		for _, r := range due {
@@ -581,14 +581,14 @@ func TestReleases(t *testing.T) {
 			t.Fatalf("Status = %+v", st)
 		}
 		for _, r := range due {
-			must(t, s.ReleaseReservation(ctx, r, now))
+			must(t, s.ReleaseReservation(ctx, "cred", r, now))
 		}
 		back, err := s.Activation(ctx, sel.ID)
 		must(t, err)
 		if back.State != repo.StatePending || back.MSN != "" || back.ReservedAt != nil {
 			t.Fatalf("released activation: %+v", back)
 		}
-		if err := s.ReleaseReservation(ctx, due[0], now); !errors.Is(err, repo.ErrLostClaim) {
+		if err := s.ReleaseReservation(ctx, "cred", due[0], now); !errors.Is(err, repo.ErrLostClaim) {
 			t.Fatalf("second release = %v, want ErrLostClaim", err)
 		}
 		evs, err := s.Events(ctx, sel.ID)
@@ -625,11 +625,11 @@ func TestReports(t *testing.T) {
 		// Three QR rows, one failure, one still pending.
 		for i := 0; i < 3; i++ {
 			a := toSubmitted(t, s, t0, runID, fmt.Sprintf("04%02d", i))
-			p, err := s.ClaimPolls(ctx, t0.Add(30*time.Minute), t0.Add(time.Hour), runID, 1, lease)
+			p, err := s.ClaimPolls(ctx, t0.Add(30*time.Minute), t0.Add(time.Hour), runID, "cred", 1, lease)
 			must(t, err)
 			a = p[0]
 			must(t, s.OrderCompleted(ctx, &a, "svc", true, t0.Add(time.Duration(30+i)*time.Minute)))
-			q, err := s.ClaimQR(ctx, t0.Add(40*time.Minute), runID, 1, lease)
+			q, err := s.ClaimQR(ctx, t0.Add(40*time.Minute), runID, "cred", 1, lease)
 			must(t, err)
 			must(t, s.QRReady(ctx, &q[0], "LPA", nil, "", t0.Add(40*time.Minute)))
 		}
@@ -753,10 +753,12 @@ func TestCalls(t *testing.T) {
 		}
 		stats, err := s.CallStats(ctx, t0.Add(-time.Hour), t0) // the run at t0, not the one at t0-2h
 		must(t, err)
+		// Per credential: the Summary sheet shows each credential's calls.
 		want := []repo.MethodCalls{
-			{Method: "orderCreate", Outcome: "fault", Count: 1, Waited: 2 * time.Second},
-			{Method: "orderCreate", Outcome: "ok", Count: 2},
-			{Method: "reserveResources", Outcome: "ok", Count: 1},
+			{Method: "orderCreate", Outcome: "fault", Count: 1, Waited: 2 * time.Second, Credential: "c1"},
+			{Method: "orderCreate", Outcome: "ok", Count: 1, Credential: "c1"},
+			{Method: "orderCreate", Outcome: "ok", Count: 1, Credential: "c2"},
+			{Method: "reserveResources", Outcome: "ok", Count: 1, Credential: "c1"},
 		}
 		if fmt.Sprint(stats) != fmt.Sprint(want) {
 			t.Fatalf("CallStats = %v, want %v", stats, want)
@@ -857,7 +859,7 @@ func TestReleaseAfterOrderBeganIsLost(t *testing.T) {
 		a := toSelected(t, s, t0, runID, "0501")
 		must(t, s.Unclaim(ctx, &a))
 		now := t0.Add(23*time.Hour + time.Minute)
-		due, err := s.DueReleases(ctx, now, now.Add(-23*time.Hour), runID, 10)
+		due, err := s.DueReleases(ctx, now, now.Add(-23*time.Hour), runID, "cred", 10)
 		must(t, err)
 		if len(due) != 1 || due[0].MSN != "0501" {
 			t.Fatalf("DueReleases = %+v, want 0501", due)
@@ -865,7 +867,7 @@ func TestReleaseAfterOrderBeganIsLost(t *testing.T) {
 		// Meanwhile the row is claimed and its order begins.
 		b := claimOne(t, s, now, runID)
 		must(t, s.BeginOrder(ctx, &b, repo.LockGuard{}, false, now))
-		if err := s.ReleaseReservation(ctx, due[0], now); !errors.Is(err, repo.ErrLostClaim) {
+		if err := s.ReleaseReservation(ctx, "cred", due[0], now); !errors.Is(err, repo.ErrLostClaim) {
 			t.Fatalf("ReleaseReservation of an ordering row's number = %v, want ErrLostClaim", err)
 		}
 		must(t, s.OrderAccepted(ctx, &b, "ORD1", now, now.Add(30*time.Minute)))
@@ -944,7 +946,7 @@ func TestTimesCompareAcrossZonesAndFractions(t *testing.T) {
 			{"a whole second early in Tokyo", due.In(tokyo).Add(-time.Second), 0},
 			{"exactly due, Tokyo", due.In(tokyo), 1},
 		} {
-			got, err := s.ClaimPending(ctx, tc.now, runID, 10, lease)
+			got, err := s.ClaimPending(ctx, tc.now, runID, "cred", 10, lease)
 			must(t, err)
 			if len(got) != tc.want {
 				t.Fatalf("%s: claimed %d rows at %s, want %d", tc.name, len(got), tc.now, tc.want)

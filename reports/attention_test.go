@@ -105,8 +105,8 @@ func TestAttentionSheet(t *testing.T) {
 		t.Errorf("Attention header not frozen: %+v %v", p, err)
 	}
 	tables, err := f.GetTables(SheetAttention)
-	if err != nil || len(tables) != 1 || tables[0].Range != "A1:H4" {
-		t.Errorf("Attention tables = %+v %v, want one over A1:H4 (its autofilter)", tables, err)
+	if err != nil || len(tables) != 1 || tables[0].Range != "A1:I4" {
+		t.Errorf("Attention tables = %+v %v, want one over A1:I4 (its autofilter)", tables, err)
 	}
 }
 
@@ -140,7 +140,7 @@ func TestAttentionCapped(t *testing.T) {
 		t.Errorf("Attention A%d = %q, want the cut noted under the table", last+3, v)
 	}
 	tables, err := f.GetTables(SheetAttention)
-	if err != nil || len(tables) != 1 || tables[0].Range != fmt.Sprintf("A1:H%d", last+1) {
-		t.Errorf("Attention tables = %+v %v, want one over A1:H%d", tables, err, last+1)
+	if err != nil || len(tables) != 1 || tables[0].Range != fmt.Sprintf("A1:I%d", last+1) {
+		t.Errorf("Attention tables = %+v %v, want one over A1:I%d", tables, err, last+1)
 	}
 }

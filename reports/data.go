@@ -30,17 +30,24 @@ const (
 const MaxAttentionRows = 500
 
 // Column headers of the data sheets. Finance builds spreadsheets on these:
-// the order is fixed and checked against testdata/columns.golden.
+// the order is fixed and checked against testdata/columns.golden. The
+// credential (the Octane user that owns the row) is last on every sheet, so
+// the columns before it keep their places.
 var (
 	QRColumns = []string{"Sales reference", "Customer", "Email", "MSN", "Order ID", "ICCID",
-		"Outcome", "Completed (UTC)", "Activation code", "QR code"}
+		"Outcome", "Completed (UTC)", "Activation code", "QR code", ColumnCredential}
 	FailureColumns = []string{"Sales reference", "Customer", "Email", "MSN", "Failed step",
 		"Octane error code", "Octane message", "Our reason", "What to do",
-		"Attempts", "First attempt (UTC)", "Last attempt (UTC)"}
-	RejectColumns    = []string{"File", "Line", "Reason", "Raw row", "Imported (UTC)"}
+		"Attempts", "First attempt (UTC)", "Last attempt (UTC)", ColumnCredential}
+	RejectColumns    = []string{"File", "Line", "Reason", "Raw row", "Imported (UTC)", ColumnCredential}
 	AttentionColumns = []string{"Issue", "Sales reference", "MSN", "Order ID", "State", "Since (UTC)",
-		"Polls / attempts", "Last error"}
+		"Polls / attempts", "Last error", ColumnCredential}
 )
+
+// ColumnCredential heads the last column of every sheet's table: the Octane
+// user name that owns the row (empty on Rejected imports: a rejected line
+// never reaches Octane) or, on the Summary, made the calls.
+const ColumnCredential = "Credential"
 
 // Outcome keys of Data.Counts and Data.Totals besides the lifecycle states.
 const (
@@ -134,13 +141,14 @@ type AttentionList struct {
 
 // AttentionRow is one activation on the Attention sheet.
 type AttentionRow struct {
-	SalesRef  string
-	MSN       string
-	OrderID   string
-	State     string    // the lifecycle state, e.g. "submitted", "completed"
-	Since     time.Time // order sent (open orders) or completed (QR codes late)
-	Count     int       // polls made (open orders) or QR fetch attempts (QR codes late)
-	LastError string
+	SalesRef   string
+	MSN        string
+	OrderID    string
+	State      string    // the lifecycle state, e.g. "submitted", "completed"
+	Since      time.Time // order sent (open orders) or completed (QR codes late)
+	Count      int       // polls made (open orders) or QR fetch attempts (QR codes late)
+	LastError  string
+	Credential string // the Octane user that owns the row
 }
 
 // QRRow is one finished activation on the QR codes sheet.
@@ -155,6 +163,7 @@ type QRRow struct {
 	CompletedAt    time.Time
 	ActivationCode string // LPA string; the image is rendered from it when PNG is empty or unreadable
 	PNG            []byte // Octane's QR image, optional
+	Credential     string // the Octane user that owns the row
 }
 
 // FailureRow is one failed activation on the Failures sheet. Octane's words
@@ -174,6 +183,7 @@ type FailureRow struct {
 	Attempts     int
 	FirstAttempt time.Time // zero: left blank
 	LastAttempt  time.Time
+	Credential   string // the Octane user that owns the row ("" if none claimed it)
 }
 
 // RejectRow is one sales row the import refused.
@@ -183,6 +193,7 @@ type RejectRow struct {
 	Reason     string
 	Raw        string
 	ImportedAt time.Time
+	Credential string // always "" today: a rejected line is never worked by a credential
 }
 
 // RefusedFile is a sales file the import refused whole: no row of it was
@@ -196,10 +207,11 @@ type RefusedFile struct {
 
 // CallStat counts Octane calls of one method and outcome.
 type CallStat struct {
-	Method  string
-	Outcome string
-	Count   int
-	Waited  time.Duration // time spent waiting on the rate limiter before these calls
+	Method     string
+	Outcome    string
+	Count      int
+	Waited     time.Duration // time spent waiting on the rate limiter before these calls
+	Credential string        // the Octane user that made them
 }
 
 // Options change how a workbook is written.

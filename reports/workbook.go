@@ -221,6 +221,10 @@ func printSetup(f *excelize.File, sheet string, header bool) error {
 	return nil
 }
 
+// qrImageCol is the QR codes sheet's image column (1-based): the one
+// before the credential, the sheet's last.
+var qrImageCol = len(QRColumns) - 1
+
 var freezeHeader = &excelize.Panes{Freeze: true, YSplit: 1, TopLeftCell: "A2", ActivePane: "bottomLeft"}
 
 func writeQR(f *excelize.File, st styles, rows []QRRow) error {
@@ -232,8 +236,13 @@ func writeQR(f *excelize.File, st styles, rows []QRRow) error {
 		}
 	}
 	last := len(QRColumns)
+	picCol := qrImageCol
 	for i, r := range rows {
 		row := i + 2
+		w.fit(last-1, r.Credential)
+		if err := f.SetCellStr(sheet, cell(last, row), r.Credential); err != nil {
+			return fmt.Errorf("reports: QR row %d: %w", row, err)
+		}
 		texts := []string{r.SalesRef, r.Customer, r.Email, r.MSN, r.OrderID, r.ICCID, r.Outcome}
 		for c, v := range texts {
 			w.fit(c, v)
@@ -260,13 +269,13 @@ func writeQR(f *excelize.File, st styles, rows []QRRow) error {
 				ScaleX: scale, ScaleY: scale, OffsetX: qrMarginX, OffsetY: qrMarginY,
 				Positioning: "oneCell", AltText: "QR code " + r.SalesRef,
 			}}
-			if err := f.AddPictureFromBytes(sheet, cell(last, row), pic); err != nil {
+			if err := f.AddPictureFromBytes(sheet, cell(picCol, row), pic); err != nil {
 				return fmt.Errorf("reports: QR image row %d: %w", row, err)
 			}
 		}
 	}
 	w.atLeast(7, dateWidth)
-	w[last-1] = qrColWidth
+	w[picCol-1] = qrColWidth
 	if err := w.apply(f, sheet); err != nil {
 		return err
 	}
@@ -276,7 +285,7 @@ func writeQR(f *excelize.File, st styles, rows []QRRow) error {
 	}
 	if len(rows) > 0 {
 		for _, s := range []struct{ from, to, style int }{
-			{1, 7, st.text}, {8, 8, st.date}, {9, 9, st.text},
+			{1, 7, st.text}, {8, 8, st.date}, {9, 9, st.text}, {last, last, st.text},
 		} {
 			if err := f.SetCellStyle(sheet, cell(s.from, 2), cell(s.to, end), s.style); err != nil {
 				return fmt.Errorf("reports: QR styles: %w", err)
@@ -446,6 +455,7 @@ func writeFailures(f *excelize.File, st styles, rows []FailureRow) error {
 		for c, v := range []string{r.SalesRef, r.Customer, r.Email, r.MSN, r.Step, r.Code, r.Message, r.Reason, r.Advice} {
 			w.fit(c, v)
 		}
+		w.fit(12, r.Credential)
 	}
 	w.atLeast(10, dateWidth)
 	w.atLeast(11, dateWidth)
@@ -464,6 +474,7 @@ func writeFailures(f *excelize.File, st styles, rows []FailureRow) error {
 			excelize.Cell{StyleID: st.integer, Value: r.Attempts},
 			excelize.Cell{StyleID: st.date, Value: utc(r.FirstAttempt)},
 			excelize.Cell{StyleID: st.date, Value: utc(r.LastAttempt)},
+			excelize.Cell{StyleID: st.text, Value: r.Credential},
 		}
 	})
 }
@@ -490,6 +501,7 @@ func writeRejects(f *excelize.File, st styles, refused []RefusedFile, rows []Rej
 		w.fit(1, strconv.Itoa(r.Line))
 		w.fit(2, r.Reason)
 		w.fit(3, r.Raw)
+		w.fit(5, r.Credential)
 	}
 	w.atLeast(4, dateWidth)
 	return streamSheet(f, st, SheetRejects, "RejectedImports", RejectColumns, w, len(refused)+len(rows), func(i int) []any {
@@ -501,6 +513,7 @@ func writeRejects(f *excelize.File, st styles, refused []RefusedFile, rows []Rej
 				excelize.Cell{StyleID: st.text, Value: refusedReason(r)},
 				excelize.Cell{StyleID: st.text, Value: ""},
 				excelize.Cell{StyleID: st.date, Value: utc(r.RefusedAt)},
+				excelize.Cell{StyleID: st.text, Value: ""}, // no credential: never worked
 			}
 		}
 		r := rows[i-len(refused)]
@@ -510,6 +523,7 @@ func writeRejects(f *excelize.File, st styles, refused []RefusedFile, rows []Rej
 			excelize.Cell{StyleID: st.text, Value: r.Reason},
 			excelize.Cell{StyleID: st.text, Value: r.Raw},
 			excelize.Cell{StyleID: st.date, Value: utc(r.ImportedAt)},
+			excelize.Cell{StyleID: st.text, Value: r.Credential},
 		}
 	})
 }
@@ -582,6 +596,7 @@ func writeAttention(f *excelize.File, st styles, d Data) error {
 			w.fit(c, v)
 		}
 		w.fit(7, e.r.LastError)
+		w.fit(8, e.r.Credential)
 	}
 	w.atLeast(5, dateWidth)
 	var notes []string
@@ -604,6 +619,7 @@ func writeAttention(f *excelize.File, st styles, d Data) error {
 			excelize.Cell{StyleID: st.date, Value: utc(e.r.Since)},
 			excelize.Cell{StyleID: st.integer, Value: e.r.Count},
 			excelize.Cell{StyleID: st.text, Value: e.r.LastError},
+			excelize.Cell{StyleID: st.text, Value: e.r.Credential},
 		}
 	}, notes...)
 }
@@ -722,7 +738,7 @@ func writeSummary(f *excelize.File, st styles, d Data) error {
 	}
 	first, lastOutcome := summaryOutcomeHeader+1, row
 	row += 2
-	for c, h := range []string{"Octane method", "Outcome", "Calls", "Rate-limit wait (s)"} {
+	for c, h := range []string{"Octane method", "Outcome", "Calls", "Rate-limit wait (s)", ColumnCredential} {
 		if err := set(cell(c+1, row), h, st.header); err != nil {
 			return err
 		}
@@ -732,9 +748,12 @@ func writeSummary(f *excelize.File, st styles, d Data) error {
 		if calls[i].Method != calls[j].Method {
 			return calls[i].Method < calls[j].Method
 		}
-		return calls[i].Outcome < calls[j].Outcome
+		if calls[i].Outcome != calls[j].Outcome {
+			return calls[i].Outcome < calls[j].Outcome
+		}
+		return calls[i].Credential < calls[j].Credential
 	})
-	w := newWidths([]string{labelSheetCounts, "Rate-limit wait (s)", "This report", "Rate-limit wait (s)"})
+	w := newWidths([]string{labelSheetCounts, "Rate-limit wait (s)", "This report", "Rate-limit wait (s)", ColumnCredential})
 	w.atLeast(1, dateWidth)
 	for _, k := range keys {
 		w.fit(0, outcomeLabel(k))
@@ -748,8 +767,9 @@ func writeSummary(f *excelize.File, st styles, d Data) error {
 		row++
 		w.fit(0, c.Method)
 		w.fit(1, c.Outcome)
-		for i, v := range []any{c.Method, c.Outcome, c.Count, c.Waited.Seconds()} {
-			style := []int{st.text, st.text, st.integer, st.seconds}[i]
+		w.fit(4, c.Credential)
+		for i, v := range []any{c.Method, c.Outcome, c.Count, c.Waited.Seconds(), c.Credential} {
+			style := []int{st.text, st.text, st.integer, st.seconds, st.text}[i]
 			if err := set(cell(i+1, row), v, style); err != nil {
 				return err
 			}

@@ -231,7 +231,7 @@ func TestQRImagesDecodeToTheirRow(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := d.QR[tt.row]
-			ref := cell(len(QRColumns), tt.row+2)
+			ref := cell(qrImageCol, tt.row+2)
 			pics, err := f.GetPictures(SheetQR, ref)
 			if err != nil {
 				t.Fatal(err)
@@ -272,7 +272,7 @@ func TestLayout(t *testing.T) {
 			}
 		}
 	}
-	for sheet, want := range map[string]string{SheetFailure: "A1:L3", SheetRejects: "A1:E3"} {
+	for sheet, want := range map[string]string{SheetFailure: "A1:M3", SheetRejects: "A1:F3"} {
 		tables, err := f.GetTables(sheet)
 		if err != nil || len(tables) != 1 || tables[0].Range != want {
 			t.Errorf("%s tables = %+v %v, want one over %s (its autofilter)", sheet, tables, err, want)
@@ -291,8 +291,8 @@ func TestLayout(t *testing.T) {
 			rc.Close()
 		}
 	}
-	if !bytes.Contains(sheet1, []byte(`<autoFilter ref="$A$1:$J$6"`)) {
-		t.Errorf("QR sheet has no autofilter over A1:J6")
+	if !bytes.Contains(sheet1, []byte(`<autoFilter ref="$A$1:$K$6"`)) {
+		t.Errorf("QR sheet has no autofilter over A1:K6")
 	}
 	if h, _ := f.GetRowHeight(SheetQR, 2); h != qrRowHeight {
 		t.Errorf("QR row height %v, want %v", h, qrRowHeight)
@@ -607,8 +607,8 @@ func TestQRImagesSitInTheirCells(t *testing.T) {
 	rows := map[int]bool{}
 	for _, a := range dr.Anchors {
 		name := fmt.Sprintf("image in row %d", a.Row+1)
-		if a.Col != len(QRColumns)-1 {
-			t.Errorf("%s anchored in column %d, want the QR code column %d", name, a.Col, len(QRColumns)-1)
+		if a.Col != qrImageCol-1 {
+			t.Errorf("%s anchored in column %d, want the QR code column %d", name, a.Col, qrImageCol-1)
 		}
 		if rows[a.Row] {
 			t.Errorf("two images in row %d", a.Row+1)

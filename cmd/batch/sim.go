@@ -21,6 +21,10 @@ type simOption struct {
 	apply            func(st *simSettings, v string) error
 }
 
+// secretSimFlag is the option whose value holds passwords: an error names
+// it and never echoes the value.
+const secretSimFlag = "credentials"
+
 func simOptions() []simOption {
 	positive := func(v string) (int, error) {
 		n, err := strconv.Atoi(v)
@@ -97,6 +101,14 @@ func simOptions() []simOption {
 				}
 				return nil
 			}},
+		{secretSimFlag, "SIM_CREDENTIALS",
+			"API users of the one account, USER:PASSWORD,USER:PASSWORD (default OCTANE_USERNAME:OCTANE_PASSWORD, else demo:demo); each has its own rate windows",
+			func(st *simSettings, v string) error {
+				creds, err := parseSimCredentials(v)
+				st.cfg.Credentials = creds
+				st.cfg.Username, st.cfg.Password = "", ""
+				return err
+			}},
 		{"seed", "SIM_SEED", "seed of the fault RNG (default fixed)",
 			func(st *simSettings, v string) (err error) {
 				st.cfg.Seed, err = strconv.ParseInt(v, 10, 64)
@@ -106,6 +118,30 @@ func simOptions() []simOption {
 				return nil
 			}},
 	}
+}
+
+// parseSimCredentials reads USER:PASSWORD,USER:PASSWORD. Errors name the
+// item by position and user, never a password.
+func parseSimCredentials(v string) (map[string]string, error) {
+	out := map[string]string{}
+	for i, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		user, pass, ok := strings.Cut(item, ":")
+		user = strings.TrimSpace(user)
+		switch {
+		case item == "":
+			return nil, fmt.Errorf("item %d is empty: want USER:PASSWORD,USER:PASSWORD", i+1)
+		case !ok || user == "":
+			return nil, fmt.Errorf("item %d: want USER:PASSWORD", i+1)
+		case pass == "":
+			return nil, fmt.Errorf("item %d (user %q): the password is empty", i+1, user)
+		}
+		if _, dup := out[user]; dup {
+			return nil, fmt.Errorf("item %d: user %q is listed twice", i+1, user)
+		}
+		out[user] = pass
+	}
+	return out, nil
 }
 
 // simSettings is what `batch sim` is configured with.
@@ -162,6 +198,9 @@ func simConfig(args []string, e env) (simSettings, error) {
 			v, source = ev, o.env
 		}
 		if err := o.apply(&st, strings.TrimSpace(v)); err != nil {
+			if o.flag == secretSimFlag {
+				return simSettings{}, badConfig("batch sim: %s: %w", source, err)
+			}
 			return simSettings{}, badConfig("batch sim: %s=%q: %w", source, v, err)
 		}
 	}

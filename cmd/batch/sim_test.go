@@ -62,6 +62,23 @@ func TestSimConfig(t *testing.T) {
 		{"bad faults method", []string{"--faults", "methods=orderCreat"}, nil, nil, "orderCreat"},
 		{"bad window flag", []string{"--minute-window", "-1s"}, nil, nil, "--minute-window"},
 		{"unknown flag", []string{"--nope"}, nil, nil, "nope"},
+		{"credentials", nil, map[string]string{"SIM_CREDENTIALS": " u1:p1 , u2:p:2", "OCTANE_USERNAME": "u", "OCTANE_PASSWORD": "p"},
+			func(t *testing.T, st simSettings) {
+				// The list is the account's users; OCTANE_USERNAME is not added.
+				if want := map[string]string{"u1": "p1", "u2": "p:2"}; !reflect.DeepEqual(st.cfg.Credentials, want) || st.cfg.Username != "" {
+					t.Fatalf("credentials %v, username %q", st.cfg.Credentials, st.cfg.Username)
+				}
+			}, ""},
+		{"credentials flag beats env", []string{"--credentials", "a:b"}, map[string]string{"SIM_CREDENTIALS": "x"},
+			func(t *testing.T, st simSettings) {
+				if !reflect.DeepEqual(st.cfg.Credentials, map[string]string{"a": "b"}) {
+					t.Fatalf("credentials %v", st.cfg.Credentials)
+				}
+			}, ""},
+		{"credentials without password", nil, map[string]string{"SIM_CREDENTIALS": "u1:s3cret,u2"}, nil, "SIM_CREDENTIALS: item 2"},
+		{"credentials empty password", []string{"--credentials", "u1:s3cret,u2:"}, nil, nil, `--credentials: item 2 (user "u2")`},
+		{"credentials twice", nil, map[string]string{"SIM_CREDENTIALS": "u1:s3cret,u1:s3cret"}, nil, `user "u1" is listed twice`},
+		{"credentials empty item", nil, map[string]string{"SIM_CREDENTIALS": "u1:s3cret,,u2:x"}, nil, "item 2 is empty"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -70,6 +87,9 @@ func TestSimConfig(t *testing.T) {
 				var ce configError
 				if !errors.As(err, &ce) || !strings.Contains(err.Error(), tc.wantErr) || exitCode(err) != exitConfig {
 					t.Fatalf("error %v, want a configError naming %s", err, tc.wantErr)
+				}
+				if strings.Contains(err.Error(), "s3cret") {
+					t.Fatalf("error %q shows a password", err)
 				}
 				return
 			}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,8 +18,9 @@ import (
 
 // cmdStatus is `batch status`: counts by state, oldest waiting row, polls
 // and releases due, the open orders and late QR codes older than 24 h (the
-// oldest of each listed), the import files refused lately, and the Octane
-// budget left this hour per method.
+// oldest of each listed), the import files refused lately, the rows and
+// numbers of each credential, and per credential the Octane budget left this
+// hour per method.
 func cmdStatus(ctx context.Context, args []string, e env) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
@@ -60,10 +62,6 @@ func cmdStatus(ctx context.Context, args []string, e env) error {
 	if err := printRefused(ctx, w, store, now); err != nil {
 		return err
 	}
-	if cfg.Octane.Username == "" {
-		fmt.Fprintln(w, "\nbudget: OCTANE_USERNAME not set")
-		return nil
-	}
 	// Octane's windows are wall-clock time, not the (possibly offset) job
 	// clock; the call log is stamped with the database's wall clock.
 	clk := repo.NewDBClock(store, time.Now, 0)
@@ -71,13 +69,71 @@ func cmdStatus(ctx context.Context, args []string, e env) error {
 		return fmt.Errorf("database clock: %w", err)
 	}
 	wall := clk.Wall()
-	calls, err := store.RecentCalls(ctx, cfg.Octane.Username, wall.Add(-time.Hour))
+	creds, err := store.StatusByCredential(ctx, wall.Add(-time.Hour))
 	if err != nil {
-		return fmt.Errorf("recent calls: %w", err)
+		return fmt.Errorf("status by credential: %w", err)
 	}
-	fmt.Fprintf(w, "\nOctane budget of %s (documented limits; windows end at the times shown, UTC):\n", cfg.Octane.Username)
-	printBudget(w, budgetOf(calls, octane.DefaultLimits(), wall))
+	fmt.Fprintln(w)
+	printCredentials(w, creds)
+	// The budget of every credential that called Octane in the last hour,
+	// and of this process's own even when it has not.
+	var names []string
+	for _, c := range creds {
+		if c.Credential != "" {
+			names = append(names, c.Credential)
+		}
+	}
+	if u := cfg.Octane.Username; u != "" && !slices.Contains(names, u) {
+		names = append(names, u)
+		sort.Strings(names)
+	}
+	if len(names) == 0 {
+		fmt.Fprintln(w, "\nbudget: no credential has called Octane in the last hour and OCTANE_USERNAME is not set")
+		return nil
+	}
+	for _, name := range names {
+		calls, err := store.RecentCalls(ctx, name, wall.Add(-time.Hour))
+		if err != nil {
+			return fmt.Errorf("recent calls: %w", err)
+		}
+		fmt.Fprintf(w, "\nOctane budget of %s (documented limits; windows end at the times shown, UTC):\n", field(name))
+		printBudget(w, budgetOf(calls, octane.DefaultLimits(), wall))
+	}
 	return nil
+}
+
+// credentialStates are the states `batch status` shows per credential.
+var credentialStates = []repo.State{repo.StatePending, repo.StateSelected, repo.StateOrdering, repo.StateSubmitted,
+	repo.StateCompleted, repo.StateQRReady, repo.StateProvisioned, repo.StateFailed}
+
+// printCredentials prints the rows each credential owns by state and the
+// numbers it holds; "(none yet)" is the rows no credential has claimed.
+func printCredentials(w io.Writer, creds []repo.CredentialStatus) {
+	fmt.Fprintln(w, "rows and numbers per credential:")
+	if len(creds) == 0 {
+		fmt.Fprintln(w, "  (no rows)")
+		return
+	}
+	width := len("(none yet)")
+	for _, c := range creds {
+		width = max(width, len(field(c.Credential)))
+	}
+	fmt.Fprintf(w, "  %-*s", width, "credential")
+	for _, st := range credentialStates {
+		fmt.Fprintf(w, " %11s", st)
+	}
+	fmt.Fprintf(w, " %12s\n", "numbers held")
+	for _, c := range creds {
+		name := field(c.Credential)
+		if c.Credential == "" {
+			name = "(none yet)"
+		}
+		fmt.Fprintf(w, "  %-*s", width, name)
+		for _, st := range credentialStates {
+			fmt.Fprintf(w, " %11d", c.Counts[st])
+		}
+		fmt.Fprintf(w, " %12d\n", c.Held)
+	}
 }
 
 // budgetLine is one limited method's budget at a moment.

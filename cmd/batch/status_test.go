@@ -37,14 +37,14 @@ func seedStatus(t *testing.T, s *repo.Store, now time.Time) (base time.Time) {
 	must(err)
 	runID, err := s.StartRun(ctx, base, "cred", []string{"submit"}, false)
 	must(err)
-	claimed, err := s.ClaimPending(ctx, base, runID, 8, time.Hour)
+	claimed, err := s.ClaimPending(ctx, base, runID, "cred", 8, time.Hour)
 	must(err)
 	if len(claimed) != 8 {
 		t.Fatalf("claimed %d rows, want 8", len(claimed))
 	}
 	sel := func(a *repo.Activation, msn string, reservedAt time.Time) {
 		t.Helper()
-		must(s.SaveReservations(ctx, runID, reservedAt, []repo.Reservation{{MSN: msn}}))
+		must(s.SaveReservations(ctx, runID, "cred", reservedAt, []repo.Reservation{{MSN: msn}}))
 		r, err := s.TakeReservation(ctx, runID, a, base)
 		must(err)
 		must(s.MarkSelected(ctx, a, r, base))
@@ -68,13 +68,13 @@ func seedStatus(t *testing.T, s *repo.Store, now time.Time) (base time.Time) {
 	for i := 4; i <= 6; i++ {
 		order(&claimed[i], fmt.Sprintf("040000000%d", i+1), base.Add(-time.Hour))
 	}
-	polls, err := s.ClaimPolls(ctx, base.Add(-30*time.Minute), now.Add(time.Hour), runID, 10, time.Hour)
+	polls, err := s.ClaimPolls(ctx, base.Add(-30*time.Minute), now.Add(time.Hour), runID, "cred", 10, time.Hour)
 	must(err)
 	if len(polls) != 3 {
 		t.Fatalf("claimed %d polls, want 3", len(polls))
 	}
 	must(s.OrderCompleted(ctx, &polls[0], "svc1", true, base))
-	qr, err := s.ClaimQR(ctx, base, runID, 1, time.Hour)
+	qr, err := s.ClaimQR(ctx, base, runID, "cred", 1, time.Hour)
 	must(err)
 	must(s.QRReady(ctx, &qr[0], "LPA:1$x", nil, "", base))
 	must(s.OrderCompleted(ctx, &polls[1], "svc2", true, base))
@@ -282,5 +282,95 @@ func TestBudgetOf(t *testing.T) {
 	printBudget(&b, got)
 	if !strings.Contains(b.String(), "5/5") || !strings.Contains(b.String(), "10:10:00") {
 		t.Errorf("budget table lacks the counts or the next free slot (10:10:00):\n%s", b.String())
+	}
+}
+
+// `batch status` shows each credential's rows by state and numbers held,
+// the rows no credential has claimed yet, and each credential's budget: of
+// every credential that called Octane in the last hour, and of
+// OCTANE_USERNAME's even when it has not.
+func TestStatusPerCredential(t *testing.T) {
+	for _, d := range []struct {
+		name string
+		url  func(testing.TB) string
+	}{
+		{"postgres", repotest.PostgresURL},
+		{"sqlite", repotest.SQLiteURL},
+	} {
+		t.Run(d.name, func(t *testing.T) {
+			ctx := context.Background()
+			url := d.url(t)
+			s, err := repo.Open(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			must := func(err error) {
+				t.Helper()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			now := time.Now().UTC()
+			rows := make([]repo.NewActivation, 6)
+			for i := range rows {
+				rows[i] = repo.NewActivation{Line: i + 2, SalesRef: fmt.Sprintf("PC-%d", i+1), Email: "a@example.com", PlanNo: 1}
+			}
+			_, err = s.Import(ctx, repo.ImportFile{Name: "pc.csv", Hash: "pc", DataRows: len(rows)}, rows, nil, now.Add(-time.Hour))
+			must(err)
+			for _, c := range []struct {
+				cred  string
+				rows  int
+				calls int
+			}{{"alpha", 1, 1}, {"beta", 2, 2}} {
+				runID, err := s.StartRun(ctx, now, c.cred, []string{"submit"}, false)
+				must(err)
+				claimed, err := s.ClaimPending(ctx, now, runID, c.cred, c.rows, time.Hour)
+				must(err)
+				must(s.SaveReservations(ctx, runID, c.cred, now, []repo.Reservation{{MSN: "04" + c.cred}}))
+				r, err := s.TakeReservation(ctx, runID, &claimed[0], now)
+				must(err)
+				must(s.MarkSelected(ctx, &claimed[0], r, now))
+				for i := range claimed {
+					must(s.Unclaim(ctx, &claimed[i]))
+				}
+				for range c.calls {
+					must(s.RecordCall(ctx, repo.Call{RunID: runID, Credential: c.cred, Method: octane.MethodOrderCreate,
+						SentAt: time.Now(), Outcome: "ok"}))
+				}
+			}
+			e, out, stderr := testEnv(map[string]string{"DATABASE_URL": url, "OCTANE_USERNAME": "gamma"})
+			if err := run(ctx, []string{"status"}, e); err != nil {
+				t.Fatalf("status: %v\n%s", err, stderr)
+			}
+			text := out.String()
+			table := map[string][]string{}
+			for _, m := range regexp.MustCompile(`(?m)^  (\(none yet\)|alpha|beta|gamma) +([\d ]+)$`).FindAllStringSubmatch(text, -1) {
+				table[m[1]] = strings.Fields(m[2])
+			}
+			// pending selected ordering submitted completed qr_ready provisioned failed | numbers held
+			want := map[string][]string{
+				"(none yet)": {"3", "0", "0", "0", "0", "0", "0", "0", "0"},
+				"alpha":      {"0", "1", "0", "0", "0", "0", "0", "0", "1"},
+				"beta":       {"1", "1", "0", "0", "0", "0", "0", "0", "1"},
+			}
+			if !reflect.DeepEqual(table, want) {
+				t.Errorf("per-credential table %v, want %v:\n%s", table, want, text)
+			}
+			for _, c := range []struct{ cred, used string }{{"alpha", "1/2000"}, {"beta", "2/2000"}, {"gamma", "0/2000"}} {
+				i := strings.Index(text, "Octane budget of "+c.cred+" ")
+				if i < 0 {
+					t.Errorf("no budget of %s:\n%s", c.cred, text)
+					continue
+				}
+				m := regexp.MustCompile(`(?m)^  orderCreate +(\d+/\d+)`).FindStringSubmatch(text[i:])
+				if m == nil || m[1] != c.used {
+					t.Errorf("%s's orderCreate budget line %v, want %s used:\n%s", c.cred, m, c.used, text[i:])
+				}
+			}
+		})
 	}
 }

@@ -51,7 +51,7 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request, method string
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.settle(s.nowLocked())
-		if !hasAuth || user != s.cfg.Username || pass != s.cfg.Password {
+		if !hasAuth || !s.authorized(user, pass) {
 			rep := restFail(http.StatusUnauthorized, OutcomeFault, "Unauthorized")
 			rep.entry.LoginPresent = hasAuth
 			return rep

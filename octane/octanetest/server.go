@@ -40,9 +40,19 @@ func DefaultPlans() []int { return []int{1001, 1002, 1003} }
 // Config configures a Server. Zero fields take the defaults documented on
 // each field.
 type Config struct {
-	// Username and Password are the one accepted credential (default
-	// "demo"/"demo"), for SOAP login elements and REST Basic auth alike.
+	// Username and Password are an accepted credential (default
+	// "demo"/"demo" when neither they nor Credentials are set), for SOAP
+	// login elements and REST Basic auth alike.
 	Username, Password string
+	// Credentials are more API users of the same account, user name to
+	// password (`batch sim --credentials`). Each user has its own rate
+	// windows (Octane counts its limits per user); customers belong to the
+	// account, so any user can order for a custNo another created; a number
+	// reserved by one user can be selected, ordered or unreserved only by
+	// that user, and an order queried only by the user who created it
+	// (both provisional: the contract's section 6); getEsimDetails answers
+	// any user of the account.
+	Credentials map[string]string
 	// GroupNo is the accepted REST group number (0 = any).
 	GroupNo int
 	// Plans are the valid planNo values (default 1001, 1002, 1003).
@@ -142,6 +152,7 @@ type Order struct {
 // concurrent use.
 type Server struct {
 	cfg   Config
+	users map[string]string // every accepted user name and its password
 	mux   *http.ServeMux
 	start time.Time // wall; rate-limit windows count from here
 	log   *slog.Logger
@@ -174,8 +185,15 @@ type Server struct {
 
 // New builds a Server from cfg, applying defaults to zero fields.
 func New(cfg Config) *Server {
-	if cfg.Username == "" && cfg.Password == "" {
+	if cfg.Username == "" && cfg.Password == "" && len(cfg.Credentials) == 0 {
 		cfg.Username, cfg.Password = DefaultUsername, DefaultPassword
+	}
+	users := make(map[string]string, len(cfg.Credentials)+1)
+	for u, p := range cfg.Credentials {
+		users[u] = p
+	}
+	if cfg.Username != "" || cfg.Password != "" {
+		users[cfg.Username] = cfg.Password
 	}
 	if len(cfg.Plans) == 0 {
 		cfg.Plans = DefaultPlans()
@@ -211,6 +229,7 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{
 		cfg:       cfg,
+		users:     users,
 		start:     time.Now(),
 		log:       log,
 		rng:       rand.New(rand.NewPCG(seed, 1)),
@@ -264,6 +283,13 @@ func (s *Server) routes() {
 // ServeHTTP serves the SOAP services under /tiab/, REST under /tiab/api/v1/
 // and the control endpoints under /_sim/.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// authorized reports whether user and pass are one of the account's
+// credentials.
+func (s *Server) authorized(user, pass string) bool {
+	want, ok := s.users[user]
+	return ok && pass == want
+}
 
 // Now is the business clock.
 func (s *Server) Now() time.Time {

@@ -194,8 +194,8 @@ func TestUnreserveAndSelectRules(t *testing.T) {
 	n := c.s.numbers[other]
 	n.by = "someone-else"
 	c.s.mu.Unlock()
-	if r := c.selectMSN(n.msn); !strings.Contains(r.text("errorMessage"), "another account") {
-		t.Fatalf("select of another account's number: %s", r.raw)
+	if r := c.selectMSN(n.msn); !strings.Contains(r.text("errorMessage"), "another user") {
+		t.Fatalf("select of another user's number: %s", r.raw)
 	}
 }
 

@@ -300,7 +300,7 @@ func (s *Server) runSOAP(c *soapCall, handler soapOp, p faultPlan) reply {
 	answer := func(ret []el, e LedgerEntry) reply {
 		return reply{status: http.StatusOK, body: soapAnswer(c.ns, c.method, ret), ctype: "text/xml; charset=utf-8", entry: e}
 	}
-	if !c.loginPresent || c.user != s.cfg.Username || c.pass != s.cfg.Password {
+	if !c.loginPresent || !s.authorized(c.user, c.pass) {
 		return answer(errReturn(c.method, octane.ErrorCodeLogin, octane.MsgLoginFailed),
 			LedgerEntry{Outcome: OutcomeFault, Code: octane.ErrorCodeLogin})
 	}

@@ -151,7 +151,8 @@ func (s *Server) reserveResources(c *soapCall, _ faultPlan) ([]el, LedgerEntry) 
 }
 
 // heldNumber finds msn and checks it is held by the caller in one of the
-// wanted states.
+// wanted states. A number another user of the account reserved is refused
+// (provisional: the contract's section 6), whatever its state.
 func (s *Server) heldNumber(c *soapCall, msn string, states ...string) (*number, string) {
 	n, ok := s.numbers[msn]
 	if !ok {
@@ -170,7 +171,7 @@ func (s *Server) heldNumber(c *soapCall, msn string, states ...string) (*number,
 		return nil, fmt.Sprintf("Resource %s is in use", msn)
 	}
 	if n.by != c.user {
-		return nil, fmt.Sprintf("Resource %s is reserved by another account", msn)
+		return nil, fmt.Sprintf("Resource %s is reserved by another user", msn)
 	}
 	return nil, fmt.Sprintf("Resource %s is %s", msn, st)
 }
@@ -336,6 +337,13 @@ func (s *Server) orderQuery(c *soapCall, _ faultPlan) ([]el, LedgerEntry) {
 	if !ok {
 		return errReturn(c.method, octane.ErrorCodeRejected, fmt.Sprintf("Order %q not found", id)),
 			LedgerEntry{Outcome: OutcomeRejected, Code: octane.ErrorCodeRejected, OrderID: id}
+	}
+	if o.Credential != c.user {
+		// Provisional (contract section 6): only the user who created an
+		// order queries it; other users of the account may be able to on
+		// the real Octane, but the job must not rely on it.
+		return errReturn(c.method, octane.ErrorCodeRejected, fmt.Sprintf("Order %s was created by another user", id)),
+			LedgerEntry{Outcome: OutcomeRejected, Code: octane.ErrorCodeRejected, OrderID: id, MSN: o.MSN}
 	}
 	kids := []el{leaf("orderId", o.ID), leaf("status", o.Status)}
 	switch o.Status {
