@@ -275,7 +275,9 @@ func reportData(c repo.ReportContent) reports.Data {
 				OrderID: a.OrderID, ICCID: a.ICCID, Outcome: reportOutcome(a),
 				CompletedAt: reportTime(a.CompletedAt, a.UpdatedAt), ActivationCode: a.ActivationCode, PNG: a.QRPNG,
 			})
-		case repo.StateFailed:
+		case repo.StateFailed, repo.StateCancelled:
+			// A cancelled row is listed with the failures: step cancel,
+			// who cancelled it and why as the message (batch cancel).
 			d.Failures = append(d.Failures, reports.FailureRow{
 				SalesRef: a.SalesRef, Customer: reportCustomer(a), Email: a.Email, MSN: a.MSN,
 				Step: a.LastErrorStep, Code: a.LastErrorCode, Message: a.LastErrorMessage, Attempts: a.Attempts,

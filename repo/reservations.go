@@ -41,15 +41,15 @@ func reservationCols(prefix string) string {
 // SaveReservations stores the numbers one reserveResources call returned,
 // all free, reserved_at = sentAt (the request's send time), before any is
 // used. Octane reserving a number again proves our older hold on it is gone:
-// a hold that is free or assigned to a failed activation (its number given
-// back after a rejected order) is marked released and the new reservation
+// a hold that is free or assigned to a failed or cancelled activation (its
+// number given back after a rejected order, or never ordered) is marked released and the new reservation
 // stored. A number still held for a live activation is left with its holder.
 func (s *Store) SaveReservations(ctx context.Context, runID int64, sentAt time.Time, msns []Reservation) error {
 	return s.InTx(ctx, func(tx *sqlx.Tx) error {
 		for _, r := range msns {
 			_, err := tx.ExecContext(ctx, s.q(`UPDATE reservations SET state = 'released', updated_at = ?
 WHERE msn = ? AND (state = 'free' OR (state = 'assigned'
-  AND activation_id IN (SELECT id FROM activations WHERE state = 'failed')))`), s.t(sentAt), r.MSN)
+  AND activation_id IN (SELECT id FROM activations WHERE state IN ('failed', 'cancelled'))))`), s.t(sentAt), r.MSN)
 			if err != nil {
 				return fmt.Errorf("repo: save reservation %s: %w", r.MSN, err)
 			}
@@ -112,8 +112,9 @@ const runOver = `NOT EXISTS (SELECT 1 FROM runs ru WHERE ru.id = r.run_id AND ru
 // DueReleases returns up to limit numbers the release phase must unreserve,
 // oldest first: free ones reserved at or before olderThan or left by an
 // earlier run (a crash); ones assigned to an unclaimed selected activation
-// and reserved at or before olderThan; ones assigned to an unclaimed pending
-// or failed activation (never used) that are that old or from an earlier run.
+// and reserved at or before olderThan; ones assigned to an unclaimed pending,
+// failed or cancelled activation (never used) that are that old or from an
+// earlier run that is over.
 // Numbers of ordering, submitted or later rows are never returned.
 func (s *Store) DueReleases(ctx context.Context, now, olderThan time.Time, runID int64, limit int) ([]Reservation, error) {
 	var out []Reservation
@@ -123,7 +124,7 @@ WHERE r.state IN ('free', 'assigned') AND (
      (r.state = 'free' AND (r.reserved_at <= ? OR (r.run_id <> ? AND `+runOver+`)))
   OR (r.state = 'assigned' AND a.state = 'selected' AND r.reserved_at <= ?
       AND (a.claim_until IS NULL OR a.claim_until < ?))
-  OR (r.state = 'assigned' AND a.state IN ('pending', 'failed') AND (r.reserved_at <= ? OR (r.run_id <> ? AND `+runOver+`))
+  OR (r.state = 'assigned' AND a.state IN ('pending', 'failed', 'cancelled') AND (r.reserved_at <= ? OR (r.run_id <> ? AND `+runOver+`))
       AND (a.claim_until IS NULL OR a.claim_until < ?)))
 ORDER BY r.reserved_at, r.id LIMIT ?`),
 		s.t(olderThan), runID, s.t(now), s.t(olderThan), s.t(now), s.t(olderThan), runID, s.t(now), s.t(now), limit)
@@ -146,7 +147,7 @@ func (s *Store) ReleaseReservation(ctx context.Context, r Reservation, now time.
 		// is being (or was) ordered, and must never be marked released.
 		err := tx.GetContext(ctx, &held, s.q(`UPDATE reservations SET state = 'released', updated_at = ?
 WHERE id = ? AND (state = 'free' OR (state = 'assigned' AND (activation_id IS NULL
-  OR activation_id IN (SELECT id FROM activations WHERE state IN ('pending', 'selected', 'failed')))))
+  OR activation_id IN (SELECT id FROM activations WHERE state IN ('pending', 'selected', 'failed', 'cancelled')))))
 RETURNING `+reservationColumns), s.t(now), r.ID)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("repo: release reservation %d (%s): %w", r.ID, r.MSN, ErrLostClaim)

@@ -43,7 +43,7 @@ var (
 
 // Outcome keys the Summary lists first, in this order; other keys follow
 // sorted by name.
-var outcomeOrder = []string{"qr_ready", "provisioned", "failed", "rejected",
+var outcomeOrder = []string{"qr_ready", "provisioned", "failed", "rejected", "cancelled",
 	"pending", "selected", "ordering", "submitted", "completed"}
 
 // reportOutcomes are the outcomes a report delivers, the head of outcomeOrder.
@@ -57,7 +57,7 @@ func outcomeLabel(key string) string {
 		return "QR ready"
 	case "rejected":
 		return "Rejected on import"
-	case "provisioned", "failed", "pending", "selected", "ordering", "submitted", "completed":
+	case "provisioned", "failed", "cancelled", "pending", "selected", "ordering", "submitted", "completed":
 		return strings.ToUpper(key[:1]) + key[1:]
 	}
 	return key
