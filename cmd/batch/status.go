@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
@@ -15,14 +14,19 @@ import (
 	"github.com/esimbatch/esimbatch/repo"
 )
 
-// cmdStatus is `batch status`: counts by state, oldest waiting row, polls
-// and releases due, the open orders and late QR codes older than 24 h (the
-// oldest of each listed), and the Octane budget left this hour per method.
+// cmdStatus is `batch status [--json]`: counts by state, oldest waiting
+// row, polls and releases due, the open orders and late QR codes older than
+// 24 h (the oldest of each listed), the Octane budget left this hour per
+// limited method, and the last run of each credential. --json writes the
+// same as one JSON object.
 func cmdStatus(ctx context.Context, args []string, e env) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	if err := fs.Parse(args); err != nil {
-		return configError{err}
+	fs := newFlags(e, "status", "status [--json]",
+		"Counts by state, the oldest pending row, polls and releases due, open orders and QR codes late\n"+
+			"by more than 24 h, the Octane budget of OCTANE_USERNAME per limited method, and the last run\n"+
+			"of each credential (start, end, outcome, exit code, counts). Needs DATABASE_URL.")
+	asJSON := fs.Bool("json", false, "write one JSON object instead of text")
+	if err := fs.parseNone(args); err != nil {
+		return err
 	}
 	cfg, err := loadConfig(ctx, e.lookup)
 	if err != nil {
@@ -44,10 +48,31 @@ func cmdStatus(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
+	runs, err := store.LastRuns(ctx)
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	var budget []budgetLine
+	if cfg.Octane.Username != "" {
+		// Octane's windows are wall-clock time, not the (possibly offset)
+		// job clock; the call log is stamped with the database's wall clock.
+		clk := repo.NewDBClock(store, time.Now, 0)
+		if err := clk.Sync(ctx); err != nil {
+			return fmt.Errorf("database clock: %w", err)
+		}
+		wall := clk.Wall()
+		calls, err := store.RecentCalls(ctx, cfg.Octane.Username, wall.Add(-time.Hour))
+		if err != nil {
+			return fmt.Errorf("recent calls: %w", err)
+		}
+		budget = budgetOf(calls, octane.DefaultLimits(), wall)
+	}
+	if *asJSON {
+		return writeJSON(e.stdout, statusJSON(now, st, cfg.Octane.Username, budget, runs))
+	}
 	w := e.stdout
 	fmt.Fprintf(w, "at %s\n\nactivations by state:\n", now.Format(time.RFC3339))
-	for _, s := range []repo.State{repo.StatePending, repo.StateSelected, repo.StateOrdering, repo.StateSubmitted,
-		repo.StateCompleted, repo.StateQRReady, repo.StateProvisioned, repo.StateFailed} {
+	for _, s := range statusStates {
 		fmt.Fprintf(w, "  %-12s %d\n", s, st.Counts[s])
 	}
 	fmt.Fprintf(w, "\noldest pending:  %s\n", fmtTime(st.OldestPending))
@@ -58,21 +83,11 @@ func cmdStatus(ctx context.Context, args []string, e env) error {
 	printAttention(w, "QR codes late (over 24 h)", "attempts", st.QRLate)
 	if cfg.Octane.Username == "" {
 		fmt.Fprintln(w, "\nbudget: OCTANE_USERNAME not set")
-		return nil
+	} else {
+		fmt.Fprintf(w, "\nOctane budget of %s (documented limits; windows end at the times shown, UTC):\n", cfg.Octane.Username)
+		printBudget(w, budget)
 	}
-	// Octane's windows are wall-clock time, not the (possibly offset) job
-	// clock; the call log is stamped with the database's wall clock.
-	clk := repo.NewDBClock(store, time.Now, 0)
-	if err := clk.Sync(ctx); err != nil {
-		return fmt.Errorf("database clock: %w", err)
-	}
-	wall := clk.Wall()
-	calls, err := store.RecentCalls(ctx, cfg.Octane.Username, wall.Add(-time.Hour))
-	if err != nil {
-		return fmt.Errorf("recent calls: %w", err)
-	}
-	fmt.Fprintf(w, "\nOctane budget of %s (documented limits; windows end at the times shown, UTC):\n", cfg.Octane.Username)
-	printBudget(w, budgetOf(calls, octane.DefaultLimits(), wall))
+	printRuns(w, runs, now)
 	return nil
 }
 
