@@ -115,21 +115,20 @@ WHERE id = ?`), s.t(at), outcome, string(js), errMsg, runID)
 	return nil
 }
 
-// Run is a row of runs.
+// Run is a row of runs. A run not finished whose LeaseUntil (renewed at
+// every claim batch) has passed died without recording its end.
 type Run struct {
-	ID         int64      `db:"id"`
-	StartedAt  time.Time  `db:"started_at"`
-	FinishedAt *time.Time `db:"finished_at"`
-	Credential string     `db:"credential"`
-	Phases     string     `db:"phases"`
-	DryRun     bool       `db:"dry_run"`
-	Outcome    string     `db:"outcome"`
-	CountsJSON string     `db:"counts"`
-	Error      string     `db:"error"`
-	// LeaseUntil is the run's lease (renewed at every claim batch): a run
-	// not finished whose lease has passed died without recording its end.
-	LeaseUntil *time.Time     `db:"lease_until"`
+	ID         int64          `db:"id"`
+	StartedAt  time.Time      `db:"started_at"`
+	FinishedAt *time.Time     `db:"finished_at"`
+	Credential string         `db:"credential"`
+	Phases     string         `db:"phases"`
+	DryRun     bool           `db:"dry_run"`
+	Outcome    string         `db:"outcome"`
+	CountsJSON string         `db:"counts"`
+	Error      string         `db:"error"`
 	Counts     map[string]int `db:"-"`
+	LeaseUntil *time.Time     `db:"lease_until"`
 }
 
 // decodeCounts fills Counts from CountsJSON.

@@ -42,8 +42,9 @@ func reservationCols(prefix string) string {
 // all free, reserved_at = sentAt (the request's send time), before any is
 // used. Octane reserving a number again proves our older hold on it is gone:
 // a hold that is free or assigned to a failed or cancelled activation (its
-// number given back after a rejected order, or never ordered) is marked released and the new reservation
-// stored. A number still held for a live activation is left with its holder.
+// number given back after a rejected order, or never ordered) is marked
+// released and the new reservation stored. A number still held for a live
+// activation is left with its holder.
 func (s *Store) SaveReservations(ctx context.Context, runID int64, sentAt time.Time, msns []Reservation) error {
 	return s.InTx(ctx, func(tx *sqlx.Tx) error {
 		for _, r := range msns {
