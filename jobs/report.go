@@ -278,7 +278,9 @@ func reportData(c repo.ReportContent) reports.Data {
 				CompletedAt: reportTime(a.CompletedAt, a.UpdatedAt), ActivationCode: a.ActivationCode, PNG: a.QRPNG,
 				Credential: a.Credential,
 			})
-		case repo.StateFailed:
+		case repo.StateFailed, repo.StateCancelled:
+			// A cancelled row is listed with the failures: step cancel,
+			// who cancelled it and why as the message (batch cancel).
 			d.Failures = append(d.Failures, FailureRow(a))
 		}
 	}

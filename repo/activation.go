@@ -19,17 +19,20 @@ const (
 	StateProvisioned State = "provisioned"
 	StateQRReady     State = "qr_ready"
 	StateFailed      State = "failed"
+	// StateCancelled: an operator stopped a pending or selected row before
+	// its order (batch cancel); terminal, reported once.
+	StateCancelled State = "cancelled"
 )
 
 // States lists every state in lifecycle order.
 func States() []State {
 	return []State{StatePending, StateSelected, StateOrdering, StateSubmitted,
-		StateCompleted, StateProvisioned, StateQRReady, StateFailed}
+		StateCompleted, StateProvisioned, StateQRReady, StateFailed, StateCancelled}
 }
 
 // Terminal reports whether st is an end state (reported once, never moved).
 func (st State) Terminal() bool {
-	return st == StateQRReady || st == StateProvisioned || st == StateFailed
+	return st == StateQRReady || st == StateProvisioned || st == StateFailed || st == StateCancelled
 }
 
 // Activation is one sales row on its way to a live service: a row of the
@@ -94,6 +97,9 @@ type Activation struct {
 	SourceLine int        `db:"source_line"`
 	CreatedAt  time.Time  `db:"created_at"`
 	UpdatedAt  time.Time  `db:"updated_at"`
+	// Retries counts the times an operator put the row back (batch retry);
+	// each life of the row is reported once.
+	Retries int `db:"retries"`
 }
 
 // LogValue logs the row's identity and progress, never the activation code,
@@ -130,7 +136,7 @@ activation_code, qr_png, iccid,
 attempts, next_attempt_at, first_attempt_at, last_attempt_at,
 last_error_step, last_error_code, last_error_message,
 claim_token, claim_until, run_id, credential,
-reported_at, import_id, source_line, created_at, updated_at`
+reported_at, import_id, source_line, created_at, updated_at, retries`
 
 // activationCols returns activationColumns, each prefixed (e.g. "t.").
 func activationCols(prefix string) string {

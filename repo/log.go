@@ -32,15 +32,18 @@ type Event struct {
 	Code         string        `db:"code"`
 	Message      string        `db:"message"`
 	Duration     time.Duration `db:"duration_ns"`
+	// Actor is who made the change when it was not the job: the operator
+	// of a batch retry or batch cancel (Message says why).
+	Actor string `db:"actor"`
 }
 
 // addEvent appends e inside q.
 func (s *Store) addEvent(ctx context.Context, q sqlx.ExecerContext, e Event) error {
 	_, err := q.ExecContext(ctx, s.q(`INSERT INTO events
-(at, run_id, activation_id, kind, step, from_state, to_state, outcome, code, message, duration_ns)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+(at, run_id, activation_id, kind, step, from_state, to_state, outcome, code, message, duration_ns, actor)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		s.t(e.At), e.RunID, e.ActivationID, e.Kind, string(e.Step), string(e.FromState), string(e.ToState),
-		e.Outcome, e.Code, e.Message, int64(e.Duration))
+		e.Outcome, e.Code, e.Message, int64(e.Duration), e.Actor)
 	if err != nil {
 		return fmt.Errorf("append event: %w", err)
 	}
@@ -51,7 +54,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 func (s *Store) Events(ctx context.Context, activationID int64) ([]Event, error) {
 	var out []Event
 	err := s.db.SelectContext(ctx, &out, s.q(`SELECT id, at, run_id, activation_id, kind, step, from_state, to_state,
-outcome, code, message, duration_ns FROM events WHERE activation_id = ? ORDER BY id`), activationID)
+outcome, code, message, duration_ns, actor FROM events WHERE activation_id = ? ORDER BY id`), activationID)
 	if err != nil {
 		return nil, fmt.Errorf("repo: events of activation %d: %w", activationID, err)
 	}
@@ -112,7 +115,8 @@ WHERE id = ?`), s.t(at), outcome, string(js), errMsg, runID)
 	return nil
 }
 
-// Run is a row of runs.
+// Run is a row of runs. A run not finished whose LeaseUntil (renewed at
+// every claim batch) has passed died without recording its end.
 type Run struct {
 	ID         int64          `db:"id"`
 	StartedAt  time.Time      `db:"started_at"`
@@ -124,6 +128,16 @@ type Run struct {
 	CountsJSON string         `db:"counts"`
 	Error      string         `db:"error"`
 	Counts     map[string]int `db:"-"`
+	LeaseUntil *time.Time     `db:"lease_until"`
+}
+
+// decodeCounts fills Counts from CountsJSON.
+func (r *Run) decodeCounts() error {
+	r.Counts = map[string]int{}
+	if err := json.Unmarshal([]byte(r.CountsJSON), &r.Counts); err != nil {
+		return fmt.Errorf("repo: run %d counts: %w", r.ID, err)
+	}
+	return nil
 }
 
 // Runs returns the latest runs, newest first, at most limit.
@@ -135,9 +149,8 @@ outcome, counts, error FROM runs ORDER BY id DESC LIMIT ?`), limit)
 		return nil, fmt.Errorf("repo: runs: %w", err)
 	}
 	for i := range out {
-		out[i].Counts = map[string]int{}
-		if err := json.Unmarshal([]byte(out[i].CountsJSON), &out[i].Counts); err != nil {
-			return nil, fmt.Errorf("repo: run %d counts: %w", out[i].ID, err)
+		if err := out[i].decodeCounts(); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil

@@ -2,7 +2,10 @@ package repo
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
+	"time"
 
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
@@ -39,14 +42,51 @@ func (s *Store) provider(withLock bool) (*goose.Provider, error) {
 // Migrate applies every pending migration; it is idempotent. Errors: the
 // failing migration, wrapped (goose keeps the versions applied before it).
 func (s *Store) Migrate(ctx context.Context) error {
+	_, err := s.MigrateUp(ctx)
+	return err
+}
+
+// Migration is one migration MigrateUp applied.
+type Migration struct {
+	Version  int64
+	Source   string // the file's name, e.g. 00006_operator_actions.sql
+	Duration time.Duration
+}
+
+// MigrationResult is what MigrateUp did: the migrations it applied, oldest
+// first (none when the schema was up to date), and the version the
+// database is at afterwards.
+type MigrationResult struct {
+	Applied []Migration
+	Version int64
+}
+
+// MigrateUp applies every pending migration, like Migrate, and says which.
+// Errors: the failing migration, wrapped; Applied then lists the ones
+// applied before it.
+func (s *Store) MigrateUp(ctx context.Context) (MigrationResult, error) {
+	var out MigrationResult
 	p, err := s.provider(true)
 	if err != nil {
-		return fmt.Errorf("repo: migrate: %w", err)
+		return out, fmt.Errorf("repo: migrate: %w", err)
 	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("repo: migrate: %w", err)
+	results, upErr := p.Up(ctx)
+	if pe := (*goose.PartialError)(nil); errors.As(upErr, &pe) {
+		results = pe.Applied
 	}
-	return nil
+	for _, r := range results {
+		if r == nil || r.Source == nil || r.Error != nil {
+			continue
+		}
+		out.Applied = append(out.Applied, Migration{Version: r.Source.Version, Source: filepath.Base(r.Source.Path), Duration: r.Duration})
+	}
+	if upErr != nil {
+		return out, fmt.Errorf("repo: migrate: %w", upErr)
+	}
+	if out.Version, err = p.GetDBVersion(ctx); err != nil {
+		return out, fmt.Errorf("repo: migrate: version: %w", err)
+	}
+	return out, nil
 }
 
 // MigrateDown rolls every migration back (tests, and a full uninstall).

@@ -42,10 +42,11 @@ func (s *Store) PendingReport(ctx context.Context) (Report, error) {
 // NewReport builds the next report in one transaction: number = last + 1,
 // period from the previous report's end to now; it takes every unreported
 // terminal activation in no report (qr_ready rows capped at maxQRRows, oldest
-// first, when maxQRRows > 0; provisioned and failed rows all) and every
-// unreported import reject and refused import file. The UNIQUE
-// report_items.activation_id, report_rejects.reject_id and
-// report_refused.refused_id make a second report of a row impossible; two
+// first, when maxQRRows > 0; provisioned, failed and cancelled rows all) and
+// every unreported import reject and refused import file. The UNIQUE
+// report_items (activation_id, retries), report_rejects.reject_id and
+// report_refused.refused_id make a second report of a row (of one life of
+// it: batch retry starts the next) impossible; two
 // processes building at once take turns, and the second finds only what the
 // first left (or nothing). A row that turns terminal after the build is in
 // the next report. Errors: ErrNotFound when there is nothing to report
@@ -91,8 +92,11 @@ VALUES (?, ?, ?, ?) RETURNING id`), last.Number+1, s.t(now), s.t(from), s.t(now)
 			return err
 		}
 		// A row another builder took meanwhile is skipped, never an error.
-		const onConflict = ` ON CONFLICT (activation_id) DO NOTHING`
-		const unreported = `reported_at IS NULL AND NOT EXISTS (SELECT 1 FROM report_items i WHERE i.activation_id = activations.id)`
+		// Each life of a row (Retries: batch retry starts a new one) is
+		// reported once.
+		const onConflict = ` ON CONFLICT (activation_id, retries) DO NOTHING`
+		const unreported = `reported_at IS NULL AND NOT EXISTS (SELECT 1 FROM report_items i
+WHERE i.activation_id = activations.id AND i.retries = activations.retries)`
 		qrLimit := ""
 		args := []any{rep.ID}
 		if maxQRRows > 0 {
@@ -104,10 +108,10 @@ VALUES (?, ?, ?, ?) RETURNING id`), last.Number+1, s.t(now), s.t(from), s.t(now)
 			sql  string
 			args []any
 		}{
-			{`INSERT INTO report_items (report_id, activation_id) SELECT ?, id FROM activations
+			{`INSERT INTO report_items (report_id, activation_id, retries) SELECT ?, id, retries FROM activations
 WHERE state = 'qr_ready' AND ` + unreported + ` ORDER BY completed_at, id` + qrLimit + onConflict, args},
-			{`INSERT INTO report_items (report_id, activation_id) SELECT ?, id FROM activations
-WHERE state IN ('provisioned', 'failed') AND ` + unreported + ` ORDER BY id` + onConflict, []any{rep.ID}},
+			{`INSERT INTO report_items (report_id, activation_id, retries) SELECT ?, id, retries FROM activations
+WHERE state IN ('provisioned', 'failed', 'cancelled') AND ` + unreported + ` ORDER BY id` + onConflict, []any{rep.ID}},
 		} {
 			res, err := tx.ExecContext(ctx, s.q(q.sql), q.args...)
 			if err != nil {
@@ -302,8 +306,12 @@ func (s *Store) MarkReportDelivered(ctx context.Context, reportID int64, at time
 			var one int
 			return notFound(tx.GetContext(ctx, &one, s.q(`SELECT 1 FROM reports WHERE id = ?`), reportID))
 		}
+		// Only the life of the row the report holds: a row retried since
+		// (batch retry refuses that, but a report is never trusted to be
+		// current) is reported again at its next end.
 		if _, err := tx.ExecContext(ctx, s.q(`UPDATE activations SET reported_at = ?
-WHERE id IN (SELECT activation_id FROM report_items WHERE report_id = ?)`), s.t(at), reportID); err != nil {
+WHERE EXISTS (SELECT 1 FROM report_items i WHERE i.report_id = ? AND i.activation_id = activations.id
+  AND i.retries = activations.retries)`), s.t(at), reportID); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, s.q(`UPDATE import_rejects SET reported_at = ?
@@ -362,7 +370,7 @@ func (s *Store) Status(ctx context.Context, now, releaseBefore time.Time) (Statu
 			return err
 		}
 		const held = `FROM reservations r LEFT JOIN activations a ON a.id = r.activation_id
-WHERE (r.state = 'free' OR (r.state = 'assigned' AND a.state IN ('pending', 'selected', 'failed')))`
+WHERE (r.state = 'free' OR (r.state = 'assigned' AND a.state IN ('pending', 'selected', 'failed', 'cancelled')))`
 		if err := tx.QueryRowxContext(ctx, s.q(`SELECT COUNT(*) `+held+` AND r.reserved_at <= ?`),
 			s.t(releaseBefore)).Scan(&st.ReleasesDue); err != nil {
 			return err

@@ -46,15 +46,15 @@ func reservationCols(prefix string) string {
 // credential returned, all free and credential's, reserved_at = sentAt (the
 // request's send time), before any is used. Octane reserving a number again
 // proves every older hold on it is gone, whichever credential it was:
-// a hold that is free or assigned to a failed activation (its number given
-// back after a rejected order) is marked released and the new reservation
+// a hold that is free or assigned to a failed or cancelled activation (its
+// number given back after a rejected order, or never ordered) is marked released and the new reservation
 // stored. A number still held for a live activation is left with its holder.
 func (s *Store) SaveReservations(ctx context.Context, runID int64, credential string, sentAt time.Time, msns []Reservation) error {
 	return s.InTx(ctx, func(tx *sqlx.Tx) error {
 		for _, r := range msns {
 			_, err := tx.ExecContext(ctx, s.q(`UPDATE reservations SET state = 'released', updated_at = ?
 WHERE msn = ? AND (state = 'free' OR (state = 'assigned'
-  AND activation_id IN (SELECT id FROM activations WHERE state = 'failed')))`), s.t(sentAt), r.MSN)
+  AND activation_id IN (SELECT id FROM activations WHERE state IN ('failed', 'cancelled'))))`), s.t(sentAt), r.MSN)
 			if err != nil {
 				return fmt.Errorf("repo: save reservation %s: %w", r.MSN, err)
 			}
@@ -119,7 +119,8 @@ const runOver = `NOT EXISTS (SELECT 1 FROM runs ru WHERE ru.id = r.run_id AND ru
 // must unreserve, oldest first: free ones reserved at or before olderThan or
 // left by an earlier run of credential (a crash); ones assigned to an
 // unclaimed selected activation and reserved at or before olderThan; ones
-// assigned to an unclaimed pending or failed activation (never used) that
+// assigned to an unclaimed pending, failed or
+// cancelled activation (never used) that
 // are that old or from an earlier run. Numbers of ordering, submitted or
 // later rows are never returned, nor any number another credential holds:
 // only the user that reserved a number can unreserve it, and another
@@ -132,7 +133,7 @@ WHERE r.state IN ('free', 'assigned') AND r.credential = ? AND (
      (r.state = 'free' AND (r.reserved_at <= ? OR (r.run_id <> ? AND `+runOver+`)))
   OR (r.state = 'assigned' AND a.state = 'selected' AND r.reserved_at <= ?
       AND (a.claim_until IS NULL OR a.claim_until < ?))
-  OR (r.state = 'assigned' AND a.state IN ('pending', 'failed') AND (r.reserved_at <= ? OR (r.run_id <> ? AND `+runOver+`))
+  OR (r.state = 'assigned' AND a.state IN ('pending', 'failed', 'cancelled') AND (r.reserved_at <= ? OR (r.run_id <> ? AND `+runOver+`))
       AND (a.claim_until IS NULL OR a.claim_until < ?)))
 ORDER BY r.reserved_at, r.id LIMIT ?`),
 		credential, s.t(olderThan), runID, s.t(now), s.t(olderThan), s.t(now), s.t(olderThan), runID, s.t(now), s.t(now), limit)
@@ -156,7 +157,7 @@ func (s *Store) ReleaseReservation(ctx context.Context, credential string, r Res
 		// is being (or was) ordered, and must never be marked released.
 		err := tx.GetContext(ctx, &held, s.q(`UPDATE reservations SET state = 'released', updated_at = ?
 WHERE id = ? AND credential = ? AND (state = 'free' OR (state = 'assigned' AND (activation_id IS NULL
-  OR activation_id IN (SELECT id FROM activations WHERE state IN ('pending', 'selected', 'failed')))))
+  OR activation_id IN (SELECT id FROM activations WHERE state IN ('pending', 'selected', 'failed', 'cancelled')))))
 RETURNING `+reservationColumns), s.t(now), r.ID, credential)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("repo: release reservation %d (%s): %w", r.ID, r.MSN, ErrLostClaim)

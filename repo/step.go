@@ -18,11 +18,12 @@ const (
 	StepRelease   Step = "release"          // an unused number given back
 	StepPoll      Step = "orderQuery"       // the order's status asked for
 	StepQR        Step = "getEsimDetails"   // the QR code fetched
-	StepRetry     Step = "retry"            // an operator put the row back
+	StepRetry     Step = "retry"            // an operator put the row back (batch retry)
+	StepCancel    Step = "cancel"           // an operator cancelled the row before its order (batch cancel)
 )
 
 // Steps lists every step in lifecycle order.
 func Steps() []Step {
 	return []Step{StepImport, StepCustomer, StepSIMCheck, StepReserve, StepSelect, StepOrder,
-		StepReconcile, StepRelease, StepPoll, StepQR, StepRetry}
+		StepReconcile, StepRelease, StepPoll, StepQR, StepRetry, StepCancel}
 }

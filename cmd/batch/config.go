@@ -167,6 +167,20 @@ var passwordParam = regexp.MustCompile(`(?i)(password=)[^&\s]*`)
 
 // loadConfig decodes and validates the environment. Errors are configError.
 func loadConfig(ctx context.Context, lookup func(string) (string, bool)) (*config, error) {
+	cfg, err := decodeConfig(ctx, lookup)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, configError{err}
+	}
+	return cfg, nil
+}
+
+// decodeConfig decodes the environment without validating it (batch
+// config shows what is wrong rather than stop at it). Errors: configError
+// naming the variable that does not decode.
+func decodeConfig(ctx context.Context, lookup func(string) (string, bool)) (*config, error) {
 	var cfg config
 	err := envconfig.ProcessWith(ctx, &envconfig.Config{
 		Target:   &cfg,
@@ -174,9 +188,6 @@ func loadConfig(ctx context.Context, lookup func(string) (string, bool)) (*confi
 	})
 	if err != nil {
 		return nil, configError{fmt.Errorf("configuration: %s: %w", envNameOf(err), err)}
-	}
-	if err := cfg.validate(); err != nil {
-		return nil, configError{err}
 	}
 	return &cfg, nil
 }

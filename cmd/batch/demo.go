@@ -5,7 +5,6 @@ import (
 	"context"
 	_ "embed"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -68,18 +67,13 @@ func (c *simClock) Advance(d time.Duration) {
 // Errors: configError for bad flags or a folder that already holds a demo
 // database; plain errors otherwise.
 func cmdDemo(ctx context.Context, args []string, e env) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs := newFlags(e, "demo", "demo [--out DIR] [-v]",
+		"The whole pipeline embedded: SQLite, the Octane simulator on loopback, a bundled sample and a\n"+
+			"simulated clock; prints where the workbook and its email went.")
 	out := fs.String("out", "", "folder for the database, sample, workbook and email (a new temporary folder when empty)")
 	verbose := fs.Bool("v", false, "log every phase")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return configError{err}
-	}
-	if fs.NArg() > 0 {
-		return badConfig("demo: unexpected argument %q", fs.Arg(0))
+	if err := fs.parseNone(args); err != nil {
+		return err
 	}
 	dir := *out
 	if dir == "" {

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -22,23 +20,17 @@ import (
 // other files were processed; a configError (exit 2) for bad usage, a
 // missing DATABASE_URL or a schema that needs `batch migrate`.
 func cmdImport(ctx context.Context, args []string, e env) error {
-	fs := flag.NewFlagSet("import", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs := newFlags(e, "import", "import [--verbose] [--sheet NAME] FILE...",
+		"Validates and loads sales files (CSV, XLSX), one transaction per file, and prints\n"+
+			"FILE: accepted N, duplicate N, rejected N, blank N. Exit 1 if a file could not be read.")
 	verbose := fs.Bool("verbose", false, "print each rejected line as FILE:LINE: reason")
 	sheet := fs.String("sheet", "", "XLSX sheet to read (default: the first sheet)")
-	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: batch import [--verbose] [--sheet NAME] FILE...")
-		fs.PrintDefaults()
+	paths, err := fs.parse(args)
+	if err != nil {
+		return err
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return badConfig("import: %w", err)
-	}
-	paths := fs.Args()
 	if len(paths) == 0 {
-		fs.Usage()
+		fs.printUsage(e.stderr)
 		return badConfig("import: no FILE given")
 	}
 	cfg, err := loadConfig(ctx, e.lookup)

@@ -5,9 +5,16 @@
 //	batch schedule                         the phases on cron schedules
 //	batch import FILE...                   load sales files
 //	batch migrate                          apply the schema
-//	batch status                           counts, due work, budget left
+//	batch status [--json]                  counts, due work, budget left, last runs
+//	batch show [--json] REF                one activation: fields, events, calls
+//	batch retry REF... | --failed          failed activations back to pending
+//	batch cancel REF...                    stop activations before their order
+//	batch config                           the effective configuration
 //	batch demo [--out DIR]                 everything embedded, on a simulated clock
 //	batch sim [--addr HOST:PORT]           the Octane simulator, standalone
+//
+// Every command answers --help (exit 0) and refuses unknown flags and
+// unexpected arguments (exit 2).
 //
 // main only wires: configuration, logger, store, client, jobs; it maps errors
 // to exit codes (0 done, 1 infrastructure or credential failure, 2 bad
@@ -61,7 +68,11 @@ func commands() []command {
 		{"schedule", "run the phases on their cron schedules", cmdSchedule},
 		{"import", "load sales files (CSV, XLSX)", cmdImport},
 		{"migrate", "apply the database schema", cmdMigrate},
-		{"status", "counts by state, due work, budget left", cmdStatus},
+		{"status", "counts by state, due work, budget left, last runs", cmdStatus},
+		{"show", "one activation: its fields, events and Octane calls", cmdShow},
+		{"retry", "put failed activations back to pending", cmdRetry},
+		{"cancel", "stop pending or selected activations before their order", cmdCancel},
+		{"config", "the effective configuration and what each command misses", cmdConfig},
 		{"demo", "the whole pipeline embedded, on a simulated clock", cmdDemo},
 		{"sim", "serve the Octane simulator", cmdSim},
 	}
@@ -81,17 +92,27 @@ func main() {
 var errUsageShown = errors.New("usage shown")
 
 // run dispatches to a command; the whole program can run in a test.
+// `batch help CMD` is `batch CMD --help`.
 func run(ctx context.Context, args []string, e env) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(e.stderr)
-		if len(args) == 0 {
-			return configError{errUsageShown}
-		}
+		return configError{errUsageShown}
+	}
+	if args[0] == "help" && len(args) > 1 {
+		args = []string{args[1], "--help"}
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		usage(e.stdout)
 		return nil
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			return c.run(ctx, args[1:], e)
+			err := c.run(ctx, args[1:], e)
+			if errors.Is(err, errHelpShown) {
+				return nil
+			}
+			return err
 		}
 	}
 	usage(e.stderr)
@@ -103,7 +124,8 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "\nconfiguration is read from the environment; see README.md")
+	fmt.Fprintln(w, "\nbatch COMMAND --help describes a command; configuration is read from the environment")
+	fmt.Fprintln(w, "(batch config shows it; see README.md). Exit codes: 0 done, 1 failed or refused, 2 bad usage or configuration.")
 }
 
 func exitCode(err error) int {

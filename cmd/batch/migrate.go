@@ -4,14 +4,19 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/esimbatch/esimbatch/repo"
 )
 
-// cmdMigrate applies the schema to DATABASE_URL; it is idempotent.
+// cmdMigrate applies the schema to DATABASE_URL; it is idempotent and says
+// which versions it applied ("already at version N" when none).
 func cmdMigrate(ctx context.Context, args []string, e env) error {
-	if len(args) > 0 {
-		return badConfig("migrate: takes no arguments, got %q", strings.Join(args, " "))
+	fs := newFlags(e, "migrate", "migrate",
+		"Applies the pending schema migrations to DATABASE_URL (goose; PostgreSQL takes a lock so two\n"+
+			"never race) and lists the versions applied. Run it before a new version's first pass.")
+	if err := fs.parseNone(args); err != nil {
+		return err
 	}
 	url, _ := e.lookup("DATABASE_URL")
 	if strings.TrimSpace(url) == "" {
@@ -25,9 +30,17 @@ func cmdMigrate(ctx context.Context, args []string, e env) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	defer s.Close()
-	if err := s.Migrate(ctx); err != nil {
+	res, err := s.MigrateUp(ctx)
+	for _, m := range res.Applied {
+		fmt.Fprintf(e.stdout, "applied %05d %s (%s)\n", m.Version, m.Source, m.Duration.Round(time.Millisecond))
+	}
+	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	fmt.Fprintf(e.stdout, "schema up to date (%s)\n", s.Dialect())
+	if len(res.Applied) == 0 {
+		fmt.Fprintf(e.stdout, "already at version %d (%s): nothing to apply\n", res.Version, s.Dialect())
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "schema at version %d (%s)\n", res.Version, s.Dialect())
 	return nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,12 +19,13 @@ import (
 
 // cmdRun is `batch run [--phases ...] [--dry-run]`: one pass, then exit.
 func cmdRun(ctx context.Context, args []string, e env) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs := newFlags(e, "run", "run [--phases import,release,submit,poll,qr,report] [--dry-run]",
+		"One pass of the phases, then exit. Exit 0 when the pass completed or reached RUN_DEADLINE\n"+
+			"(failed rows are data), 1 on an infrastructure or credential failure, 2 on bad configuration.")
 	phasesFlag := fs.String("phases", strings.Join(jobs.AllPhases, ","), "comma-separated phases to run, in pass order")
 	dryRun := fs.Bool("dry-run", false, "make every read and selection; no mutating Octane call, no row change")
-	if err := fs.Parse(args); err != nil {
-		return configError{err}
+	if err := fs.parseNone(args); err != nil {
+		return err
 	}
 	phases, err := jobs.ParsePhases(*phasesFlag)
 	if err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"time"
 
 	"github.com/esimbatch/esimbatch/jobs"
@@ -16,10 +15,10 @@ const stopGrace = 45 * time.Second
 // cmdSchedule is `batch schedule`: the phases on their cron schedules (UTC)
 // until SIGTERM. Schedules come from SCHEDULE_<PHASE>; an invalid one exits 2.
 func cmdSchedule(ctx context.Context, args []string, e env) error {
-	fs := flag.NewFlagSet("schedule", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	if err := fs.Parse(args); err != nil {
-		return configError{err}
+	fs := newFlags(e, "schedule", "schedule",
+		"Runs the phases on their cron schedules (SCHEDULE_*, UTC, 5 fields) until SIGTERM.")
+	if err := fs.parseNone(args); err != nil {
+		return err
 	}
 	cfg, err := loadConfig(ctx, e.lookup)
 	if err != nil {

@@ -155,22 +155,17 @@ type simSettings struct {
 // variables, then defaults. Errors are configError naming the flag or
 // variable.
 func simConfig(args []string, e env) (simSettings, error) {
-	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs := newFlags(e, "sim", "sim [--addr HOST:PORT] [flags]",
+		"Serves the Octane simulator (SOAP under /tiab/, REST under /tiab/api/v1/, control under /_sim/).\n"+
+			"Each flag also reads SIM_<NAME>; the flag wins. The credential is OCTANE_USERNAME / OCTANE_PASSWORD.")
 	addr := fs.String("addr", "127.0.0.1:8085", "listen address HOST:PORT (env SIM_ADDR)")
 	opts := simOptions()
 	vals := make([]*string, len(opts))
 	for i, o := range opts {
 		vals[i] = fs.String(o.flag, "", o.usage+" (env "+o.env+")")
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return simSettings{}, err
-		}
-		return simSettings{}, badConfig("batch sim: %w", err)
-	}
-	if fs.NArg() > 0 {
-		return simSettings{}, badConfig("batch sim: unexpected argument %q", fs.Arg(0))
+	if err := fs.parseNone(args); err != nil {
+		return simSettings{}, err
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -210,9 +205,6 @@ func simConfig(args []string, e env) (simSettings, error) {
 // cmdSim serves the Octane simulator until ctx is cancelled.
 func cmdSim(ctx context.Context, args []string, e env) error {
 	st, err := simConfig(args, e)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -16,16 +15,20 @@ import (
 	"github.com/esimbatch/esimbatch/repo"
 )
 
-// cmdStatus is `batch status`: counts by state, oldest waiting row, polls
-// and releases due, the open orders and late QR codes older than 24 h (the
-// oldest of each listed), the import files refused lately, the rows and
-// numbers of each credential, and per credential the Octane budget left this
-// hour per method.
+// cmdStatus is `batch status [--json]`: counts by state, oldest waiting
+// row, polls and releases due, the open orders and late QR codes older than
+// 24 h (the oldest of each listed), the import files refused lately, the
+// rows and numbers of each credential, per credential the Octane budget left
+// this hour per limited method, and the last run of each credential. --json
+// writes the same as one JSON object.
 func cmdStatus(ctx context.Context, args []string, e env) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	if err := fs.Parse(args); err != nil {
-		return configError{err}
+	fs := newFlags(e, "status", "status [--json]",
+		"Counts by state, the oldest pending row, polls and releases due, open orders and QR codes late\n"+
+			"by more than 24 h, the Octane budget of OCTANE_USERNAME per limited method, and the last run\n"+
+			"of each credential (start, end, outcome, exit code, counts). Needs DATABASE_URL.")
+	asJSON := fs.Bool("json", false, "write one JSON object instead of text")
+	if err := fs.parseNone(args); err != nil {
+		return err
 	}
 	cfg, err := loadConfig(ctx, e.lookup)
 	if err != nil {
@@ -47,20 +50,9 @@ func cmdStatus(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
-	w := e.stdout
-	fmt.Fprintf(w, "at %s\n\nactivations by state:\n", now.Format(time.RFC3339))
-	for _, s := range []repo.State{repo.StatePending, repo.StateSelected, repo.StateOrdering, repo.StateSubmitted,
-		repo.StateCompleted, repo.StateQRReady, repo.StateProvisioned, repo.StateFailed} {
-		fmt.Fprintf(w, "  %-12s %d\n", s, st.Counts[s])
-	}
-	fmt.Fprintf(w, "\noldest pending:  %s\n", fmtTime(st.OldestPending))
-	fmt.Fprintf(w, "polls due:       %d (next %s)\n", st.PollsDue, fmtTime(st.NextPoll))
-	fmt.Fprintf(w, "releases due:    %d (next %s)\n", st.ReleasesDue, fmtTime(st.NextRelease))
-	fmt.Fprintln(w)
-	printAttention(w, "open orders older than 24 h", "polls", st.OpenOrders)
-	printAttention(w, "QR codes late (over 24 h)", "attempts", st.QRLate)
-	if err := printRefused(ctx, w, store, now); err != nil {
-		return err
+	runs, err := store.LastRuns(ctx)
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
 	}
 	// Octane's windows are wall-clock time, not the (possibly offset) job
 	// clock; the call log is stamped with the database's wall clock.
@@ -73,8 +65,6 @@ func cmdStatus(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return fmt.Errorf("status by credential: %w", err)
 	}
-	fmt.Fprintln(w)
-	printCredentials(w, creds)
 	// The budget of every credential that called Octane in the last hour,
 	// and of this process's own even when it has not.
 	var names []string
@@ -87,18 +77,41 @@ func cmdStatus(ctx context.Context, args []string, e env) error {
 		names = append(names, u)
 		sort.Strings(names)
 	}
-	if len(names) == 0 {
-		fmt.Fprintln(w, "\nbudget: no credential has called Octane in the last hour and OCTANE_USERNAME is not set")
-		return nil
-	}
+	budgets := map[string][]budgetLine{}
 	for _, name := range names {
 		calls, err := store.RecentCalls(ctx, name, wall.Add(-time.Hour))
 		if err != nil {
 			return fmt.Errorf("recent calls: %w", err)
 		}
-		fmt.Fprintf(w, "\nOctane budget of %s (documented limits; windows end at the times shown, UTC):\n", field(name))
-		printBudget(w, budgetOf(calls, octane.DefaultLimits(), wall))
+		budgets[name] = budgetOf(calls, octane.DefaultLimits(), wall)
 	}
+	if *asJSON {
+		return writeJSON(e.stdout, statusJSON(now, st, cfg.Octane.Username, budgets, creds, runs))
+	}
+	w := e.stdout
+	fmt.Fprintf(w, "at %s\n\nactivations by state:\n", now.Format(time.RFC3339))
+	for _, s := range statusStates {
+		fmt.Fprintf(w, "  %-12s %d\n", s, st.Counts[s])
+	}
+	fmt.Fprintf(w, "\noldest pending:  %s\n", fmtTime(st.OldestPending))
+	fmt.Fprintf(w, "polls due:       %d (next %s)\n", st.PollsDue, fmtTime(st.NextPoll))
+	fmt.Fprintf(w, "releases due:    %d (next %s)\n", st.ReleasesDue, fmtTime(st.NextRelease))
+	fmt.Fprintln(w)
+	printAttention(w, "open orders older than 24 h", "polls", st.OpenOrders)
+	printAttention(w, "QR codes late (over 24 h)", "attempts", st.QRLate)
+	if err := printRefused(ctx, w, store, now); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	printCredentials(w, creds)
+	if len(names) == 0 {
+		fmt.Fprintln(w, "\nbudget: no credential has called Octane in the last hour and OCTANE_USERNAME is not set")
+	}
+	for _, name := range names {
+		fmt.Fprintf(w, "\nOctane budget of %s (documented limits; windows end at the times shown, UTC):\n", field(name))
+		printBudget(w, budgets[name])
+	}
+	printRuns(w, runs, now)
 	return nil
 }
 

@@ -120,7 +120,7 @@ func TestStatusMatchesTheDatabase(t *testing.T) {
 				got[m[1]] = n
 			}
 			want := map[string]int{"pending": 3, "selected": 1, "ordering": 1, "submitted": 2, "completed": 1,
-				"qr_ready": 1, "provisioned": 1, "failed": 1}
+				"qr_ready": 1, "provisioned": 1, "failed": 1, "cancelled": 0}
 			for st, n := range want {
 				if got[st] != n {
 					t.Errorf("status prints %s %d, want %d", st, got[st], n)
