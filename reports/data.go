@@ -65,16 +65,16 @@ const (
 // Outcome keys the Summary lists first, in this order; other keys follow
 // sorted by name. "provisioned" undivided is listed only when given.
 var outcomeOrder = []string{"qr_ready", OutcomeProvisionedPhysical, OutcomeProvisionedEmailed, "failed",
-	"cancelled", OutcomeRejected, OutcomeRefused,
+	OutcomeRejected, OutcomeRefused, "cancelled",
 	"pending", "selected", "ordering", "submitted", "completed", "provisioned"}
 
 // reportOutcomes are the outcomes a report delivers, the head of
 // outcomeOrder: always listed, with a count for this report and to date.
-var reportOutcomes = outcomeOrder[:7]
+var reportOutcomes = outcomeOrder[:6]
 
 // chartOutcomes are the outcomes the Summary's chart shows: the rows and
 // activations a report delivers (refused files are files, not rows).
-var chartOutcomes = outcomeOrder[:6]
+var chartOutcomes = outcomeOrder[:5]
 
 // outcomeLabel is the Summary's wording of an outcome key; a key it does not
 // know is shown as it is.

@@ -382,7 +382,7 @@ func TestRetryCommand(t *testing.T) {
 // environment of `batch run` against it.
 func opsSim(t *testing.T, vars map[string]string) map[string]string {
 	t.Helper()
-	cred := fmt.Sprintf("ops-%d", time.Now().UnixNano())
+	cred := "cred" // the credential the rows of opsRows are claimed and reserved under
 	sim := octanetest.New(octanetest.Config{Username: cred, Password: "pw", OrderLatency: time.Minute})
 	srv := httptest.NewServer(sim)
 	t.Cleanup(srv.Close)
@@ -410,7 +410,7 @@ func TestCancelCommand(t *testing.T) {
 			vars := opsSim(t, dbVars)
 			now := time.Now().UTC()
 			runID := opsSeed(t, s, now.Add(-time.Hour), "C-1", "C-2", "C-3", "C-4", "C-5")
-			sel := selectOnly(t, s, now.Add(-time.Hour), runID, "C-2", "0411000002")
+			sel := selectOnly(t, s, now.Add(-time.Hour), runID, "C-2", "0410000002")
 			mustOK(t, s.Unclaim(ctx, &sel))
 			sub := selectOnly(t, s, now.Add(-time.Hour), runID, "C-3", "0411000003")
 			mustOK(t, s.BeginOrder(ctx, &sub, repo.LockGuard{}, false, now.Add(-time.Hour)))
@@ -424,13 +424,13 @@ func TestCancelCommand(t *testing.T) {
 			if code, _, _, _ := batchCmd(vars, "cancel"); code != exitConfig {
 				t.Errorf("cancel with no REF: exit %d, want 2", code)
 			}
-			code, out, stderr, err := batchCmd(vars, "cancel", "--note", "customer withdrew", "C-1", "0411000002", "C-3", "C-4")
+			code, out, stderr, err := batchCmd(vars, "cancel", "--note", "customer withdrew", "C-1", "0410000002", "C-3", "C-4")
 			if code != exitFailed {
 				t.Fatalf("cancel: exit %d (%v), want 1 (two refused)\n%s%s", code, err, out, stderr)
 			}
 			for _, want := range []string{
 				"C-1: cancelled (was pending)",
-				"C-2: cancelled (was selected on number 0411000002, which the next release phase gives back)",
+				"C-2: cancelled (was selected on number 0410000002, which the next release phase gives back)",
 				"C-3: refused: order ORD-C3 was accepted (state submitted)",
 				"C-4: refused: a run " + fmt.Sprint(live) + " is working on it",
 				"cancelled 2, not done 2",
@@ -457,7 +457,7 @@ func TestCancelCommand(t *testing.T) {
 				t.Fatalf("run: exit %d (%v)\n%s%s", code, err, out, stderr)
 			}
 			var resState string
-			mustOK(t, s.DB().GetContext(ctx, &resState, s.DB().Rebind(`SELECT state FROM reservations WHERE msn = ?`), "0411000002"))
+			mustOK(t, s.DB().GetContext(ctx, &resState, s.DB().Rebind(`SELECT state FROM reservations WHERE msn = ?`), "0410000002"))
 			if resState != repo.ReservationReleased {
 				t.Errorf("C-2's number is %s after the release phase, want released", resState)
 			}
