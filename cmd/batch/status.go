@@ -85,8 +85,12 @@ func cmdStatus(ctx context.Context, args []string, e env) error {
 		}
 		budgets[name] = budgetOf(calls, octane.DefaultLimits(), wall)
 	}
+	refused, err := recentRefused(ctx, store, now)
+	if err != nil {
+		return err
+	}
 	if *asJSON {
-		return writeJSON(e.stdout, statusJSON(now, st, cfg.Octane.Username, budgets, creds, runs))
+		return writeJSON(e.stdout, statusJSON(now, st, cfg.Octane.Username, budgets, creds, refused, runs))
 	}
 	w := e.stdout
 	fmt.Fprintf(w, "at %s\n\nactivations by state:\n", now.Format(time.RFC3339))
@@ -99,9 +103,7 @@ func cmdStatus(ctx context.Context, args []string, e env) error {
 	fmt.Fprintln(w)
 	printAttention(w, "open orders older than 24 h", "polls", st.OpenOrders)
 	printAttention(w, "QR codes late (over 24 h)", "attempts", st.QRLate)
-	if err := printRefused(ctx, w, store, now); err != nil {
-		return err
-	}
+	printRefused(w, refused)
 	fmt.Fprintln(w)
 	printCredentials(w, creds)
 	if len(names) == 0 {

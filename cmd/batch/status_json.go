@@ -33,7 +33,9 @@ type statusDoc struct {
 	// Credentials are the rows and numbers of each credential, and the
 	// budget of each that called Octane in the last hour.
 	Credentials []credentialDoc `json:"credentials"`
-	LastRuns    []runDoc        `json:"last_runs"`
+	// Refused are the import files refused whole in the last 7 days.
+	Refused  refusedDoc `json:"refused_imports"`
+	LastRuns []runDoc   `json:"last_runs"`
 }
 
 type attentionDoc struct {
@@ -107,7 +109,7 @@ type runDoc struct {
 	Error    string         `json:"error"`
 }
 
-func statusJSON(now time.Time, st repo.Status, cred string, budgets map[string][]budgetLine, creds []repo.CredentialStatus, runs []repo.Run) statusDoc {
+func statusJSON(now time.Time, st repo.Status, cred string, budgets map[string][]budgetLine, creds []repo.CredentialStatus, refused repo.RefusedList, runs []repo.Run) statusDoc {
 	budget := budgets[cred]
 	d := statusDoc{
 		At: now, Counts: map[repo.State]int{}, OldestPending: st.OldestPending,
@@ -123,6 +125,7 @@ func statusJSON(now time.Time, st repo.Status, cred string, budgets map[string][
 			d.Budget.Methods = append(d.Budget.Methods, budgetDoc1(b))
 		}
 	}
+	d.Refused = refusedJSON(refused)
 	d.Credentials = []credentialDoc{}
 	for _, c := range creds {
 		cd := credentialDoc{Credential: c.Credential, Counts: c.Counts, Held: c.Held}

@@ -19,11 +19,7 @@ const (
 // printRefused lists the files IMPORT_DIR's import refused whole in the last
 // seven days before now, newest first: when, the file, whether a report has
 // listed it yet, and why.
-func printRefused(ctx context.Context, w io.Writer, store *repo.Store, now time.Time) error {
-	l, err := store.RefusedImports(ctx, now.Add(-refusedStatusWindow), refusedStatusRows)
-	if err != nil {
-		return fmt.Errorf("status: %w", err)
-	}
+func printRefused(w io.Writer, l repo.RefusedList) {
 	fmt.Fprintf(w, "import files refused in the last 7 days: %d\n", l.Count)
 	for _, r := range l.Rows {
 		reported := "not yet reported"
@@ -39,5 +35,37 @@ func printRefused(ctx context.Context, w io.Writer, store *repo.Store, now time.
 	if more := l.Count - len(l.Rows); more > 0 && len(l.Rows) > 0 {
 		fmt.Fprintf(w, "  ... and %d more\n", more)
 	}
-	return nil
+}
+
+// recentRefused reads the refused files status lists.
+func recentRefused(ctx context.Context, store *repo.Store, now time.Time) (repo.RefusedList, error) {
+	l, err := store.RefusedImports(ctx, now.Add(-refusedStatusWindow), refusedStatusRows)
+	if err != nil {
+		return l, fmt.Errorf("status: %w", err)
+	}
+	return l, nil
+}
+
+// refusedDoc is the JSON of the refused files status lists.
+type refusedDoc struct {
+	// Count is every file refused in the last 7 days; Files the newest 10.
+	Count int              `json:"count"`
+	Files []refusedFileDoc `json:"files"`
+}
+
+type refusedFileDoc struct {
+	File       string     `json:"file"`
+	Reason     string     `json:"reason"`
+	MovedTo    string     `json:"moved_to"` // "" when the file stayed in IMPORT_DIR
+	RefusedAt  time.Time  `json:"refused_at"`
+	ReportedAt *time.Time `json:"reported_at"` // null until a report listed it
+}
+
+func refusedJSON(l repo.RefusedList) refusedDoc {
+	d := refusedDoc{Count: l.Count, Files: []refusedFileDoc{}}
+	for _, r := range l.Rows {
+		d.Files = append(d.Files, refusedFileDoc{File: r.File, Reason: r.Reason, MovedTo: r.MovedTo,
+			RefusedAt: r.RefusedAt.UTC(), ReportedAt: utcPtr(r.ReportedAt)})
+	}
+	return d
 }

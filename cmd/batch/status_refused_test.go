@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -74,6 +75,29 @@ func TestStatusListsRefusedImports(t *testing.T) {
 				if strings.Contains(text, absent) {
 					t.Errorf("status lists %s (too old, or past the 10 newest):\n%s", absent, text)
 				}
+			}
+
+			// --json carries the same list.
+			e, out, stderr = testEnv(map[string]string{"DATABASE_URL": url})
+			if err := run(ctx, []string{"status", "--json"}, e); err != nil {
+				t.Fatalf("status --json: %v\n%s", err, stderr)
+			}
+			var doc struct {
+				Refused struct {
+					Count int `json:"count"`
+					Files []struct {
+						File       string     `json:"file"`
+						MovedTo    string     `json:"moved_to"`
+						ReportedAt *time.Time `json:"reported_at"`
+					} `json:"files"`
+				} `json:"refused_imports"`
+			}
+			if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+				t.Fatalf("status --json: %v\n%s", err, out)
+			}
+			if r := doc.Refused; r.Count != 12 || len(r.Files) != 10 || r.Files[0].File != "new file.xlsx" ||
+				r.Files[0].MovedTo != "rejected" || r.Files[0].ReportedAt != nil || r.Files[1].File != "bad-10.csv" || r.Files[1].ReportedAt == nil {
+				t.Errorf("status --json refused_imports = %+v, want 12 counted, the newest 10 listed, new file.xlsx first and unreported", r)
 			}
 		})
 	}
