@@ -23,8 +23,9 @@
 // and Octane's per-minute budget (100 orderCreate, 100 orderQuery, 50
 // reserveResources) sets the pace of the scenario.
 //
-// The short form (the default, about 150 activations) runs in a plain
-// `go test ./...`; the full form (1000 activations, more faults) runs with
+// The suite is opt-in while one finding is open (README, Known
+// limitations): E2E=1 runs the short form (about 150 activations, about 3
+// minutes); the full form (1000 activations, more faults) runs with
 // E2E_FULL=1 or `go test ./e2e -e2e.full -timeout 60m`. The test logs its
 // seed; E2E_SEED=N (or -e2e.seed N) replays the same plan of faults (the
 // timing of child processes still varies). Child output is kept under the
