@@ -410,7 +410,12 @@ func TestBacklogDoesNotStarvePollsAndQR(t *testing.T) {
 			selected++
 		}
 	}
-	if selected != 0 {
+	// Budget-first, a row reserves and selects only once its orderCreate
+	// slot is granted, one a second here: the deadline can cut at most the
+	// one row between its select and its orderCreate (it resumes at
+	// orderCreate next pass). Reserving ahead of the budget would leave
+	// every worker's row waiting in selected.
+	if selected > 1 {
 		t.Errorf("%d rows left holding a number in selected: numbers are reserved only when orderCreate can go", selected)
 	}
 }
