@@ -9,30 +9,16 @@ import (
 	"time"
 
 	"github.com/esimbatch/esimbatch/repo"
-	"github.com/esimbatch/esimbatch/repo/repotest"
 )
 
 // `batch status` lists the files the import refused whole in the last seven
 // days, newest first, at most 10, saying whether a report listed them yet.
 func TestStatusListsRefusedImports(t *testing.T) {
-	for _, d := range []struct {
-		name string
-		url  func(testing.TB) string
-	}{
-		{"postgres", repotest.PostgresURL},
-		{"sqlite", repotest.SQLiteURL},
-	} {
+	for _, d := range dialects {
 		t.Run(d.name, func(t *testing.T) {
 			ctx := context.Background()
 			url := d.url(t)
-			s, err := repo.Open(ctx, url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			if err := s.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
+			s, _ := opsStore(t, url) // migrated; closed at the end of the test
 			now := time.Now().UTC().Truncate(time.Second)
 			record := func(name string, at time.Time) {
 				t.Helper()

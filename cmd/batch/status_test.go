@@ -12,7 +12,6 @@ import (
 
 	"github.com/esimbatch/esimbatch/octane"
 	"github.com/esimbatch/esimbatch/repo"
-	"github.com/esimbatch/esimbatch/repo/repotest"
 )
 
 // seedStatus drives 11 imported rows to a known spread of states, with times
@@ -88,24 +87,11 @@ func seedStatus(t *testing.T, s *repo.Store, now time.Time) (base time.Time) {
 // checked against the table too), polls and releases due with their times,
 // the oldest pending row.
 func TestStatusMatchesTheDatabase(t *testing.T) {
-	for _, d := range []struct {
-		name string
-		url  func(testing.TB) string
-	}{
-		{"postgres", repotest.PostgresURL},
-		{"sqlite", repotest.SQLiteURL},
-	} {
+	for _, d := range dialects {
 		t.Run(d.name, func(t *testing.T) {
 			ctx := context.Background()
 			url := d.url(t)
-			s, err := repo.Open(ctx, url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			if err := s.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
+			s, _ := opsStore(t, url) // migrated; closed at the end of the test
 			now := time.Now().UTC()
 			base := seedStatus(t, s, now)
 
@@ -162,24 +148,11 @@ func dbTime(s *repo.Store, x time.Time) any {
 // by more than 24 h: the count, then the 10 oldest, oldest first, and how
 // many more; a row 23h59m old is not listed.
 func TestStatusListsAttention(t *testing.T) {
-	for _, d := range []struct {
-		name string
-		url  func(testing.TB) string
-	}{
-		{"postgres", repotest.PostgresURL},
-		{"sqlite", repotest.SQLiteURL},
-	} {
+	for _, d := range dialects {
 		t.Run(d.name, func(t *testing.T) {
 			ctx := context.Background()
 			url := d.url(t)
-			s, err := repo.Open(ctx, url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			if err := s.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
+			s, _ := opsStore(t, url) // migrated; closed at the end of the test
 			now := time.Now().UTC()
 			ref := func(i int) string {
 				if i == 7 {
@@ -290,24 +263,11 @@ func TestBudgetOf(t *testing.T) {
 // every credential that called Octane in the last hour, and of
 // OCTANE_USERNAME's even when it has not.
 func TestStatusPerCredential(t *testing.T) {
-	for _, d := range []struct {
-		name string
-		url  func(testing.TB) string
-	}{
-		{"postgres", repotest.PostgresURL},
-		{"sqlite", repotest.SQLiteURL},
-	} {
+	for _, d := range dialects {
 		t.Run(d.name, func(t *testing.T) {
 			ctx := context.Background()
 			url := d.url(t)
-			s, err := repo.Open(ctx, url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			if err := s.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
+			s, _ := opsStore(t, url) // migrated; closed at the end of the test
 			must := func(err error) {
 				t.Helper()
 				if err != nil {
@@ -319,7 +279,7 @@ func TestStatusPerCredential(t *testing.T) {
 			for i := range rows {
 				rows[i] = repo.NewActivation{Line: i + 2, SalesRef: fmt.Sprintf("PC-%d", i+1), Email: "a@example.com", PlanNo: 1}
 			}
-			_, err = s.Import(ctx, repo.ImportFile{Name: "pc.csv", Hash: "pc", DataRows: len(rows)}, rows, nil, now.Add(-time.Hour))
+			_, err := s.Import(ctx, repo.ImportFile{Name: "pc.csv", Hash: "pc", DataRows: len(rows)}, rows, nil, now.Add(-time.Hour))
 			must(err)
 			for _, c := range []struct {
 				cred  string
