@@ -184,6 +184,15 @@ func TestBlackBox(t *testing.T) {
 	if *fullFlag || os.Getenv("E2E_FULL") == "1" {
 		sc = fullScale
 	}
+	if v := os.Getenv("E2E_PG_RESTARTS"); v != "" {
+		// A knob for hunting what a restart under a pass breaks: more of
+		// them in one scenario.
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			t.Fatalf("E2E_PG_RESTARTS=%q: want a count", v)
+		}
+		sc.pgRestarts = n
+	}
 	seed := *seedFlag
 	if v := os.Getenv("E2E_SEED"); v != "" && seed == 0 {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -316,7 +325,7 @@ func TestBlackBox(t *testing.T) {
 	var recs []*passRec
 	setupDone := time.Now()
 	h.setFaults(background)
-	refusing := false
+	refusing, refusedFrom := false, 0
 	for i := 0; i < sc.passes; i++ {
 		var extra map[string]string
 		switch {
@@ -344,22 +353,17 @@ func TestBlackBox(t *testing.T) {
 			dropInbox(t, h.inbox, files[2])
 		}
 		if i == smtpPass {
+			// Refused until a report has been tried: the passes right after
+			// the stop may have nothing to report, and a refusal no send
+			// met would test nothing.
 			h.mail.Refuse(554, "mailbox unavailable (e2e refusal)")
-			refusing = true
+			refusing, refusedFrom = true, h.mail.Attempts()
 		}
-		attempts := h.mail.Attempts()
 		rec := h.pass(rng, i, kinds[i], extra)
 		rec.outage = i >= outageFrom && i < outageTo
 		rec.smtpRefused = refusing
 		recs = append(recs, rec)
-		if refusing && (h.mail.Attempts() > attempts || i >= smtpPass+3) {
-			if h.mail.Attempts() == attempts {
-				t.Errorf("SMTP refused for 4 passes but no report was attempted: the refusal tested nothing")
-			}
-			h.mail.Accept()
-			refusing = false
-			t.Logf("pass %d: SMTP refused %d attempts; accepting again", i, h.mail.Attempts()-attempts)
-		}
+		refusing = h.refusalTested(refusing, refusedFrom, i)
 		switch {
 		case i == stopAfter:
 			h.advance(25 * time.Hour)
@@ -377,9 +381,6 @@ func TestBlackBox(t *testing.T) {
 			}
 		}
 	}
-	if refusing {
-		h.mail.Accept()
-	}
 	scenarioEnd := time.Now()
 
 	// Clean passes until every activation has ended and is reported.
@@ -388,9 +389,11 @@ func TestBlackBox(t *testing.T) {
 	lastOpen, stalled := -1, 0
 	for i := 0; i < 40 && stalled < 12; i++ {
 		rec := h.pass(rng, sc.passes+i, "drain", nil)
+		rec.smtpRefused = refusing
 		recs = append(recs, rec)
+		refusing = h.refusalTested(refusing, refusedFrom, sc.passes+i)
 		open, unreported := h.openRows()
-		if open == 0 && unreported == 0 && i >= 1 {
+		if open == 0 && unreported == 0 && i >= 1 && !refusing {
 			drained = true
 			break
 		}
@@ -404,6 +407,10 @@ func TestBlackBox(t *testing.T) {
 			step = 3 * time.Hour
 		}
 		h.advance(step)
+	}
+	if refusing {
+		t.Errorf("SMTP refused from pass %d to the end of the drain and no report was tried: the refusal tested nothing", smtpPass)
+		h.mail.Accept()
 	}
 	drainEnd := time.Now()
 	// A day of hourly idle passes: every number still held must be
@@ -429,6 +436,18 @@ func TestBlackBox(t *testing.T) {
 	}
 	c.run()
 	t.Logf("done in %.0fs", time.Since(began).Seconds())
+}
+
+// refusalTested ends an SMTP refusal once a send has met it (the mail
+// server counts attempts; from is the count when the refusal began) and
+// says whether the refusal goes on.
+func (h *harness) refusalTested(refusing bool, from, pass int) bool {
+	if !refusing || h.mail.Attempts() == from {
+		return refusing
+	}
+	h.mail.Accept()
+	h.t.Logf("pass %d: SMTP refused %d attempts; accepting again", pass, h.mail.Attempts()-from)
+	return false
 }
 
 // stopAt is the simulator time at which the 25 h stop began: the end of

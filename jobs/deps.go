@@ -44,6 +44,7 @@ type Store interface {
 	OrderCompleted(ctx context.Context, a *repo.Activation, serviceNumber string, awaitQR bool, now time.Time) error
 	ClaimQR(ctx context.Context, now time.Time, runID int64, credential string, limit int, lease time.Duration) ([]repo.Activation, error)
 	QRReady(ctx context.Context, a *repo.Activation, code string, png []byte, iccid string, now time.Time) error
+	CompletedWithQR(ctx context.Context, a *repo.Activation, serviceNumber, code string, png []byte, iccid string, now time.Time) error
 
 	// Status sizes a phase for its progress lines (total and ETA).
 	Status(ctx context.Context, now, releaseBefore time.Time) (repo.Status, error)

@@ -191,19 +191,22 @@ func (p *pass) pollAdopted(ctx context.Context, a *repo.Activation, u *unclaimer
 	c, cancel := p.wctx(ctx)
 	defer cancel()
 	now := p.r.now()
-	await := p.awaitQR(a)
-	if err := p.r.store.OrderCompleted(c, a, a.MSN, await, now); err != nil {
+	if !p.awaitQR(a) {
+		if err := p.r.store.OrderCompleted(c, a, a.MSN, false, now); err != nil {
+			p.storeErr(err, a, "adopted order completed")
+			return
+		}
+		p.add("poll.completed", 1)
+		return
+	}
+	// The answer is the QR code itself: stored in the same write, or the
+	// QR phase would claim the completed row and fetch it again.
+	if err := p.r.store.CompletedWithQR(c, a, a.MSN, q.ActivationCode, q.QRCode, q.ICCID, now); err != nil {
 		p.storeErr(err, a, "adopted order completed")
 		return
 	}
 	p.add("poll.completed", 1)
-	if await {
-		if err := p.r.store.QRReady(c, a, q.ActivationCode, q.QRCode, q.ICCID, now); err != nil {
-			p.storeErr(err, a, "qr ready")
-			return
-		}
-		p.add("qr.ready", 1)
-	}
+	p.add("qr.ready", 1)
 }
 
 // qrFollowGap is how long the QR fetch beside the polls lets completions

@@ -558,3 +558,43 @@ func TestCallsCutByTheDeadlineAreNoOutage(t *testing.T) {
 		t.Fatalf("%d polls in flight at the deadline, want at least the outage threshold (5)", n)
 	}
 }
+
+// An order adopted by reconcile (its orderCreate answer was lost) is
+// completed by a getEsimDetails at its first poll slot, and that one call's
+// QR code is stored: the row goes submitted -> completed -> qr_ready in one
+// write, not completed first and then a second fetch by the QR phase.
+func TestAdoptedOrderFetchesItsQROnce(t *testing.T) {
+	h := newHarness(t, octanetest.Faults{})
+	h.load(1)
+	r := h.runner(h.client("secret"))
+	ctx := context.Background()
+	h.sim.SetFaults(octanetest.Faults{Drop: 1, Methods: []string{octane.MethodOrderCreate}})
+	if _, err := r.Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
+		t.Fatal(err)
+	}
+	h.sim.SetFaults(octanetest.Faults{})
+	a := h.activations()["S-00001"]
+	if a.State != repo.StateOrdering {
+		t.Fatalf("after a lost answer the row is %s, want ordering", a.State)
+	}
+	h.clock.Advance(10 * time.Minute) // the order completes on Octane
+	for pass := 0; pass < 2; pass++ {
+		if _, err := r.Pass(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		h.clock.Advance(31 * time.Minute)
+	}
+	a = h.activations()["S-00001"]
+	if a.State != repo.StateQRReady || !a.Adopted || a.ActivationCode == "" {
+		t.Fatalf("adopted row %s (adopted %v, code %v), want qr_ready with its code", a.State, a.Adopted, a.ActivationCode != "")
+	}
+	fetches := 0
+	for _, e := range h.sim.Ledger() {
+		if e.Method == octane.MethodGetEsimDetails && e.MSN == a.MSN {
+			fetches++
+		}
+	}
+	if fetches != 1 {
+		t.Errorf("%d getEsimDetails calls for the adopted number %s, want 1", fetches, a.MSN)
+	}
+}

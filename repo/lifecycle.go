@@ -456,6 +456,31 @@ func (s *Store) OrderCompleted(ctx context.Context, a *Activation, serviceNumber
 	return s.transition(ctx, "order completed", a, now, c, nil)
 }
 
+// CompletedWithQR records an order found complete together with its QR
+// code (an adopted order, whose first poll is getEsimDetails itself):
+// submitted -> completed -> qr_ready in one transaction, with both events,
+// so no QR fetch claims the row in between. Errors: ErrLostClaim.
+func (s *Store) CompletedWithQR(ctx context.Context, a *Activation, serviceNumber, code string, png []byte, iccid string, now time.Time) error {
+	return s.InTx(ctx, func(tx *sqlx.Tx) error {
+		done, err := s.move(ctx, tx, "order completed", a, change{
+			to: StateCompleted, set: `service_number = ?, completed_at = ?, attempts = 0, next_attempt_at = ?`,
+			args: []any{serviceNumber, s.t(now), s.t(now)}, keepClaim: true, step: StepPoll, outcome: "complete",
+		}, now)
+		if err != nil {
+			return err
+		}
+		ready, err := s.move(ctx, tx, "qr ready", &done, change{
+			to: StateQRReady, set: `activation_code = ?, qr_png = ?, iccid = ?`, args: []any{code, png, iccid},
+			step: StepQR, outcome: "ok",
+		}, now)
+		if err != nil {
+			return err
+		}
+		*a = ready
+		return nil
+	})
+}
+
 // QRReady stores the eSIM's activation code, QR image and ICCID (completed ->
 // qr_ready). Errors: ErrLostClaim.
 func (s *Store) QRReady(ctx context.Context, a *Activation, code string, png []byte, iccid string, now time.Time) error {
