@@ -263,7 +263,7 @@ func runBudget(b *testing.B, reserveBatch int) budgetResult {
 	log := slog.New(tap)
 	client, err := octane.New(srv.URL+"/tiab", srv.URL+"/tiab/api", cred, "secret",
 		octane.WithGroupNo(7), octane.WithWindows(shape.minute, shape.hour), octane.WithLogger(log),
-		octane.WithCallHook(jobs.CallRecorder(store, cred, log)))
+		octane.WithCallRecorder(jobs.CallRecorder(store, cred, log)))
 	if err != nil {
 		b.Fatal(err)
 	}

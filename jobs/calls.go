@@ -40,11 +40,15 @@ func WithDBOffset(offset func() time.Duration) RecorderOption {
 // sent (outcome repo.CallInflight, so a process killed with the request out
 // still leaves it counted for the next one's limiter) and completed when it
 // ended; a call that provably never left the process (a dial failure) is
-// deleted again, and one given up before sending is never written. Build the
-// client with it before the Runner: the hook only needs the store, so there
-// is no cycle. A failed write is logged, never returned (the call goes on or
-// happened). A dry run must not install it: it writes.
-func CallRecorder(rec CallStore, credential string, log *slog.Logger, opts ...RecorderOption) func(context.Context, octane.CallEvent) {
+// deleted again, and one given up before sending is never written. Install
+// it with octane.WithCallRecorder, before the Runner is built: the hook only
+// needs the store, so there is no cycle. When the write before sending
+// fails, the hook returns the error and the client does not send the call
+// (a call no other process can count would overrun the shared budget); a
+// failed write after the call is logged and dropped (the call happened, and
+// its in-flight row still counts it). A dry run must not install it: it
+// writes.
+func CallRecorder(rec CallStore, credential string, log *slog.Logger, opts ...RecorderOption) func(context.Context, octane.CallEvent) error {
 	r := &recorder{rec: rec, credential: credential, log: log, open: map[uint64]int64{}}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -65,9 +69,9 @@ type recorder struct {
 	open map[uint64]int64 // CallSending event ID -> in-flight row
 }
 
-func (r *recorder) hook(ctx context.Context, ev octane.CallEvent) {
+func (r *recorder) hook(ctx context.Context, ev octane.CallEvent) error {
 	if dry, _ := ctx.Value(keyDryRun).(bool); dry {
-		return // a dry run's pass writes nothing, whichever client it was given
+		return nil // a dry run's pass writes nothing, whichever client it was given
 	}
 	c := r.call(ctx, ev)
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -75,14 +79,14 @@ func (r *recorder) hook(ctx context.Context, ev octane.CallEvent) {
 	if ev.Phase == octane.CallSending {
 		id, err := r.rec.StartCall(wctx, c)
 		if err != nil {
-			// The call still goes: it is recorded when it ends.
-			r.log.Error("record octane call before sending", "method", ev.Method, "run_id", c.RunID, "err", err)
-			return
+			// Not on record, so not sent: the client says so to the caller.
+			r.log.Error("record octane call before sending; not sent", "method", ev.Method, "run_id", c.RunID, "err", err)
+			return fmt.Errorf("record %s call: %w", ev.Method, err)
 		}
 		r.mu.Lock()
 		r.open[ev.ID] = id
 		r.mu.Unlock()
-		return
+		return nil
 	}
 	r.mu.Lock()
 	id, started := r.open[ev.ID]
@@ -95,17 +99,18 @@ func (r *recorder) hook(ctx context.Context, ev octane.CallEvent) {
 		// Octane's counters. The row's own last error says what happened.
 		err = r.rec.DropCall(wctx, id)
 	case !ev.Sent:
-		return // given up before sending: never written
+		return nil // given up before sending: never written
 	case started:
 		err = r.rec.FinishCall(wctx, id, c)
 	default:
-		err = r.rec.RecordCall(wctx, c) // the write before sending failed
+		err = r.rec.RecordCall(wctx, c) // a CallDone without its CallSending
 	}
 	if err != nil {
 		// A row left in flight still counts against the budget, at its
 		// send time: the safe side.
 		r.log.Error("record octane call", "method", ev.Method, "run_id", c.RunID, "err", err)
 	}
+	return nil
 }
 
 func (r *recorder) call(ctx context.Context, ev octane.CallEvent) repo.Call {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -44,13 +45,13 @@ func newCallEnv(t *testing.T, s *repo.Store, minute, hour time.Duration, limits 
 
 // client is a real client on the simulator; hook nil records through
 // jobs.CallRecorder.
-func (e *callEnv) client(hook func(context.Context, octane.CallEvent), opts ...octane.Option) *octane.Client {
+func (e *callEnv) client(hook func(context.Context, octane.CallEvent) error, opts ...octane.Option) *octane.Client {
 	e.t.Helper()
 	if hook == nil {
 		hook = jobs.CallRecorder(e.store, e.cred, nil)
 	}
 	base := []octane.Option{octane.WithGroupNo(7), octane.WithWindows(e.minute, e.hour), octane.WithLimits(e.limits),
-		octane.WithRetries(3, time.Millisecond), octane.WithCallHook(hook)}
+		octane.WithRetries(3, time.Millisecond), octane.WithCallRecorder(hook)}
 	c, err := octane.New(e.url+"/tiab", e.url+"/tiab/api", e.cred, "secret", append(base, opts...)...)
 	if err != nil {
 		e.t.Fatal(err)
@@ -81,18 +82,19 @@ func (e *callEnv) faults233() int {
 type events struct {
 	mu   sync.Mutex
 	done []octane.CallEvent
-	next func(context.Context, octane.CallEvent)
+	next func(context.Context, octane.CallEvent) error
 }
 
-func (ev *events) hook(ctx context.Context, e octane.CallEvent) {
+func (ev *events) hook(ctx context.Context, e octane.CallEvent) error {
 	if e.Phase == octane.CallDone {
 		ev.mu.Lock()
 		ev.done = append(ev.done, e)
 		ev.mu.Unlock()
 	}
 	if ev.next != nil {
-		ev.next(ctx, e)
+		return ev.next(ctx, e)
 	}
+	return nil
 }
 
 func (ev *events) last(t *testing.T) octane.CallEvent {
@@ -118,16 +120,16 @@ func TestCallRecordedBeforeSendingSurvivesAKill(t *testing.T) {
 		record := jobs.CallRecorder(s, e.cred, nil)
 		var mu sync.Mutex
 		var firstSent time.Time
-		killed := e.client(func(ctx context.Context, ev octane.CallEvent) {
+		killed := e.client(func(ctx context.Context, ev octane.CallEvent) error {
 			if ev.Phase != octane.CallSending {
-				return // the process died before the call ended
+				return nil // the process died before the call ended
 			}
 			mu.Lock()
 			if firstSent.IsZero() {
 				firstSent = ev.SentAt
 			}
 			mu.Unlock()
-			record(ctx, ev)
+			return record(ctx, ev)
 		})
 		for range 2 {
 			if _, err := killed.ReserveResources(ctx, 1); err != nil {
@@ -187,7 +189,7 @@ func TestCallThatNeverLeftIsNotCounted(t *testing.T) {
 		ln.Close()
 		cs := &countingStore{Store: s}
 		c, err := octane.New("http://"+addr+"/tiab", "http://"+addr+"/tiab/api", "nobody", "pw",
-			octane.WithRetries(3, time.Millisecond), octane.WithCallHook(jobs.CallRecorder(cs, "nobody", nil)))
+			octane.WithRetries(3, time.Millisecond), octane.WithCallRecorder(jobs.CallRecorder(cs, "nobody", nil)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -343,4 +345,54 @@ func TestRunnersOnOneDatabaseShareItsClock(t *testing.T) {
 			t.Fatalf("31 minutes later: %d orderQuery, want 2", n)
 		}
 	})
+}
+
+// refusingStore is the real store whose call-log writes before sending
+// fail once ok of them have succeeded (a database going away mid-pass).
+type refusingStore struct {
+	*repo.Store
+	ok     int32
+	starts atomic.Int32
+}
+
+func (r *refusingStore) StartCall(ctx context.Context, call repo.Call) (int64, error) {
+	if r.starts.Add(1) > r.ok {
+		return 0, errors.New("the database system is shutting down (test)")
+	}
+	return r.Store.StartCall(ctx, call)
+}
+
+// A call that cannot be put on record before it is sent is not sent: other
+// processes seed their limiter from the call log, so an unrecorded call
+// would spend budget no one else sees (at the ceiling, a fault 233). The
+// pass stops (the store is failing), charging no row.
+func TestCallNotRecordedIsNotSent(t *testing.T) {
+	h := newHarness(t, octanetest.Faults{})
+	h.load(4)
+	rs := &refusingStore{Store: h.store, ok: 3}
+	c, err := octane.New(h.url+"/tiab", h.url+"/tiab/api", h.cred, "secret", octane.WithGroupNo(7),
+		octane.WithWindows(minuteWin, hourWin), octane.WithCallRecorder(jobs.CallRecorder(rs, h.cred, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.config.Workers = 1
+	res, err := h.runner(c).Pass(context.Background(), nil)
+	if !errors.Is(err, jobs.ErrStopped) || !strings.Contains(err.Error(), "not recorded") {
+		t.Fatalf("pass: %v (counts %v); want it stopped on the call not recorded", err, res.Counts)
+	}
+	if n := len(h.sim.Ledger()); n != 3 {
+		t.Errorf("the simulator saw %d calls, want the 3 that were on record", n)
+	}
+	var logged int
+	if err := h.store.DB().Get(&logged, h.store.DB().Rebind(`SELECT count(*) FROM calls WHERE credential = ?`), h.cred); err != nil {
+		t.Fatal(err)
+	}
+	if logged != 3 {
+		t.Errorf("%d calls in the call log, want 3", logged)
+	}
+	for ref, a := range h.activations() {
+		if a.State == repo.StateFailed || a.Attempts != 0 {
+			t.Errorf("%s: %s after %d attempts; a call never sent charges no row", ref, a.State, a.Attempts)
+		}
+	}
 }

@@ -142,7 +142,7 @@ func runCredentials(b *testing.B, n int) credResult {
 		s := stores[i]
 		client, err := octane.New(srv.URL+"/tiab", srv.URL+"/tiab/api", c, users[c],
 			octane.WithGroupNo(7), octane.WithWindows(shape.minute, shape.hour), octane.WithLogger(log),
-			octane.WithCallHook(jobs.CallRecorder(s, c, log)))
+			octane.WithCallRecorder(jobs.CallRecorder(s, c, log)))
 		if err != nil {
 			b.Fatal(err)
 		}

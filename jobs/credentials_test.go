@@ -67,7 +67,7 @@ func newFleet(t *testing.T, n int, faults octanetest.Faults, badPassword map[int
 		}
 		client, err := octane.New(srv.URL+"/tiab", srv.URL+"/tiab/api", c, pw, octane.WithGroupNo(7),
 			octane.WithWindows(minuteWin, hourWin), octane.WithRetries(3, 2*time.Millisecond),
-			octane.WithCallHook(jobs.CallRecorder(s, c, nil)))
+			octane.WithCallRecorder(jobs.CallRecorder(s, c, nil)))
 		if err != nil {
 			t.Fatal(err)
 		}

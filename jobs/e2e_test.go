@@ -81,7 +81,7 @@ func newHarnessWith(t *testing.T, faults octanetest.Faults, tune func(*octanetes
 func (h *harness) client(password string, opts ...octane.Option) *octane.Client {
 	h.t.Helper()
 	base := []octane.Option{octane.WithGroupNo(7), octane.WithWindows(minuteWin, hourWin),
-		octane.WithRetries(3, 2*time.Millisecond), octane.WithCallHook(jobs.CallRecorder(h.store, h.cred, nil))}
+		octane.WithRetries(3, 2*time.Millisecond), octane.WithCallRecorder(jobs.CallRecorder(h.store, h.cred, nil))}
 	c, err := octane.New(h.url+"/tiab", h.url+"/tiab/api", h.cred, password, append(base, opts...)...)
 	if err != nil {
 		h.t.Fatal(err)

@@ -22,17 +22,20 @@ const (
 	kindCancelled                  // the pass is stopping
 	kindReadOnly                   // a dry run refused a write
 	kindLockLost                   // the run lock is gone: another runner may hold the credential
+	kindNotRecorded                // the call's record could not be written, so it was not sent: the store is failing
 )
 
 func (k kind) String() string {
 	return [...]string{"transport", "unknown_outcome", "rejected", "unauthorized", "unavailable",
-		"rate_limited", "cancelled", "read_only", "lock_lost"}[k]
+		"rate_limited", "cancelled", "read_only", "lock_lost", "not_recorded"}[k]
 }
 
 func classify(ctx context.Context, err error) kind {
 	switch {
 	case errors.Is(err, repo.ErrLocked):
 		return kindLockLost
+	case notRecorded(err):
+		return kindNotRecorded
 	case errors.Is(err, octane.ErrUnauthorized):
 		return kindUnauthorized
 	case errors.Is(err, octane.ErrResourcesUnavailable):
@@ -92,6 +95,14 @@ var errorTable = map[kind]act{
 	kindCancelled:      actHandBack,   // the pass is stopping
 	kindReadOnly:       actHandBack,   // dry run
 	kindLockLost:       actStopPass,   // another runner may hold the credential
+	kindNotRecorded:    actStopPass,   // the database is failing: nothing more can go on record
+}
+
+// notRecorded says whether err is a call the client did not send because
+// its call-log record failed (CallRecorder).
+func notRecorded(err error) bool {
+	var ie *octane.IntentError
+	return errors.As(err, &ie) && ie.Method != ""
 }
 
 // stepTable holds the steps that read an error differently from errorTable.

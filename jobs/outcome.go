@@ -130,8 +130,9 @@ func (o *outage) observe(ctx context.Context, method string, err error) {
 	switch {
 	case err == nil || (k != kindTransport && k != kindUnknownOutcome && k != kindCancelled):
 		o.run = 0
-	case k == kindCancelled:
-		// the pass is stopping; says nothing about Octane
+	case k == kindCancelled || k == kindNotRecorded:
+		// the pass is stopping, or the call never left: says nothing
+		// about Octane
 	default:
 		if o.run == 0 {
 			o.since = time.Now()

@@ -102,7 +102,7 @@ func runOverhead(b *testing.B, n int) overheadResult {
 	srv := httptest.NewServer(sim)
 	defer srv.Close()
 	client, err := octane.New(srv.URL+"/tiab", srv.URL+"/tiab/api", cred, "secret", octane.WithGroupNo(7),
-		octane.WithLimits(off), octane.WithCallHook(jobs.CallRecorder(store, cred, nil)))
+		octane.WithLimits(off), octane.WithCallRecorder(jobs.CallRecorder(store, cred, nil)))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -499,6 +499,13 @@ func (p *pass) order(ctx context.Context, a *repo.Activation, slot *octane.Slot,
 		return
 	}
 	var ie *octane.IntentError
+	if errors.As(err, &ie) && ie.Method != "" {
+		// The intent is written but the call's record was not, so
+		// nothing was sent: the row waits in ordering, where reconcile
+		// finds its number SELECTED and orders it again.
+		p.settle(ctx, a, repo.StepOrder, err, u)
+		return
+	}
 	if errors.As(err, &ie) {
 		// Nothing was sent; the row is still selected and claimed.
 		if p.lost(ie.Err, a, "begin order") {

@@ -47,7 +47,7 @@ type Client struct {
 	hourWindow         time.Duration
 	pad                time.Duration
 	seed               map[string][]time.Time
-	hook               func(context.Context, CallEvent)
+	hook               func(context.Context, CallEvent) error
 	readOnly           bool
 	limiter            *Limiter
 	attempts           int           // tries of a call on transport errors, when repeating is safe
@@ -101,7 +101,23 @@ func WithSeed(calls map[string][]time.Time) Option { return func(c *Client) { c.
 // CallDone event with Sent false after a CallSending one means the request
 // provably never left the process (dial failure). f runs on the calling
 // goroutine, so a CallSending write is done before the request is sent.
-func WithCallHook(f func(context.Context, CallEvent)) Option { return func(c *Client) { c.hook = f } }
+func WithCallHook(f func(context.Context, CallEvent)) Option {
+	return func(c *Client) {
+		c.hook = func(ctx context.Context, ev CallEvent) error { f(ctx, ev); return nil }
+	}
+}
+
+// WithCallRecorder is WithCallHook for a hook that must record a call before
+// it is sent: when f returns an error for the CallSending event, the request
+// does not leave, the limiter slot is given back and the call returns an
+// *IntentError naming the method (no CallDone event follows). Errors f
+// returns for CallDone events are ignored. A call the budget of other
+// processes is seeded from must be on record before it goes, or a process
+// that cannot write (its database restarting) would spend budget no one
+// else sees.
+func WithCallRecorder(f func(context.Context, CallEvent) error) Option {
+	return func(c *Client) { c.hook = f }
+}
 
 // WithReadOnly refuses every mutating call (addCustomer, reserve, select,
 // unreserve, orderCreate) with ErrWritesDisabled before any I/O.
@@ -269,7 +285,10 @@ func (c *Client) call(ctx context.Context, s *spec, do func(context.Context, *at
 		// On record before it leaves: a process killed while the request
 		// is out still leaves the call counted for the next one.
 		id := rand.Uint64()
-		c.report(ctx, s, CallEvent{ID: id, Phase: CallSending, SentAt: time.Now(), Waited: waited}, nil)
+		if err := c.report(ctx, s, CallEvent{ID: id, Phase: CallSending, SentAt: time.Now(), Waited: waited}, nil); err != nil {
+			slot.Release()
+			return &IntentError{Method: s.method, Err: err}
+		}
 		at := &attempt{}
 		start := time.Now()
 		err = c.try(ctx, s, at, do)
@@ -350,13 +369,15 @@ func (c *Client) try(ctx context.Context, s *spec, at *attempt, do func(context.
 
 // report logs one try's end and hands each event to the hook. It never logs
 // a secret: the event carries no credential, activation code or QR payload.
-func (c *Client) report(ctx context.Context, s *spec, ev CallEvent, err error) {
+// For a CallSending event it returns the hook's error: the call must not
+// be sent.
+func (c *Client) report(ctx context.Context, s *spec, ev CallEvent, err error) error {
 	ev.Method, ev.MSN, ev.OrderID = s.method, s.msn, s.orderID
 	if ev.Phase == CallSending {
 		if c.hook != nil {
-			c.hook(ctx, ev)
+			return c.hook(ctx, ev)
 		}
-		return
+		return nil
 	}
 	var ae *APIError
 	if errors.As(err, &ae) {
@@ -374,8 +395,9 @@ func (c *Client) report(ctx context.Context, s *spec, ev CallEvent, err error) {
 		slog.String("code", ev.Code), slog.String("message", ev.Message),
 		slog.String("msn", ev.MSN), slog.String("order_id", ev.OrderID))
 	if c.hook != nil {
-		c.hook(ctx, ev)
+		_ = c.hook(ctx, ev) // the call has ended: nothing left to stop
 	}
+	return nil
 }
 
 func invalid(method, format string, args ...any) error {

@@ -539,3 +539,36 @@ func TestAcquireGrantsAheadOfTheCall(t *testing.T) {
 		t.Fatal("OrderCreate with a granted slot waited on the limiter")
 	}
 }
+
+// TestCallRecorderRefusal: a recorder that cannot record a call before it is
+// sent stops it: nothing reaches Octane, the error names the method and is
+// an *IntentError with a known outcome, and the limiter slot is given back
+// (the next call within a one-call budget goes at once).
+func TestCallRecorderRefusal(t *testing.T) {
+	t.Parallel()
+	refuse := true
+	e := newEnv(t, octanetest.Config{Customers: []int64{9}},
+		octane.WithLimits(map[string]octane.Limit{octane.MethodQueryResources: {PerMinute: 1}}),
+		octane.WithCallRecorder(func(_ context.Context, ev octane.CallEvent) error {
+			if ev.Phase == octane.CallSending && refuse {
+				return errors.New("store down")
+			}
+			return nil
+		}))
+	ctx := context.Background()
+	_, err := e.client.QueryResources(ctx, "0410000000")
+	var ie *octane.IntentError
+	if !errors.As(err, &ie) || ie.Method != octane.MethodQueryResources || octane.OutcomeUnknown(err) ||
+		!strings.Contains(err.Error(), "queryResources: not sent") {
+		t.Fatalf("err = %v, want *IntentError for queryResources, outcome known", err)
+	}
+	if n := len(e.ledger("")); n != 0 {
+		t.Fatalf("simulator saw %d calls from a refused record, want 0", n)
+	}
+	refuse = false
+	c, cancel := context.WithTimeout(ctx, 5*time.Second) // the minute window would outlast it
+	defer cancel()
+	if _, err := e.client.QueryResources(c, "0410000000"); err != nil {
+		t.Fatalf("the call after a refused record: %v (its slot was not given back?)", err)
+	}
+}

@@ -92,16 +92,25 @@ type OrderRequest struct {
 	Slot *Slot `json:"-"`
 }
 
-// IntentError is returned by OrderCreate when OrderRequest.BeforeSend
-// failed: the order was provably not sent.
-type IntentError struct{ Err error }
-
-// Error says the intent could not be written and nothing was sent.
-func (e *IntentError) Error() string {
-	return "octane orderCreate: not sent: intent not written: " + e.Err.Error()
+// IntentError says a call was provably not sent because what had to be
+// written before it could not be: OrderRequest.BeforeSend failed (Method
+// empty: the orderCreate intent), or the recorder set by WithCallRecorder
+// failed to record the call (Method names the call). The call's limiter
+// slot was given back.
+type IntentError struct {
+	Method string // the call whose record failed; empty for BeforeSend
+	Err    error
 }
 
-// Unwrap returns BeforeSend's error.
+// Error says what could not be written and that nothing was sent.
+func (e *IntentError) Error() string {
+	if e.Method == "" {
+		return "octane orderCreate: not sent: intent not written: " + e.Err.Error()
+	}
+	return "octane " + e.Method + ": not sent: call not recorded: " + e.Err.Error()
+}
+
+// Unwrap returns the write's error.
 func (e *IntentError) Unwrap() error { return e.Err }
 
 // OrderStatus is the orderQueryResponse of orderQuery.

@@ -214,7 +214,7 @@ func runDemo(ctx context.Context, dir string, start time.Time, log *slog.Logger)
 	res.total = res.imported.Accepted
 
 	client, err := octane.New(base, base+"/api", "demo", "demo",
-		octane.WithGroupNo(1), octane.WithLogger(log), octane.WithCallHook(jobs.CallRecorder(store, "demo", log)))
+		octane.WithGroupNo(1), octane.WithLogger(log), octane.WithCallRecorder(jobs.CallRecorder(store, "demo", log)))
 	if err != nil {
 		return res, fmt.Errorf("demo: client: %w", err)
 	}

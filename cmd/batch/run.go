@@ -132,7 +132,7 @@ func wire(ctx context.Context, cfg *config, log *slog.Logger, dryRun bool, clock
 	if dryRun {
 		copts = append(copts, octane.WithReadOnly())
 	} else {
-		copts = append(copts, octane.WithCallHook(jobs.CallRecorder(store, cred, log, jobs.WithDBOffset(dbClock.Offset))))
+		copts = append(copts, octane.WithCallRecorder(jobs.CallRecorder(store, cred, log, jobs.WithDBOffset(dbClock.Offset))))
 	}
 	client, err := octane.New(cfg.Octane.SOAPURL, cfg.Octane.RESTURL, cred, cfg.Octane.Password.Reveal(), append(copts, opts...)...)
 	if err != nil {
