@@ -108,13 +108,14 @@ func WithCallHook(f func(context.Context, CallEvent)) Option {
 }
 
 // WithCallRecorder is WithCallHook for a hook that must record a call before
-// it is sent: when f returns an error for the CallSending event, the request
-// does not leave, the limiter slot is given back and the call returns an
-// *IntentError naming the method (no CallDone event follows). Errors f
-// returns for CallDone events are ignored. A call the budget of other
-// processes is seeded from must be on record before it goes, or a process
-// that cannot write (its database restarting) would spend budget no one
-// else sees.
+// it is sent. When f returns an error for the CallSending event of a method
+// under a rate limit, the request does not leave, the limiter slot is given
+// back and the call returns an *IntentError naming the method (no CallDone
+// event follows): the budget of other processes is seeded from the record,
+// and a process that cannot write (its database restarting) would spend
+// budget no one else sees. A method without a limit is sent anyway (giving
+// back a number must not wait for the database). Errors f returns for
+// CallDone events are ignored.
 func WithCallRecorder(f func(context.Context, CallEvent) error) Option {
 	return func(c *Client) { c.hook = f }
 }
@@ -286,8 +287,12 @@ func (c *Client) call(ctx context.Context, s *spec, do func(context.Context, *at
 		// is out still leaves the call counted for the next one.
 		id := rand.Uint64()
 		if err := c.report(ctx, s, CallEvent{ID: id, Phase: CallSending, SentAt: time.Now(), Waited: waited}, nil); err != nil {
-			slot.Release()
-			return &IntentError{Method: s.method, Err: err}
+			if lim := c.limiter.LimitFor(s.method); lim.PerMinute > 0 || lim.PerHour > 0 {
+				slot.Release()
+				return &IntentError{Method: s.method, Err: err}
+			}
+			// No budget for others to overrun: the call goes (the
+			// recorder has its CallDone event to record it then).
 		}
 		at := &attempt{}
 		start := time.Now()

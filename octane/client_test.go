@@ -540,10 +540,11 @@ func TestAcquireGrantsAheadOfTheCall(t *testing.T) {
 	}
 }
 
-// TestCallRecorderRefusal: a recorder that cannot record a call before it is
-// sent stops it: nothing reaches Octane, the error names the method and is
-// an *IntentError with a known outcome, and the limiter slot is given back
-// (the next call within a one-call budget goes at once).
+// TestCallRecorderRefusal: a recorder that cannot record a call of a
+// rate-limited method before it is sent stops it: nothing reaches Octane,
+// the error names the method and is an *IntentError with a known outcome,
+// and the limiter slot is given back (the next call within a one-call
+// budget goes at once). A call without a limit goes anyway.
 func TestCallRecorderRefusal(t *testing.T) {
 	t.Parallel()
 	refuse := true
@@ -564,6 +565,11 @@ func TestCallRecorderRefusal(t *testing.T) {
 	}
 	if n := len(e.ledger("")); n != 0 {
 		t.Fatalf("simulator saw %d calls from a refused record, want 0", n)
+	}
+	// selectResource has no limit here: nothing to overrun, so it goes.
+	msn := selected(t, e.client) // reserve (unlimited here) and select, refused records and all
+	if n := len(e.ledger(octane.MethodSelectResource)); n != 1 || msn == "" {
+		t.Fatalf("simulator saw %d selectResource calls, want the 1 sent despite its refused record", n)
 	}
 	refuse = false
 	c, cancel := context.WithTimeout(ctx, 5*time.Second) // the minute window would outlast it
