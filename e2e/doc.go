@@ -23,13 +23,14 @@
 // and Octane's per-minute budget (100 orderCreate, 100 orderQuery, 50
 // reserveResources) sets the pace of the scenario.
 //
-// The suite is opt-in while one finding is open (README, Known
-// limitations): E2E=1 runs the short form (about 150 activations, about 3
-// minutes); the full form (1000 activations, more faults) runs with
-// E2E_FULL=1 or `go test ./e2e -e2e.full -timeout 60m`. The test logs its
+// The short form (about 150 activations, about 3 minutes) runs with the
+// rest of `go test ./...` (E2E=0 or -short skips it); the full form (1000
+// activations, more faults) runs with E2E_FULL=1 or
+// `go test ./e2e -e2e.full -timeout 60m`. The test logs its
 // seed; E2E_SEED=N (or -e2e.seed N) replays the same plan of faults (the
 // timing of child processes still varies). Child output is kept under the
-// test's temporary folder, or under E2E_KEEP when set.
+// test's temporary folder, or under E2E_KEEP when set. E2E_PG_RESTARTS=N
+// restarts PostgreSQL under up to N passes instead of the form's count.
 //
 // The suite runs on Linux only: as root it runs PostgreSQL as the postgres
 // user, and its children die with it (Pdeathsig) if go test's -timeout
