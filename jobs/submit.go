@@ -326,7 +326,7 @@ func (p *pass) prepare(ctx context.Context, a *repo.Activation, u *unclaimer) (r
 			return none, false
 		}
 		if reason := simProblem(a.SIMSerial, res); reason != "" {
-			p.failRow(ctx, a, repo.StepSIMCheck, "invalid_sim", reason)
+			p.failRow(ctx, a, repo.StepSIMCheck, codeInvalidSIM, reason)
 			return none, false
 		}
 	}
@@ -702,7 +702,7 @@ func (p *pass) reconcileOne(ctx context.Context, a *repo.Activation, u *unclaime
 		}
 		p.add("submit.reconciled_adopted", 1)
 	default:
-		p.failRow(ctx, a, repo.StepReconcile, "review", why)
+		p.failRow(ctx, a, repo.StepReconcile, codeReview, why)
 	}
 }
 
