@@ -581,3 +581,64 @@ SELECT r.id, a.id FROM reports r, activations a WHERE r.number = 1 AND a.sales_r
 		})
 	}
 }
+
+// Migration 00005 gives rows and numbers from before credentials the
+// credential of the run that last claimed or reserved them; a row no run
+// has claimed stays unowned (an empty credential).
+func TestMigration00005Backfill(t *testing.T) {
+	t.Parallel()
+	for _, d := range []struct {
+		name    string
+		url     func(testing.TB) string
+		dialect goose.Dialect
+	}{
+		{"postgres", repotest.PostgresURL, goose.DialectPostgres},
+		{"sqlite", repotest.SQLiteURL, goose.DialectSQLite3},
+	} {
+		t.Run(d.name, func(t *testing.T) {
+			ctx := context.Background()
+			s, err := repo.Open(ctx, d.url(t))
+			must(t, err)
+			defer s.Close()
+			fsys, err := migrations.FS(d.name)
+			must(t, err)
+			p, err := goose.NewProvider(d.dialect, s.DB().DB, fsys)
+			must(t, err)
+			_, err = p.UpTo(ctx, 4)
+			must(t, err)
+			db := s.DB()
+			exec := func(q string, args ...any) {
+				t.Helper()
+				_, err := db.ExecContext(ctx, db.Rebind(q), args...)
+				must(t, err)
+			}
+			at := t0.UTC().Format("2006-01-02 15:04:05.000000")
+			exec(`INSERT INTO runs (id, started_at, credential) VALUES (71, ?, 'u1'), (72, ?, 'u2')`, at, at)
+			exec(`INSERT INTO activations (sales_ref, plan_no, state, next_attempt_at, created_at, updated_at, run_id)
+VALUES ('B-1', 1, 'submitted', ?, ?, ?, 71), ('B-2', 1, 'selected', ?, ?, ?, 72)`, at, at, at, at, at, at)
+			exec(`INSERT INTO activations (sales_ref, plan_no, state, next_attempt_at, created_at, updated_at)
+VALUES ('B-3', 1, 'pending', ?, ?, ?)`, at, at, at)
+			exec(`INSERT INTO reservations (msn, run_id, reserved_at, state, updated_at) VALUES
+('0410000001', 71, ?, 'free', ?), ('0410000002', 72, ?, 'assigned', ?)`, at, at, at, at)
+
+			_, err = p.UpTo(ctx, 5)
+			must(t, err)
+			owner := func(q, key string) string {
+				t.Helper()
+				var c string
+				must(t, db.GetContext(ctx, &c, db.Rebind(q), key))
+				return c
+			}
+			for ref, want := range map[string]string{"B-1": "u1", "B-2": "u2", "B-3": ""} {
+				if got := owner(`SELECT credential FROM activations WHERE sales_ref = ?`, ref); got != want {
+					t.Errorf("activation %s owned by %q after 00005, want %q", ref, got, want)
+				}
+			}
+			for msn, want := range map[string]string{"0410000001": "u1", "0410000002": "u2"} {
+				if got := owner(`SELECT credential FROM reservations WHERE msn = ?`, msn); got != want {
+					t.Errorf("number %s held by %q after 00005, want %q", msn, got, want)
+				}
+			}
+		})
+	}
+}
