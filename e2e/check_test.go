@@ -573,6 +573,30 @@ func (c *checker) pollWitness(orderID string, at ...time.Time) string {
 		}
 		rows.Close()
 	}
+	// What the job wrote about the order: its calls and its row's events.
+	if rows, err := c.h.db.Query(`SELECT COALESCE(run_id, 0), method, outcome, sent_at FROM calls WHERE order_id = $1 ORDER BY id`, orderID); err == nil {
+		for rows.Next() {
+			var run int64
+			var method, outcome string
+			var sent time.Time
+			if rows.Scan(&run, &method, &outcome, &sent) == nil {
+				fmt.Fprintf(&b, "\n  call: run %d %s %s sent %s", run, method, outcome, sent.UTC().Format("15:04:05.000"))
+			}
+		}
+		rows.Close()
+	}
+	if rows, err := c.h.db.Query(`SELECT e.at, COALESCE(e.run_id, 0), e.step, e.from_state, e.to_state, e.outcome
+FROM events e JOIN activations a ON a.id = e.activation_id WHERE a.order_id = $1 ORDER BY e.id`, orderID); err == nil {
+		for rows.Next() {
+			var at time.Time
+			var run int64
+			var step, from, to, outcome string
+			if rows.Scan(&at, &run, &step, &from, &to, &outcome) == nil {
+				fmt.Fprintf(&b, "\n  event: %s run %d %s %s -> %s %s", at.UTC().Format("15:04:05.000"), run, step, from, to, outcome)
+			}
+		}
+		rows.Close()
+	}
 	for _, t := range at {
 		fmt.Fprintf(&b, "\n  query at %s (simulator):", t.UTC().Format("15:04:05.000"))
 		for _, r := range c.recs {
