@@ -414,6 +414,27 @@ func (h *harness) ledger() []ledgerEntry {
 	return l
 }
 
+// quiet waits until the simulator's ledger has not grown for half a second
+// (at most 10 s). A SIGKILLed child's last requests can still be in its
+// sockets, and the simulator stamps a request with its clock when it serves
+// it: were the clock advanced first, an orderQuery the killed pass sent
+// 31 minutes earlier in business time would be stamped next to the next
+// pass's query of the same order (seed 218 of the short form).
+func (h *harness) quiet() {
+	h.t.Helper()
+	const still = 500 * time.Millisecond
+	n, since := len(h.ledger()), time.Now()
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); {
+		time.Sleep(100 * time.Millisecond)
+		if m := len(h.ledger()); m != n {
+			n, since = m, time.Now()
+		} else if time.Since(since) >= still {
+			return
+		}
+	}
+	h.t.Logf("the simulator's ledger still grew 10 s after a kill")
+}
+
 // expiry is one row of GET /_sim/expired.
 type expiry struct {
 	MSN           string    `json:"msn"`
