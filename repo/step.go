@@ -20,10 +20,11 @@ const (
 	StepQR        Step = "getEsimDetails"   // the QR code fetched
 	StepRetry     Step = "retry"            // an operator put the row back (batch retry)
 	StepCancel    Step = "cancel"           // an operator cancelled the row before its order (batch cancel)
+	StepReassign  Step = "reassign"         // an operator handed the row to another credential (batch reassign); never a failure
 )
 
 // Steps lists every step in lifecycle order.
 func Steps() []Step {
 	return []Step{StepImport, StepCustomer, StepSIMCheck, StepReserve, StepSelect, StepOrder,
-		StepReconcile, StepRelease, StepPoll, StepQR, StepRetry, StepCancel}
+		StepReconcile, StepRelease, StepPoll, StepQR, StepRetry, StepCancel, StepReassign}
 }

@@ -72,6 +72,7 @@ func commands() []command {
 		{"show", "one activation: its fields, events and Octane calls", cmdShow},
 		{"retry", "put failed activations back to pending", cmdRetry},
 		{"cancel", "stop pending or selected activations before their order", cmdCancel},
+		{"reassign", "hand a credential's unstarted rows to another credential", cmdReassign},
 		{"config", "the effective configuration and what each command misses", cmdConfig},
 		{"demo", "the whole pipeline embedded, on a simulated clock", cmdDemo},
 		{"sim", "serve the Octane simulator", cmdSim},
