@@ -184,6 +184,9 @@ func (p *pass) pollAdopted(ctx context.Context, a *repo.Activation, u *unclaimer
 		}
 	}
 	if err != nil {
+		if classify(ctx, err) == kindRejected && p.adoptedEnded(ctx, a) {
+			return
+		}
 		p.add("poll.open", 1)
 		p.settle(ctx, a, repo.StepPoll, err, u)
 		return
@@ -207,6 +210,32 @@ func (p *pass) pollAdopted(ctx context.Context, a *repo.Activation, u *unclaimer
 	}
 	p.add("poll.completed", 1)
 	p.add("qr.ready", 1)
+}
+
+// adoptedEnded checks, when an adopted order's number has no service yet,
+// whether the order still holds the number: an open order keeps it IN_USE,
+// and one that was rejected or cancelled hands it back (AVAILABLE). Then the
+// order will never become a service, and, with no order id to ask, the row
+// would wait forever: it fails for review instead, like reconcile's other
+// verdicts, and reports whether it did. Later, someone else may take the
+// number, and its service is not ours. A failed lookup decides nothing.
+func (p *pass) adoptedEnded(ctx context.Context, a *repo.Activation) bool {
+	res, err := p.oc.QueryResources(ctx, a.MSN)
+	if err != nil {
+		return false
+	}
+	status := numberStatus(res, a.MSN)
+	if status == octane.NumberInUse {
+		return false
+	}
+	if status == "" {
+		status = "unknown"
+	}
+	p.log.Info("adopted order ended without a service", "activation_id", a.ID, "msn", a.MSN, "number_state", status)
+	p.failRow(ctx, a, repo.StepReconcile, codeReview, fmt.Sprintf("the orderCreate answer was lost and the order was adopted, "+
+		"but number %s has no service and is now %s: the order was probably rejected or cancelled; check Octane for an order "+
+		"with notes %q before re-driving with `batch retry --force`", a.MSN, status, a.SalesRef))
+	return true
 }
 
 // qrFollowGap is how long the QR fetch beside the polls lets completions

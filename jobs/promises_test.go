@@ -601,3 +601,40 @@ func TestAdoptedOrderFetchesItsQROnce(t *testing.T) {
 		t.Errorf("%d getEsimDetails calls for the adopted number %s, want 1", fetches, a.MSN)
 	}
 }
+
+// An adopted order (its orderCreate answer lost, its number IN_USE when
+// reconciled) that Octane then rejects never becomes a service: with no
+// order id, getEsimDetails would say "not found" forever. Once the number
+// is no longer IN_USE the row fails for review, and nothing is ordered again.
+func TestAdoptedOrderRejectedLaterFailsForReview(t *testing.T) {
+	h := newHarness(t, octanetest.Faults{})
+	h.load(1)
+	r := h.runner(h.client("secret"))
+	ctx := context.Background()
+	h.sim.SetFaults(octanetest.Faults{Drop: 1, AsyncReject: 1, Methods: []string{octane.MethodOrderCreate}})
+	if _, err := r.Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
+		t.Fatal(err)
+	}
+	h.sim.SetFaults(octanetest.Faults{})
+	if _, err := r.Pass(ctx, []string{jobs.PhaseSubmit}); err != nil { // reconcile while the order is open
+		t.Fatal(err)
+	}
+	a := h.activations()["S-00001"]
+	if a.State != repo.StateSubmitted || !a.Adopted {
+		t.Fatalf("after reconcile the row is %s (adopted %v), want an adopted submitted row", a.State, a.Adopted)
+	}
+	for pass := 0; pass < 3; pass++ {
+		h.clock.Advance(31 * time.Minute) // the rejection lands
+		if _, err := r.Pass(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a = h.activations()["S-00001"]
+	if a.State != repo.StateFailed || a.LastErrorStep != string(repo.StepReconcile) || a.LastErrorCode != "review" ||
+		!strings.Contains(a.LastErrorMessage, "probably rejected") {
+		t.Fatalf("row %s at %q code %q: %q; want failed for review at reconcile", a.State, a.LastErrorStep, a.LastErrorCode, a.LastErrorMessage)
+	}
+	if n := len(h.sim.Orders()); n != 1 {
+		t.Errorf("%d orders, want only the one Octane rejected", n)
+	}
+}
