@@ -497,26 +497,10 @@ func TestCancelRacesClaim(t *testing.T) {
 // closed and the file is sound.
 func TestMigration00006(t *testing.T) {
 	t.Parallel()
-	for _, d := range []struct {
-		name    string
-		url     func(testing.TB) string
-		dialect goose.Dialect
-	}{
-		{"postgres", repotest.PostgresURL, goose.DialectPostgres},
-		{"sqlite", repotest.SQLiteURL, goose.DialectSQLite3},
-	} {
+	for _, d := range migrationDialects {
 		t.Run(d.name, func(t *testing.T) {
 			ctx := context.Background()
-			url := d.url(t)
-			s, err := repo.Open(ctx, url)
-			must(t, err)
-			defer s.Close()
-			fsys, err := migrations.FS(d.name)
-			must(t, err)
-			p, err := goose.NewProvider(d.dialect, s.DB().DB, fsys)
-			must(t, err)
-			_, err = p.UpTo(ctx, 5)
-			must(t, err)
+			s, p, url := migratedTo(t, d, 5)
 			db := s.DB()
 			exec := func(q string, args ...any) {
 				t.Helper()
@@ -587,25 +571,10 @@ SELECT r.id, a.id FROM reports r, activations a WHERE r.number = 1 AND a.sales_r
 // has claimed stays unowned (an empty credential).
 func TestMigration00005Backfill(t *testing.T) {
 	t.Parallel()
-	for _, d := range []struct {
-		name    string
-		url     func(testing.TB) string
-		dialect goose.Dialect
-	}{
-		{"postgres", repotest.PostgresURL, goose.DialectPostgres},
-		{"sqlite", repotest.SQLiteURL, goose.DialectSQLite3},
-	} {
+	for _, d := range migrationDialects {
 		t.Run(d.name, func(t *testing.T) {
 			ctx := context.Background()
-			s, err := repo.Open(ctx, d.url(t))
-			must(t, err)
-			defer s.Close()
-			fsys, err := migrations.FS(d.name)
-			must(t, err)
-			p, err := goose.NewProvider(d.dialect, s.DB().DB, fsys)
-			must(t, err)
-			_, err = p.UpTo(ctx, 4)
-			must(t, err)
+			s, p, _ := migratedTo(t, d, 4)
 			db := s.DB()
 			exec := func(q string, args ...any) {
 				t.Helper()
@@ -621,7 +590,7 @@ VALUES ('B-3', 1, 'pending', ?, ?, ?)`, at, at, at)
 			exec(`INSERT INTO reservations (msn, run_id, reserved_at, state, updated_at) VALUES
 ('0410000001', 71, ?, 'free', ?), ('0410000002', 72, ?, 'assigned', ?)`, at, at, at, at)
 
-			_, err = p.UpTo(ctx, 5)
+			_, err := p.UpTo(ctx, 5)
 			must(t, err)
 			owner := func(q, key string) string {
 				t.Helper()
@@ -641,4 +610,37 @@ VALUES ('B-3', 1, 'pending', ?, ?, ?)`, at, at, at)
 			}
 		})
 	}
+}
+
+// migrationDialect is a dialect a migration test runs on, with goose's name
+// for it.
+type migrationDialect struct {
+	name    string
+	url     func(testing.TB) string
+	dialect goose.Dialect
+}
+
+// migrationDialects are the dialects migration tests run on.
+var migrationDialects = []migrationDialect{
+	{"postgres", repotest.PostgresURL, goose.DialectPostgres},
+	{"sqlite", repotest.SQLiteURL, goose.DialectSQLite3},
+}
+
+// migratedTo opens a fresh database of dialect d migrated up to version
+// only, and returns the store (closed with t), the goose provider to go on
+// with and the database's URL.
+func migratedTo(t *testing.T, d migrationDialect, version int64) (*repo.Store, *goose.Provider, string) {
+	t.Helper()
+	ctx := context.Background()
+	url := d.url(t)
+	s, err := repo.Open(ctx, url)
+	must(t, err)
+	t.Cleanup(func() { s.Close() })
+	fsys, err := migrations.FS(d.name)
+	must(t, err)
+	p, err := goose.NewProvider(d.dialect, s.DB().DB, fsys)
+	must(t, err)
+	_, err = p.UpTo(ctx, version)
+	must(t, err)
+	return s, p, url
 }

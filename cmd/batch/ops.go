@@ -39,6 +39,26 @@ func openStore(ctx context.Context, e env) (*config, *repo.Store, error) {
 	return cfg, store, nil
 }
 
+// operatorStore is what an operator command that changes rows needs: who
+// runs it (--by, else $USER), the store and the job's clock. The caller
+// closes the store.
+func operatorStore(ctx context.Context, e env, by string) (string, *repo.Store, time.Time, error) {
+	actor, err := actorOf(e, by)
+	if err != nil {
+		return "", nil, time.Time{}, err
+	}
+	cfg, store, err := openStore(ctx, e)
+	if err != nil {
+		return "", nil, time.Time{}, err
+	}
+	now, err := jobNow(ctx, cfg, store)
+	if err != nil {
+		store.Close()
+		return "", nil, time.Time{}, err
+	}
+	return actor, store, now, nil
+}
+
 // jobNow is the job's clock (the database's plus BATCH_TIME_OFFSET), the
 // one claims are stamped with: an operator's write compares with them.
 func jobNow(ctx context.Context, cfg *config, store *repo.Store) (time.Time, error) {
@@ -146,19 +166,11 @@ func cmdRetry(ctx context.Context, args []string, e env) error {
 			return usageErr("--step: %q is not a step; one of %s", *step, stepList())
 		}
 	}
-	actor, err := actorOf(e, *by)
-	if err != nil {
-		return err
-	}
-	cfg, store, err := openStore(ctx, e)
+	actor, store, now, err := operatorStore(ctx, e, *by)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	now, err := jobNow(ctx, cfg, store)
-	if err != nil {
-		return err
-	}
 	var sinceT time.Time
 	if *since != "" {
 		if sinceT, err = parseSince(*since, now); err != nil {
@@ -314,19 +326,11 @@ func cmdCancel(ctx context.Context, args []string, e env) error {
 		fs.printUsage(e.stderr)
 		return badConfig("cancel: give the REFs to cancel")
 	}
-	actor, err := actorOf(e, *by)
-	if err != nil {
-		return err
-	}
-	cfg, store, err := openStore(ctx, e)
+	actor, store, now, err := operatorStore(ctx, e, *by)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	now, err := jobNow(ctx, cfg, store)
-	if err != nil {
-		return err
-	}
 	w := e.stdout
 	done, undone := 0, 0
 	for _, ref := range refs {

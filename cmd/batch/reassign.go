@@ -35,19 +35,11 @@ func cmdReassign(ctx context.Context, args []string, e env) error {
 	case *from == *to:
 		return badConfig("reassign: --from and --to are both %q", *from)
 	}
-	actor, err := actorOf(e, *by)
-	if err != nil {
-		return err
-	}
-	cfg, store, err := openStore(ctx, e)
+	actor, store, now, err := operatorStore(ctx, e, *by)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	now, err := jobNow(ctx, cfg, store)
-	if err != nil {
-		return err
-	}
 	res, err := store.Reassign(ctx, *from, *to, actor, *note, *dry, now)
 	if err != nil {
 		return fmt.Errorf("reassign: %w", err)
