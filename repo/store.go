@@ -106,7 +106,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if dialect == DialectPostgres {
 		s.dialect = DialectPostgres
 		var db *sqlx.DB
-		db, err = sqlx.Open("postgres", url)
+		db, err = openPostgres(url)
 		s.db = &pool{db}
 		if err != nil {
 			return nil, fmt.Errorf("repo: open postgres: %w", err)
@@ -144,6 +144,32 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		}
 	}
 	return s, nil
+}
+
+// binaryParams matches a connection string that sets lib/pq's
+// binary_parameters itself (then its choice stands).
+var binaryParams = regexp.MustCompile(`(?i)binary_parameters`)
+
+// openPostgres opens a lib/pq pool on url with binary_parameters on unless
+// url sets it: lib/pq then sends a statement with arguments as one
+// Parse/Bind/Execute exchange, one round trip, where otherwise it first
+// prepares it and waits for the description (two). The store passes []byte
+// only for bytea columns, which binary format sends as they are. A url
+// lib/pq cannot parse is opened as it is, so that Ping reports it exactly
+// as before.
+func openPostgres(url string) (*sqlx.DB, error) {
+	cfg, err := pq.NewConfig(url)
+	if err != nil {
+		return sqlx.Open("postgres", url)
+	}
+	if !binaryParams.MatchString(url) {
+		cfg.BinaryParameters = true
+	}
+	c, err := pq.NewConnectorConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return sqlx.NewDb(sql.OpenDB(c), "postgres"), nil
 }
 
 // sqliteDSN turns a path (or file: URI) into a DSN with the pragmas we rely
