@@ -251,6 +251,26 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
 // transaction. Errors: ErrNotFound when id is not an in-flight call; the
 // database's otherwise.
 func (s *Store) FinishCall(ctx context.Context, id int64, c Call) error {
+	if s.dialect == DialectPostgres {
+		// One statement: the completion and its event, one round trip.
+		var n int
+		err := s.db.GetContext(ctx, &n, s.q(`WITH done AS (UPDATE calls SET sent_at = ?, duration_ns = ?, waited_ns = ?, outcome = ?,
+code = ?, message = ?, msn = ?, order_id = ?, blocked_until = ?
+WHERE id = ? AND outcome = ? RETURNING run_id, activation_id),
+ev AS (INSERT INTO events (at, run_id, activation_id, kind, step, from_state, to_state, outcome, code, message, duration_ns, actor)
+SELECT ?, run_id, activation_id, ?, ?, '', '', ?, ?, ?, ?, '' FROM done WHERE activation_id IS NOT NULL)
+SELECT COUNT(*) FROM done`),
+			s.t(c.SentAt), int64(c.Duration), int64(c.Waited), c.Outcome, c.Code, c.Message, c.MSN, c.OrderID,
+			s.nt(c.BlockedUntil), id, CallInflight,
+			s.t(c.SentAt), EventCall, c.Method, c.Outcome, c.Code, c.Message, int64(c.Duration))
+		if err != nil {
+			return fmt.Errorf("repo: finish call %d (%s): %w", id, c.Method, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("repo: finish call %d (%s): %w", id, c.Method, ErrNotFound)
+		}
+		return nil
+	}
 	return s.InTx(ctx, func(tx *sqlx.Tx) error {
 		var row struct {
 			RunID        *int64 `db:"run_id"`
