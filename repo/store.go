@@ -51,6 +51,11 @@ type Store struct {
 	schema string
 	// leaseTTL is the SQLite run lock's lease (LeaseTTL; tests shorten it).
 	leaseTTL time.Duration
+	// startCalls and finishCalls share statements and commits among the
+	// call-log writes made at the same moment (PostgreSQL; nil on SQLite,
+	// whose one connection writes one at a time anyway).
+	startCalls  *group[Call, int64]
+	finishCalls *group[finishedCall, bool]
 }
 
 // ErrBadURL: a database URL that names neither PostgreSQL nor SQLite.
@@ -138,6 +143,8 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		return nil, fmt.Errorf("repo: connect (%s): %w", s.dialect, err)
 	}
 	if s.dialect == DialectPostgres {
+		s.startCalls = &group[Call, int64]{flush: s.startCallsTogether, one: s.startCall}
+		s.finishCalls = &group[finishedCall, bool]{flush: s.finishCallsTogether, one: s.finishCall}
 		if err := s.db.GetContext(ctx, &s.schema, `SELECT current_schema()`); err != nil {
 			s.db.Close()
 			return nil, fmt.Errorf("repo: current schema: %w", err)
