@@ -150,6 +150,12 @@ type change struct {
 	side []sideWrite
 	// guard is the run lock that must still be held (zero: none).
 	guard LockGuard
+	// pgWith is a CTE ("name AS (...)") placed before the move's on
+	// PostgreSQL, with its arguments, and pgWhere a condition on it added to
+	// the move's guard (no arguments). SQLite ignores both.
+	pgWith     string
+	pgWithArgs []any
+	pgWhere    string
 }
 
 // sideWrite is an UPDATE ending in its WHERE conditions, with ?
@@ -266,6 +272,11 @@ AND classid = ((?::bigint >> 32) & 4294967295)::oid AND objid = (?::bigint & 429
 		qargs = append(qargs, c.guard.pid, c.guard.key, c.guard.key)
 		update += ` AND EXISTS (SELECT 1 FROM held)`
 	}
+	if c.pgWith != "" {
+		b.WriteString(c.pgWith + `, `)
+		qargs = append(qargs, c.pgWithArgs...)
+		update += ` AND ` + c.pgWhere
+	}
 	b.WriteString(`moved AS (` + update + ` RETURNING ` + movedColumns + `)`)
 	qargs = append(qargs, args...)
 	if !c.noEvent {
@@ -322,6 +333,9 @@ func (s *Store) SetCustomer(ctx context.Context, a *Activation, custNo int64, no
 // is kept. Errors: ErrLostClaim when a moved or r is no longer free (or
 // assigned to a), or r is not held by a's credential.
 func (s *Store) MarkSelected(ctx context.Context, a *Activation, r Reservation, now time.Time) error {
+	if s.dialect == DialectPostgres {
+		return s.markSelectedPG(ctx, a, r, now)
+	}
 	var reservedAt time.Time
 	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
 		// Take the reservation first so its reserved_at (the request's send
@@ -350,6 +364,38 @@ WHERE activation_id = ? AND state = 'assigned' AND id <> ?`, []any{s.t(now), a.I
 		*a = moved
 		return nil
 	})
+	return err
+}
+
+// markSelectedPG is MarkSelected in one PostgreSQL statement: the
+// reservation is locked and checked (free, or already a's, and a's
+// credential's) before the move, which takes its reserved_at; the
+// reservation is assigned and the other numbers freed only when the move
+// matched.
+func (s *Store) markSelectedPG(ctx context.Context, a *Activation, r Reservation, now time.Time) error {
+	c := change{
+		to: StateSelected, set: `msn = ?, reserved_at = (SELECT reserved_at FROM held_number)`, args: []any{r.MSN},
+		keepClaim: true, step: StepSelect, outcome: "ok",
+		pgWith: `held_number AS (SELECT reserved_at FROM reservations WHERE id = ? AND credential = ?
+AND (state = 'free' OR (state = 'assigned' AND activation_id = ?)) FOR UPDATE)`,
+		pgWithArgs: []any{r.ID, a.Credential, a.ID},
+		pgWhere:    `(SELECT reserved_at FROM held_number) IS NOT NULL`,
+		side: []sideWrite{
+			{`UPDATE reservations SET state = 'assigned', activation_id = ?, updated_at = ? WHERE id = ?`,
+				[]any{a.ID, s.t(now), r.ID}},
+			// Numbers taken earlier in this claim and not used go back to the run.
+			{`UPDATE reservations SET state = 'free', activation_id = NULL, updated_at = ?
+WHERE activation_id = ? AND state = 'assigned' AND id <> ?`, []any{s.t(now), a.ID, r.ID}},
+		},
+	}
+	err := s.transition(ctx, "mark selected", a, now, c)
+	if errors.Is(err, ErrLostClaim) {
+		var free bool
+		if qerr := s.db.GetContext(ctx, &free, s.q(`SELECT EXISTS (SELECT 1 FROM reservations WHERE id = ? AND credential = ?
+AND (state = 'free' OR (state = 'assigned' AND activation_id = ?)))`), r.ID, a.Credential, a.ID); qerr == nil && !free {
+			return fmt.Errorf("repo: mark selected activation %d: reservation %d no longer free: %w", a.ID, r.ID, ErrLostClaim)
+		}
+	}
 	return err
 }
 

@@ -123,3 +123,63 @@ func TestTransitionsKeepTheQRImage(t *testing.T) {
 		}
 	})
 }
+
+// Selecting a number takes the reservation only with the move: a stale
+// claim, or a number another row holds, leaves both the row and the number
+// as they were; TakeReservation tells a lost claim from an empty pool.
+func TestSelectTakesTheNumberWithTheMove(t *testing.T) {
+	t.Parallel()
+	repotest.Each(t, func(t *testing.T, s *repo.Store) {
+		ctx := context.Background()
+		runID := seed(t, s, "sel", 2)
+		a := claimRef(t, s, t0, runID, "sel-1")
+		if _, err := s.TakeReservation(ctx, runID, &a, t0); !errors.Is(err, repo.ErrNotFound) {
+			t.Fatalf("TakeReservation from an empty pool: %v, want ErrNotFound", err)
+		}
+		stale := a
+		stale.ClaimToken = "not-the-claim"
+		if _, err := s.TakeReservation(ctx, runID, &stale, t0); !errors.Is(err, repo.ErrLostClaim) {
+			t.Fatalf("TakeReservation with a stale claim: %v, want ErrLostClaim", err)
+		}
+		// A number twice in one answer is one reservation.
+		must(t, s.SaveReservations(ctx, runID, "cred", t0, []repo.Reservation{
+			{MSN: "0451", ReservationID: "R1"}, {MSN: "0452", ReservationID: "R2"}, {MSN: "0451", ReservationID: "R1"}}))
+		if n := count(t, s, `SELECT COUNT(*) FROM reservations WHERE state = 'free' AND run_id = ?`, runID); n != 2 {
+			t.Fatalf("%d free reservations after saving 0451, 0452, 0451; want 2", n)
+		}
+		r, err := s.TakeReservation(ctx, runID, &a, t0)
+		must(t, err)
+		if r.MSN != "0451" || r.State != repo.ReservationAssigned || r.ActivationID == nil || *r.ActivationID != a.ID {
+			t.Fatalf("TakeReservation: %+v, want 0451 assigned to %d", r, a.ID)
+		}
+		events := count(t, s, `SELECT COUNT(*) FROM events WHERE activation_id = ?`, a.ID)
+
+		if err := s.MarkSelected(ctx, &stale, r, t0); !errors.Is(err, repo.ErrLostClaim) {
+			t.Fatalf("MarkSelected with a stale claim: %v, want ErrLostClaim", err)
+		}
+		// b takes the other number; a cannot select it.
+		b := claimRef(t, s, t0, runID, "sel-2")
+		rb, err := s.TakeReservation(ctx, runID, &b, t0)
+		must(t, err)
+		if err := s.MarkSelected(ctx, &a, rb, t0); !errors.Is(err, repo.ErrLostClaim) {
+			t.Fatalf("MarkSelected of another row's number: %v, want ErrLostClaim", err)
+		}
+		got, err := s.Activation(ctx, a.ID)
+		must(t, err)
+		if got.State != repo.StatePending || got.MSN != "" || got.ReservedAt != nil {
+			t.Fatalf("row after refused selects: state %s, msn %q, reserved %v", got.State, got.MSN, got.ReservedAt)
+		}
+		if n := count(t, s, `SELECT COUNT(*) FROM events WHERE activation_id = ?`, a.ID); n != events {
+			t.Errorf("events after refused selects: %d, want %d", n, events)
+		}
+		if n := count(t, s, `SELECT COUNT(*) FROM reservations WHERE msn = '0452' AND state = 'assigned' AND activation_id = ?`, b.ID); n != 1 {
+			t.Errorf("0452 no longer assigned to its row after another's refused select")
+		}
+
+		must(t, s.MarkSelected(ctx, &a, r, t0.Add(time.Minute)))
+		if a.State != repo.StateSelected || a.MSN != "0451" || a.ReservedAt == nil || !a.ReservedAt.Equal(t0) || a.ClaimToken == "" {
+			t.Fatalf("after MarkSelected: state %s, msn %q, reserved %v, claim %q; want selected, 0451 reserved at %s, claimed",
+				a.State, a.MSN, a.ReservedAt, a.ClaimToken, t0)
+		}
+	})
+}
