@@ -218,7 +218,12 @@ func (s *Store) move(ctx context.Context, q sqlx.ExtContext, op string, a *Activ
 	}
 	if s.dialect == DialectPostgres {
 		query, qargs := s.moveStatement(update, args, ev, c)
-		err := sqlx.GetContext(ctx, q, &out, query, qargs...)
+		var err error
+		if _, pooled := q.(*pool); pooled {
+			err = s.getPrepared(ctx, &out, query, qargs...)
+		} else {
+			err = sqlx.GetContext(ctx, q, &out, query, qargs...)
+		}
 		if errors.Is(err, sql.ErrNoRows) {
 			if c.guard != (LockGuard{}) {
 				// Nothing was written: say why, the lock first.

@@ -262,8 +262,14 @@ func (s *Store) startCallArgs(c Call) []any {
 
 func (s *Store) startCall(ctx context.Context, c Call) (int64, error) {
 	var id int64
-	err := s.db.GetContext(ctx, &id, s.q(`INSERT INTO calls (`+startCallColumns+`)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`), s.startCallArgs(c)...)
+	query := s.q(`INSERT INTO calls (` + startCallColumns + `)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`)
+	var err error
+	if s.dialect == DialectPostgres {
+		err = s.getPrepared(ctx, &id, query, s.startCallArgs(c)...)
+	} else {
+		err = s.db.GetContext(ctx, &id, query, s.startCallArgs(c)...)
+	}
 	return id, err
 }
 
@@ -284,7 +290,7 @@ func (s *Store) startCallsTogether(ctx context.Context, cs []Call) ([]int64, err
 	}
 	b.WriteString(` RETURNING id`)
 	var ids []int64
-	if err := s.db.SelectContext(ctx, &ids, s.q(b.String()), args...); err != nil {
+	if err := s.selectPrepared(ctx, &ids, s.q(b.String()), args...); err != nil {
 		return nil, err
 	}
 	if len(ids) != len(cs) {
@@ -390,13 +396,13 @@ FROM done d JOIN v ON v.id = d.id WHERE d.activation_id IS NOT NULL ORDER BY v.o
 SELECT id FROM done`)
 	// The id list lets the planner find the rows by key; joined with v
 	// alone it may read the table whole.
-	ids := make([]int64, len(fs))
+	want := make([]int64, len(fs))
 	for i, f := range fs {
-		ids[i] = f.id
+		want[i] = f.id
 	}
-	args = append(args, pq.Array(ids), CallInflight, EventCall)
-	ids = ids[:0]
-	if err := s.db.SelectContext(ctx, &ids, s.q(b.String()), args...); err != nil {
+	args = append(args, pq.Array(want), CallInflight, EventCall)
+	var ids []int64
+	if err := s.selectPrepared(ctx, &ids, s.q(b.String()), args...); err != nil {
 		return nil, err
 	}
 	done := make(map[int64]bool, len(ids))

@@ -129,7 +129,7 @@ func (s *Store) takeReservationPG(ctx context.Context, runID int64, a *Activatio
 	if a.ClaimToken == "" {
 		return r, fmt.Errorf("repo: take reservation for activation %d: %w", a.ID, ErrLostClaim)
 	}
-	err := s.db.GetContext(ctx, &r, s.q(`WITH owner AS (SELECT credential FROM activations
+	err := s.getPrepared(ctx, &r, s.q(`WITH owner AS (SELECT credential FROM activations
 WHERE id = ? AND state = 'pending' AND claim_token = ?),
 c AS (SELECT id FROM reservations WHERE run_id = ? AND credential = (SELECT credential FROM owner) AND state = 'free'
 ORDER BY reserved_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)

@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -56,6 +57,9 @@ type Store struct {
 	// whose one connection writes one at a time anyway).
 	startCalls  *group[Call, int64]
 	finishCalls *group[finishedCall, bool]
+	// stmts holds the prepared statements of the hot paths (prepared),
+	// by query text.
+	stmts sync.Map
 }
 
 // ErrBadURL: a database URL that names neither PostgreSQL nor SQLite.
@@ -196,6 +200,10 @@ func sqliteDSN(url string) string {
 
 // Close closes the connection pool.
 func (s *Store) Close() error {
+	s.stmts.Range(func(_, v any) bool {
+		v.(*sqlx.Stmt).Close()
+		return true
+	})
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("repo: close: %w", err)
 	}
@@ -233,6 +241,54 @@ func (p *pool) ExecContext(ctx context.Context, query string, args ...any) (sql.
 		return err
 	})
 	return res, err
+}
+
+// prepared returns query prepared on the pool, preparing it the first time
+// (database/sql prepares it again on each connection that runs it). It is
+// for the statements run per activation, each a fixed text: PostgreSQL then
+// parses, analyses and (after the first few runs) plans them once per
+// connection, not once per run, which was much of its CPU.
+func (s *Store) prepared(ctx context.Context, query string) (*sqlx.Stmt, error) {
+	if v, ok := s.stmts.Load(query); ok {
+		return v.(*sqlx.Stmt), nil
+	}
+	var st *sqlx.Stmt
+	err := retryCancelled(ctx, func() error {
+		var err error
+		st, err = s.db.PreparexContext(ctx, query)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	if v, loaded := s.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return v.(*sqlx.Stmt), nil
+	}
+	return st, nil
+}
+
+// getPrepared runs the prepared query on the pool into dest (one row), and
+// selectPrepared into a slice; both retry a spurious cancel (retryCancelled).
+func (s *Store) getPrepared(ctx context.Context, dest any, query string, args ...any) error {
+	st, err := s.prepared(ctx, query)
+	if err != nil {
+		return err
+	}
+	return retryCancelled(ctx, func() error { return st.GetContext(ctx, dest, args...) })
+}
+
+func (s *Store) selectPrepared(ctx context.Context, dest any, query string, args ...any) error {
+	st, err := s.prepared(ctx, query)
+	if err != nil {
+		return err
+	}
+	return retryCancelled(ctx, func() error {
+		if v := reflect.ValueOf(dest); v.Kind() == reflect.Pointer && !v.IsNil() {
+			v.Elem().Set(reflect.Zero(v.Elem().Type())) // a second try starts empty
+		}
+		return st.SelectContext(ctx, dest, args...)
+	})
 }
 
 // InTx runs fn in one transaction: committed when fn returns nil, rolled
