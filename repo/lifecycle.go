@@ -305,11 +305,8 @@ func (s *Store) transition(ctx context.Context, op string, a *Activation, now ti
 	var moved Activation
 	var err error
 	if s.dialect == DialectPostgres {
-		err = retryCancelled(ctx, func() error {
-			var err error
-			moved, err = s.move(ctx, s.db, op, a, c, now)
-			return err
-		})
+		// One statement, retried on a spurious cancel by getPrepared.
+		moved, err = s.move(ctx, s.db, op, a, c, now)
 	} else {
 		err = s.InTx(ctx, func(tx *sqlx.Tx) error {
 			var err error
