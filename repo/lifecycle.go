@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -185,10 +187,32 @@ func (s *Store) unhold(from State, activationID int64, now time.Time) []sideWrit
 WHERE activation_id = ? AND state = 'assigned'`, []any{s.t(now), activationID}}}
 }
 
-// movedColumns are the columns a transition reads back: all but qr_png,
-// which no transition but the QR's writes and which can be large; the
-// caller keeps the image it had (or wrote).
-var movedColumns = strings.Replace(activationColumns, "qr_png, ", "", 1)
+// setColumn finds the column of each assignment in a SET list (a comma
+// inside an expression, as in COALESCE(x, ?), is not followed by one).
+var setColumn = regexp.MustCompile(`(?:^|,)\s*(\w+)\s*=`)
+
+// movedColumnsBySet caches movedColumns.
+var movedColumnsBySet sync.Map
+
+// movedColumns are the columns a transition reads back: id (for its event
+// and side writes), the claim, and the columns its SET list assigns, but
+// qr_png, which can be large and which the caller holds. The rest of the row
+// is the caller's copy, which the guard proves current: no other write
+// changes a claimed row.
+func movedColumns(set string) string {
+	if v, ok := movedColumnsBySet.Load(set); ok {
+		return v.(string)
+	}
+	cols := []string{"id", "claim_token", "claim_until"}
+	for _, m := range setColumn.FindAllStringSubmatch(set, -1) {
+		if c := m[1]; c != "qr_png" && !slices.Contains(cols, c) {
+			cols = append(cols, c)
+		}
+	}
+	out := strings.Join(cols, ", ")
+	movedColumnsBySet.Store(set, out)
+	return out
+}
 
 // move applies c to a inside q, guarded by a's state and claim token (and
 // c.guard), with its side writes, and appends the state event. It returns
@@ -196,7 +220,7 @@ var movedColumns = strings.Replace(activationColumns, "qr_png, ", "", 1)
 // statement, so with q the pool it is one round trip and one commit; on
 // SQLite it is several, and q must be a transaction.
 func (s *Store) move(ctx context.Context, q sqlx.ExtContext, op string, a *Activation, c change, now time.Time) (Activation, error) {
-	var out Activation
+	out := *a // the returned columns are scanned over it
 	if a.ClaimToken == "" {
 		return out, fmt.Errorf("repo: %s activation %d: not claimed: %w", op, a.ID, ErrLostClaim)
 	}
@@ -211,13 +235,14 @@ func (s *Store) move(ctx context.Context, q sqlx.ExtContext, op string, a *Activ
 	}
 	args = append(args, a.ID, string(a.State), a.ClaimToken)
 	update := `UPDATE activations SET ` + set + ` WHERE id = ? AND state = ? AND claim_token = ?`
+	returning := movedColumns(set)
 	ev := Event{At: now, RunID: a.RunID, ActivationID: a.ID, Kind: EventState,
 		Step: c.step, FromState: a.State, ToState: c.to, Outcome: c.outcome, Code: c.code, Message: c.message}
 	lost := func() error {
 		return fmt.Errorf("repo: %s activation %d (%s -> %s): %w", op, a.ID, a.State, c.to, ErrLostClaim)
 	}
 	if s.dialect == DialectPostgres {
-		query, qargs := s.moveStatement(update, args, ev, c)
+		query, qargs := s.moveStatement(update, returning, args, ev, c)
 		var err error
 		if _, pooled := q.(*pool); pooled {
 			err = s.getPrepared(ctx, &out, query, qargs...)
@@ -236,16 +261,14 @@ func (s *Store) move(ctx context.Context, q sqlx.ExtContext, op string, a *Activ
 		if err != nil {
 			return out, fmt.Errorf("repo: %s activation %d: %w", op, a.ID, err)
 		}
-		out.QRPNG = a.QRPNG
 		return out, nil
 	}
-	if err := sqlx.GetContext(ctx, q, &out, s.q(update+` RETURNING `+movedColumns), args...); err != nil {
+	if err := sqlx.GetContext(ctx, q, &out, s.q(update+` RETURNING `+returning), args...); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return out, lost()
 		}
 		return out, fmt.Errorf("repo: %s activation %d: %w", op, a.ID, err)
 	}
-	out.QRPNG = a.QRPNG
 	if err := s.checkGuard(ctx, q, c.guard); err != nil {
 		return out, fmt.Errorf("repo: %s activation %d: %w", op, a.ID, err)
 	}
@@ -267,7 +290,7 @@ func (s *Store) move(ctx context.Context, q sqlx.ExtContext, op string, a *Activ
 // event inserted and the side writes made from what it matched, and the
 // moved row selected. A guard that matched nothing writes nothing and
 // returns no row.
-func (s *Store) moveStatement(update string, args []any, ev Event, c change) (string, []any) {
+func (s *Store) moveStatement(update, returning string, args []any, ev Event, c change) (string, []any) {
 	var b strings.Builder
 	var qargs []any
 	b.WriteString(`WITH `)
@@ -282,7 +305,7 @@ AND classid = ((?::bigint >> 32) & 4294967295)::oid AND objid = (?::bigint & 429
 		qargs = append(qargs, c.pgWithArgs...)
 		update += ` AND ` + c.pgWhere
 	}
-	b.WriteString(`moved AS (` + update + ` RETURNING ` + movedColumns + `)`)
+	b.WriteString(`moved AS (` + update + ` RETURNING ` + returning + `)`)
 	qargs = append(qargs, args...)
 	if !c.noEvent {
 		b.WriteString(`, ev AS (INSERT INTO events

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -181,5 +182,41 @@ func TestSelectTakesTheNumberWithTheMove(t *testing.T) {
 			t.Fatalf("after MarkSelected: state %s, msn %q, reserved %v, claim %q; want selected, 0451 reserved at %s, claimed",
 				a.State, a.MSN, a.ReservedAt, a.ClaimToken, t0)
 		}
+	})
+}
+
+// A transition reads back only the columns it can change; the row it leaves
+// in memory is still the row in the database, column for column.
+func TestTransitionsLeaveTheStoredRow(t *testing.T) {
+	t.Parallel()
+	repotest.Each(t, func(t *testing.T, s *repo.Store) {
+		ctx := context.Background()
+		runID := seed(t, s, "row", 2)
+		same := func(step string, a repo.Activation) {
+			t.Helper()
+			got, err := s.Activation(ctx, a.ID)
+			must(t, err)
+			if !reflect.DeepEqual(a, got) {
+				t.Fatalf("after %s the row in memory differs from the stored one:\n memory %+v\n stored %+v", step, a, got)
+			}
+		}
+		a := claimRef(t, s, t0, runID, "row-1")
+		must(t, s.SetCustomer(ctx, &a, 4711, t0))
+		same("SetCustomer", a)
+		must(t, s.SaveReservations(ctx, runID, "cred", t0, []repo.Reservation{{MSN: "0461", ReservationID: "R1"}}))
+		r, err := s.TakeReservation(ctx, runID, &a, t0)
+		must(t, err)
+		must(t, s.MarkSelected(ctx, &a, r, t0.Add(time.Second)))
+		same("MarkSelected", a)
+		must(t, s.BeginOrder(ctx, &a, repo.LockGuard{}, true, t0.Add(2*time.Second)))
+		same("BeginOrder", a)
+		if _, err := s.Backoff(ctx, &a, repo.StepOrder, "transport", "no answer", t0.Add(3*time.Second), repo.DefaultRetryPolicy); err != nil {
+			t.Fatal(err)
+		}
+		same("Backoff", a)
+
+		b := claimRef(t, s, t0.Add(time.Hour), runID, "row-2")
+		must(t, s.Fail(ctx, &b, repo.StepCustomer, "1", "refused", t0.Add(time.Hour)))
+		same("Fail", b)
 	})
 }
