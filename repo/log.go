@@ -331,14 +331,22 @@ type finishedCall struct {
 
 // finishCall completes one call and reports whether id was in flight.
 func (s *Store) finishCall(ctx context.Context, f finishedCall) (bool, error) {
-	if s.dialect == DialectPostgres {
-		found, err := s.finishCallsTogether(ctx, []finishedCall{f})
-		if err != nil {
-			return false, err
-		}
-		return found[0], nil
-	}
 	c := f.c
+	if s.dialect == DialectPostgres {
+		// One statement, prepared: found by its key, which even a plan made
+		// while the table was small keeps to.
+		var n int
+		err := s.getPrepared(ctx, &n, s.q(`WITH done AS (UPDATE calls SET sent_at = ?, duration_ns = ?, waited_ns = ?, outcome = ?,
+code = ?, message = ?, msn = ?, order_id = ?, blocked_until = ?
+WHERE id = ? AND outcome = ? RETURNING run_id, activation_id),
+ev AS (INSERT INTO events (at, run_id, activation_id, kind, step, from_state, to_state, outcome, code, message, duration_ns, actor)
+SELECT ?, run_id, activation_id, ?, ?, '', '', ?, ?, ?, ?, '' FROM done WHERE activation_id IS NOT NULL)
+SELECT COUNT(*) FROM done`),
+			s.t(c.SentAt), int64(c.Duration), int64(c.Waited), c.Outcome, c.Code, c.Message, c.MSN, c.OrderID,
+			s.nt(c.BlockedUntil), f.id, CallInflight,
+			s.t(c.SentAt), EventCall, c.Method, c.Outcome, c.Code, c.Message, int64(c.Duration))
+		return n > 0, err
+	}
 	found := true
 	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
 		var row struct {
@@ -401,8 +409,10 @@ SELECT id FROM done`)
 		want[i] = f.id
 	}
 	args = append(args, pq.Array(want), CallInflight, EventCall)
+	// Not prepared: a generic plan made while the table was small joins v
+	// to it by reading it whole, however large it grows since.
 	var ids []int64
-	if err := s.selectPrepared(ctx, &ids, s.q(b.String()), args...); err != nil {
+	if err := s.db.SelectContext(ctx, &ids, s.q(b.String()), args...); err != nil {
 		return nil, err
 	}
 	done := make(map[int64]bool, len(ids))
