@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"regexp"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -144,12 +147,80 @@ type change struct {
 	outcome   string
 	code      string
 	message   string
+	// side are the writes on other tables that go with the transition,
+	// made only when its guard matched.
+	side []sideWrite
+	// guard is the run lock that must still be held (zero: none).
+	guard LockGuard
+	// pgWith is a CTE ("name AS (...)") placed before the move's on
+	// PostgreSQL, with its arguments, and pgWhere a condition on it added to
+	// the move's guard (no arguments). SQLite ignores both.
+	pgWith     string
+	pgWithArgs []any
+	pgWhere    string
 }
 
-// move applies c to a inside q, guarded by a's state and claim token, and
-// appends the state event. It returns the row as written.
+// sideWrite is an UPDATE ending in its WHERE conditions, with ?
+// placeholders. On PostgreSQL it runs in the transition's own statement,
+// with "AND EXISTS (SELECT 1 FROM moved)" appended; on SQLite as a
+// statement of the transition's transaction, after the move.
+type sideWrite struct {
+	query string
+	args  []any
+}
+
+// settleReservation moves the reservation assigned to an activation to
+// state (consumed or released).
+func (s *Store) settleReservation(activationID int64, state string, now time.Time) sideWrite {
+	return sideWrite{`UPDATE reservations SET state = ?, updated_at = ?
+WHERE activation_id = ? AND state = 'assigned'`, []any{state, s.t(now), activationID}}
+}
+
+// unhold gives the numbers assigned to a pending activation back to their
+// run (state free), e.g. after selectResource failed; none for a row in
+// another state (its number stays assigned for the release phase).
+func (s *Store) unhold(from State, activationID int64, now time.Time) []sideWrite {
+	if from != StatePending {
+		return nil
+	}
+	return []sideWrite{{`UPDATE reservations SET state = 'free', activation_id = NULL, updated_at = ?
+WHERE activation_id = ? AND state = 'assigned'`, []any{s.t(now), activationID}}}
+}
+
+// setColumn finds the column of each assignment in a SET list (a comma
+// inside an expression, as in COALESCE(x, ?), is not followed by one).
+var setColumn = regexp.MustCompile(`(?:^|,)\s*(\w+)\s*=`)
+
+// movedColumnsBySet caches movedColumns.
+var movedColumnsBySet sync.Map
+
+// movedColumns are the columns a transition reads back: id (for its event
+// and side writes), the claim, and the columns its SET list assigns, but
+// qr_png, which can be large and which the caller holds. The rest of the row
+// is the caller's copy, which the guard proves current: no other write
+// changes a claimed row.
+func movedColumns(set string) string {
+	if v, ok := movedColumnsBySet.Load(set); ok {
+		return v.(string)
+	}
+	cols := []string{"id", "claim_token", "claim_until"}
+	for _, m := range setColumn.FindAllStringSubmatch(set, -1) {
+		if c := m[1]; c != "qr_png" && !slices.Contains(cols, c) {
+			cols = append(cols, c)
+		}
+	}
+	out := strings.Join(cols, ", ")
+	movedColumnsBySet.Store(set, out)
+	return out
+}
+
+// move applies c to a inside q, guarded by a's state and claim token (and
+// c.guard), with its side writes, and appends the state event. It returns
+// the row as written (QRPNG as a had it). On PostgreSQL this is one
+// statement, so with q the pool it is one round trip and one commit; on
+// SQLite it is several, and q must be a transaction.
 func (s *Store) move(ctx context.Context, q sqlx.ExtContext, op string, a *Activation, c change, now time.Time) (Activation, error) {
-	var out Activation
+	out := *a // the returned columns are scanned over it
 	if a.ClaimToken == "" {
 		return out, fmt.Errorf("repo: %s activation %d: not claimed: %w", op, a.ID, ErrLostClaim)
 	}
@@ -163,41 +234,109 @@ func (s *Store) move(ctx context.Context, q sqlx.ExtContext, op string, a *Activ
 		set += `, claim_token = '', claim_until = NULL`
 	}
 	args = append(args, a.ID, string(a.State), a.ClaimToken)
-	query := `UPDATE activations SET ` + set + ` WHERE id = ? AND state = ? AND claim_token = ? RETURNING ` + activationCols("")
-	if err := sqlx.GetContext(ctx, q, &out, s.q(query), args...); err != nil {
+	update := `UPDATE activations SET ` + set + ` WHERE id = ? AND state = ? AND claim_token = ?`
+	returning := movedColumns(set)
+	ev := Event{At: now, RunID: a.RunID, ActivationID: a.ID, Kind: EventState,
+		Step: c.step, FromState: a.State, ToState: c.to, Outcome: c.outcome, Code: c.code, Message: c.message}
+	lost := func() error {
+		return fmt.Errorf("repo: %s activation %d (%s -> %s): %w", op, a.ID, a.State, c.to, ErrLostClaim)
+	}
+	if s.dialect == DialectPostgres {
+		query, qargs := s.moveStatement(update, returning, args, ev, c)
+		var err error
+		if _, pooled := q.(*pool); pooled {
+			err = s.getPrepared(ctx, &out, query, qargs...)
+		} else {
+			err = sqlx.GetContext(ctx, q, &out, query, qargs...)
+		}
 		if errors.Is(err, sql.ErrNoRows) {
-			return out, fmt.Errorf("repo: %s activation %d (%s -> %s): %w", op, a.ID, a.State, c.to, ErrLostClaim)
+			if c.guard != (LockGuard{}) {
+				// Nothing was written: say why, the lock first.
+				if gerr := s.checkGuard(ctx, q, c.guard); gerr != nil {
+					return out, fmt.Errorf("repo: %s activation %d: %w", op, a.ID, gerr)
+				}
+			}
+			return out, lost()
+		}
+		if err != nil {
+			return out, fmt.Errorf("repo: %s activation %d: %w", op, a.ID, err)
+		}
+		return out, nil
+	}
+	if err := sqlx.GetContext(ctx, q, &out, s.q(update+` RETURNING `+returning), args...); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return out, lost()
 		}
 		return out, fmt.Errorf("repo: %s activation %d: %w", op, a.ID, err)
 	}
-	if c.noEvent {
-		return out, nil
-	}
-	err := s.addEvent(ctx, q, Event{At: now, RunID: a.RunID, ActivationID: a.ID, Kind: EventState,
-		Step: c.step, FromState: a.State, ToState: c.to, Outcome: c.outcome, Code: c.code, Message: c.message})
-	if err != nil {
+	if err := s.checkGuard(ctx, q, c.guard); err != nil {
 		return out, fmt.Errorf("repo: %s activation %d: %w", op, a.ID, err)
+	}
+	if !c.noEvent {
+		if err := s.addEvent(ctx, q, ev); err != nil {
+			return out, fmt.Errorf("repo: %s activation %d: %w", op, a.ID, err)
+		}
+	}
+	for _, w := range c.side {
+		if _, err := q.ExecContext(ctx, s.q(w.query), w.args...); err != nil {
+			return out, fmt.Errorf("repo: %s activation %d: %w", op, a.ID, err)
+		}
 	}
 	return out, nil
 }
 
-// transition runs move and then also (if any) in one transaction and, on
-// commit, updates *a in place.
-func (s *Store) transition(ctx context.Context, op string, a *Activation, now time.Time, c change,
-	also func(tx *sqlx.Tx, moved *Activation) error) error {
+// moveStatement is move's one PostgreSQL statement: the guarded update (and
+// the run lock's check, when c has a guard) in a data-modifying CTE, the
+// event inserted and the side writes made from what it matched, and the
+// moved row selected. A guard that matched nothing writes nothing and
+// returns no row.
+func (s *Store) moveStatement(update, returning string, args []any, ev Event, c change) (string, []any) {
+	var b strings.Builder
+	var qargs []any
+	b.WriteString(`WITH `)
+	if c.guard != (LockGuard{}) {
+		b.WriteString(`held AS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = ? AND granted
+AND classid = ((?::bigint >> 32) & 4294967295)::oid AND objid = (?::bigint & 4294967295)::oid AND objsubid = 1), `)
+		qargs = append(qargs, c.guard.pid, c.guard.key, c.guard.key)
+		update += ` AND EXISTS (SELECT 1 FROM held)`
+	}
+	if c.pgWith != "" {
+		b.WriteString(c.pgWith + `, `)
+		qargs = append(qargs, c.pgWithArgs...)
+		update += ` AND ` + c.pgWhere
+	}
+	b.WriteString(`moved AS (` + update + ` RETURNING ` + returning + `)`)
+	qargs = append(qargs, args...)
+	if !c.noEvent {
+		b.WriteString(`, ev AS (INSERT INTO events
+(at, run_id, activation_id, kind, step, from_state, to_state, outcome, code, message, duration_ns, actor)
+SELECT ?, ?, id, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM moved)`)
+		qargs = append(qargs, s.t(ev.At), ev.RunID, ev.Kind, string(ev.Step), string(ev.FromState), string(ev.ToState),
+			ev.Outcome, ev.Code, ev.Message, int64(ev.Duration), ev.Actor)
+	}
+	for i, w := range c.side {
+		fmt.Fprintf(&b, `, side%d AS (%s AND EXISTS (SELECT 1 FROM moved))`, i, w.query)
+		qargs = append(qargs, w.args...)
+	}
+	b.WriteString(` SELECT * FROM moved`)
+	return s.q(b.String()), qargs
+}
+
+// transition runs move (in one transaction on SQLite; one statement on
+// PostgreSQL) and, once committed, updates *a in place.
+func (s *Store) transition(ctx context.Context, op string, a *Activation, now time.Time, c change) error {
 	var moved Activation
-	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
-		var err error
-		if moved, err = s.move(ctx, tx, op, a, c, now); err != nil {
+	var err error
+	if s.dialect == DialectPostgres {
+		// One statement, retried on a spurious cancel by getPrepared.
+		moved, err = s.move(ctx, s.db, op, a, c, now)
+	} else {
+		err = s.InTx(ctx, func(tx *sqlx.Tx) error {
+			var err error
+			moved, err = s.move(ctx, tx, op, a, c, now)
 			return err
-		}
-		if also != nil {
-			if err := also(tx, &moved); err != nil {
-				return fmt.Errorf("repo: %s activation %d: %w", op, a.ID, err)
-			}
-		}
-		return nil
-	})
+		})
+	}
 	if err != nil {
 		return err
 	}
@@ -211,7 +350,7 @@ func (s *Store) SetCustomer(ctx context.Context, a *Activation, custNo int64, no
 	return s.transition(ctx, "set customer", a, now, change{
 		to: StatePending, set: `cust_no = ?`, args: []any{custNo}, keepClaim: true,
 		step: StepCustomer, outcome: "ok",
-	}, nil)
+	})
 }
 
 // MarkSelected records that r's number is selected for a (pending ->
@@ -219,6 +358,9 @@ func (s *Store) SetCustomer(ctx context.Context, a *Activation, custNo int64, no
 // is kept. Errors: ErrLostClaim when a moved or r is no longer free (or
 // assigned to a), or r is not held by a's credential.
 func (s *Store) MarkSelected(ctx context.Context, a *Activation, r Reservation, now time.Time) error {
+	if s.dialect == DialectPostgres {
+		return s.markSelectedPG(ctx, a, r, now)
+	}
 	var reservedAt time.Time
 	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
 		// Take the reservation first so its reserved_at (the request's send
@@ -237,18 +379,48 @@ WHERE id = ? AND credential = ? AND (state = 'free' OR (state = 'assigned' AND a
 		moved, err := s.move(ctx, tx, "mark selected", a, change{
 			to: StateSelected, set: `msn = ?, reserved_at = ?`, args: []any{r.MSN, s.t(reservedAt)}, keepClaim: true,
 			step: StepSelect, outcome: "ok",
+			// Numbers taken earlier in this claim and not used go back to the run.
+			side: []sideWrite{{`UPDATE reservations SET state = 'free', activation_id = NULL, updated_at = ?
+WHERE activation_id = ? AND state = 'assigned' AND id <> ?`, []any{s.t(now), a.ID, r.ID}}},
 		}, now)
 		if err != nil {
 			return err
 		}
-		// Numbers taken earlier in this claim and not used go back to the run.
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE reservations SET state = 'free', activation_id = NULL, updated_at = ?
-WHERE activation_id = ? AND state = 'assigned' AND id <> ?`), s.t(now), a.ID, r.ID); err != nil {
-			return fmt.Errorf("repo: mark selected activation %d: %w", a.ID, err)
-		}
 		*a = moved
 		return nil
 	})
+	return err
+}
+
+// markSelectedPG is MarkSelected in one PostgreSQL statement: the
+// reservation is locked and checked (free, or already a's, and a's
+// credential's) before the move, which takes its reserved_at; the
+// reservation is assigned and the other numbers freed only when the move
+// matched.
+func (s *Store) markSelectedPG(ctx context.Context, a *Activation, r Reservation, now time.Time) error {
+	c := change{
+		to: StateSelected, set: `msn = ?, reserved_at = (SELECT reserved_at FROM held_number)`, args: []any{r.MSN},
+		keepClaim: true, step: StepSelect, outcome: "ok",
+		pgWith: `held_number AS (SELECT reserved_at FROM reservations WHERE id = ? AND credential = ?
+AND (state = 'free' OR (state = 'assigned' AND activation_id = ?)) FOR UPDATE)`,
+		pgWithArgs: []any{r.ID, a.Credential, a.ID},
+		pgWhere:    `(SELECT reserved_at FROM held_number) IS NOT NULL`,
+		side: []sideWrite{
+			{`UPDATE reservations SET state = 'assigned', activation_id = ?, updated_at = ? WHERE id = ?`,
+				[]any{a.ID, s.t(now), r.ID}},
+			// Numbers taken earlier in this claim and not used go back to the run.
+			{`UPDATE reservations SET state = 'free', activation_id = NULL, updated_at = ?
+WHERE activation_id = ? AND state = 'assigned' AND id <> ?`, []any{s.t(now), a.ID, r.ID}},
+		},
+	}
+	err := s.transition(ctx, "mark selected", a, now, c)
+	if errors.Is(err, ErrLostClaim) {
+		var free bool
+		if qerr := s.db.GetContext(ctx, &free, s.q(`SELECT EXISTS (SELECT 1 FROM reservations WHERE id = ? AND credential = ?
+AND (state = 'free' OR (state = 'assigned' AND activation_id = ?)))`), r.ID, a.Credential, a.ID); qerr == nil && !free {
+			return fmt.Errorf("repo: mark selected activation %d: reservation %d no longer free: %w", a.ID, r.ID, ErrLostClaim)
+		}
+	}
 	return err
 }
 
@@ -264,8 +436,8 @@ func (s *Store) BeginOrder(ctx context.Context, a *Activation, g LockGuard, qrBy
 	return s.transition(ctx, "begin order", a, now, change{
 		to: StateOrdering, set: `order_sent_at = ?, order_attempts = order_attempts + 1, qr_by_email = ?`,
 		args: []any{s.t(now), qrByEmail}, keepClaim: true,
-		step: StepOrder, outcome: "intent",
-	}, func(tx *sqlx.Tx, _ *Activation) error { return s.checkGuard(ctx, tx, g) })
+		step: StepOrder, outcome: "intent", guard: g,
+	})
 }
 
 // OrderAccepted records the accepted order (ordering -> submitted: order_id,
@@ -274,23 +446,8 @@ func (s *Store) OrderAccepted(ctx context.Context, a *Activation, orderID string
 	return s.transition(ctx, "order accepted", a, now, change{
 		to: StateSubmitted, set: `order_id = ?, next_poll_at = ?`, args: []any{orderID, s.t(nextPoll)},
 		step: StepOrder, outcome: "accepted",
-	}, func(tx *sqlx.Tx, _ *Activation) error { return s.settleReservation(ctx, tx, a.ID, "consumed", now) })
-}
-
-// settleReservation moves the reservation assigned to an activation to
-// state (consumed or released).
-func (s *Store) settleReservation(ctx context.Context, q sqlx.ExecerContext, activationID int64, state string, now time.Time) error {
-	_, err := q.ExecContext(ctx, s.q(`UPDATE reservations SET state = ?, updated_at = ?
-WHERE activation_id = ? AND state = 'assigned'`), state, s.t(now), activationID)
-	return err
-}
-
-// unhold gives the numbers assigned to a pending activation back to their
-// run (state free), e.g. after selectResource failed.
-func (s *Store) unhold(ctx context.Context, q sqlx.ExecerContext, activationID int64, now time.Time) error {
-	_, err := q.ExecContext(ctx, s.q(`UPDATE reservations SET state = 'free', activation_id = NULL, updated_at = ?
-WHERE activation_id = ? AND state = 'assigned'`), s.t(now), activationID)
-	return err
+		side: []sideWrite{s.settleReservation(a.ID, ReservationConsumed, now)},
+	})
 }
 
 // Fail moves a to failed with its last error (step, Octane code, message)
@@ -298,7 +455,6 @@ WHERE activation_id = ? AND state = 'assigned'`), s.t(now), activationID)
 // others stay assigned to the failed row for the release phase.
 // Errors: ErrLostClaim.
 func (s *Store) Fail(ctx context.Context, a *Activation, step Step, code, msg string, now time.Time) error {
-	from := a.State
 	return s.transition(ctx, "fail", a, now, change{
 		to: StateFailed,
 		// The failing attempt counts: the Failures sheet shows attempts,
@@ -307,11 +463,7 @@ func (s *Store) Fail(ctx context.Context, a *Activation, step Step, code, msg st
 first_attempt_at = COALESCE(first_attempt_at, ?), last_attempt_at = ?`,
 		args: []any{string(step), code, msg, s.t(now), s.t(now)},
 		step: step, outcome: "failed", code: code, message: msg,
-	}, func(tx *sqlx.Tx, _ *Activation) error {
-		if from == StatePending {
-			return s.unhold(ctx, tx, a.ID, now)
-		}
-		return nil
+		side: s.unhold(a.State, a.ID, now),
 	})
 }
 
@@ -378,18 +530,13 @@ func (s *Store) Backoff(ctx context.Context, a *Activation, step Step, code, msg
 		}
 		next = now.Add(d + time.Duration(rand.Int64N(int64(d/10)+1)))
 	}
-	from := a.State
 	err = s.transition(ctx, "backoff", a, now, change{
 		to: to,
 		set: `attempts = attempts + 1, next_attempt_at = ?, last_error_step = ?, last_error_code = ?, last_error_message = ?,
 first_attempt_at = COALESCE(first_attempt_at, ?), last_attempt_at = ?`,
 		args: []any{s.t(next), string(step), code, msg, s.t(now), s.t(now)},
 		step: step, outcome: outcome, code: code, message: msg,
-	}, func(tx *sqlx.Tx, _ *Activation) error {
-		if from == StatePending {
-			return s.unhold(ctx, tx, a.ID, now)
-		}
-		return nil
+		side: s.unhold(a.State, a.ID, now),
 	})
 	if err != nil {
 		return false, err
@@ -401,14 +548,7 @@ first_attempt_at = COALESCE(first_attempt_at, ?), last_attempt_at = ?`,
 // numbers go back to the run). Errors: ErrLostClaim.
 func (s *Store) Unclaim(ctx context.Context, a *Activation) error {
 	now := a.UpdatedAt
-	from := a.State
-	return s.transition(ctx, "unclaim", a, now, change{to: a.State, noEvent: true},
-		func(tx *sqlx.Tx, _ *Activation) error {
-			if from == StatePending {
-				return s.unhold(ctx, tx, a.ID, now)
-			}
-			return nil
-		})
+	return s.transition(ctx, "unclaim", a, now, change{to: a.State, noEvent: true, side: s.unhold(a.State, a.ID, now)})
 }
 
 // ReconcileResubmit: queryResources says SELECTED, no order was created
@@ -416,7 +556,7 @@ func (s *Store) Unclaim(ctx context.Context, a *Activation) error {
 func (s *Store) ReconcileResubmit(ctx context.Context, a *Activation, now time.Time) error {
 	return s.transition(ctx, "reconcile resubmit", a, now, change{
 		to: StateSelected, keepClaim: true, step: StepReconcile, outcome: "selected",
-	}, nil)
+	})
 }
 
 // ReconcileAdopt: queryResources says IN_USE, the order exists (ordering ->
@@ -426,7 +566,8 @@ func (s *Store) ReconcileAdopt(ctx context.Context, a *Activation, now, nextPoll
 	return s.transition(ctx, "reconcile adopt", a, now, change{
 		to: StateSubmitted, set: `adopted = ?, next_poll_at = ?`, args: []any{true, s.t(nextPoll)},
 		step: StepReconcile, outcome: "in_use",
-	}, func(tx *sqlx.Tx, _ *Activation) error { return s.settleReservation(ctx, tx, a.ID, "consumed", now) })
+		side: []sideWrite{s.settleReservation(a.ID, ReservationConsumed, now)},
+	})
 }
 
 // BackToPending puts an ordering row whose orderCreate Octane provably did
@@ -437,7 +578,8 @@ func (s *Store) BackToPending(ctx context.Context, a *Activation, step Step, out
 	return s.transition(ctx, "back to pending", a, now, change{
 		to: StatePending, set: `msn = '', reserved_at = NULL, next_attempt_at = ?`, args: []any{s.t(now)},
 		step: step, outcome: outcome,
-	}, func(tx *sqlx.Tx, _ *Activation) error { return s.settleReservation(ctx, tx, a.ID, "released", now) })
+		side: []sideWrite{s.settleReservation(a.ID, ReservationReleased, now)},
+	})
 }
 
 // OrderCompleted records orderQuery COMPLETE: submitted -> completed (we
@@ -453,7 +595,7 @@ func (s *Store) OrderCompleted(ctx context.Context, a *Activation, serviceNumber
 		c.set += `, attempts = 0, next_attempt_at = ?`
 		c.args = append(c.args, s.t(now))
 	}
-	return s.transition(ctx, "order completed", a, now, c, nil)
+	return s.transition(ctx, "order completed", a, now, c)
 }
 
 // CompletedWithQR records an order found complete together with its QR
@@ -476,6 +618,7 @@ func (s *Store) CompletedWithQR(ctx context.Context, a *Activation, serviceNumbe
 		if err != nil {
 			return err
 		}
+		ready.QRPNG = png
 		*a = ready
 		return nil
 	})
@@ -484,10 +627,15 @@ func (s *Store) CompletedWithQR(ctx context.Context, a *Activation, serviceNumbe
 // QRReady stores the eSIM's activation code, QR image and ICCID (completed ->
 // qr_ready). Errors: ErrLostClaim.
 func (s *Store) QRReady(ctx context.Context, a *Activation, code string, png []byte, iccid string, now time.Time) error {
-	return s.transition(ctx, "qr ready", a, now, change{
+	err := s.transition(ctx, "qr ready", a, now, change{
 		to: StateQRReady, set: `activation_code = ?, qr_png = ?, iccid = ?`, args: []any{code, png, iccid},
 		step: StepQR, outcome: "ok",
-	}, nil)
+	})
+	if err != nil {
+		return err
+	}
+	a.QRPNG = png
+	return nil
 }
 
 // Activation returns one activation by id. Errors: ErrNotFound.

@@ -2,13 +2,16 @@ package repo
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 )
 
 // Event kinds.
@@ -228,30 +231,124 @@ func (s *Store) callEvent(ctx context.Context, tx *sqlx.Tx, c Call, runID *int64
 // whatever c.Outcome says) before the request is sent, and returns the row's
 // id for FinishCall or DropCall. Until then the row counts against the
 // budget at c.SentAt, so a process killed with the request out still leaves
-// it counted. Errors: the database's, wrapped.
+// it counted. It returns once the row is committed; on PostgreSQL the calls
+// started at the same moment share one INSERT and one commit (group.go).
+// Errors: the database's, wrapped.
 func (s *Store) StartCall(ctx context.Context, c Call) (int64, error) {
-	var runID *int64
-	if c.RunID != 0 {
-		runID = &c.RunID
-	}
 	var id int64
-	err := s.db.GetContext(ctx, &id, s.q(`INSERT INTO calls
-(run_id, activation_id, credential, method, sent_at, waited_ns, outcome, msn, order_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
-		runID, c.ActivationID, c.Credential, c.Method, s.t(c.SentAt), int64(c.Waited), CallInflight, c.MSN, c.OrderID)
+	var err error
+	if s.startCalls != nil {
+		id, err = s.startCalls.do(ctx, c)
+	} else {
+		id, err = s.startCall(ctx, c)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("repo: start call %s: %w", c.Method, err)
 	}
 	return id, nil
 }
 
+// startCallColumns are the columns StartCall writes, and startCallArgs
+// their values for c.
+const startCallColumns = `run_id, activation_id, credential, method, sent_at, waited_ns, outcome, msn, order_id`
+
+func (s *Store) startCallArgs(c Call) []any {
+	var runID *int64
+	if c.RunID != 0 {
+		runID = &c.RunID
+	}
+	return []any{runID, c.ActivationID, c.Credential, c.Method, s.t(c.SentAt), int64(c.Waited), CallInflight, c.MSN, c.OrderID}
+}
+
+func (s *Store) startCall(ctx context.Context, c Call) (int64, error) {
+	var id int64
+	query := s.q(`INSERT INTO calls (` + startCallColumns + `)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`)
+	var err error
+	if s.dialect == DialectPostgres {
+		err = s.getPrepared(ctx, &id, query, s.startCallArgs(c)...)
+	} else {
+		err = s.db.GetContext(ctx, &id, query, s.startCallArgs(c)...)
+	}
+	return id, err
+}
+
+// startCallsTogether inserts cs in one statement and returns their ids in
+// cs's order. The ids come from the table's sequence as the rows are
+// inserted, in VALUES order, so sorted they are in cs's order whatever
+// order RETURNING gives them in.
+func (s *Store) startCallsTogether(ctx context.Context, cs []Call) ([]int64, error) {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO calls (` + startCallColumns + `) VALUES `)
+	args := make([]any, 0, 9*len(cs))
+	for i, c := range cs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		args = append(args, s.startCallArgs(c)...)
+	}
+	b.WriteString(` RETURNING id`)
+	var ids []int64
+	if err := s.selectPrepared(ctx, &ids, s.q(b.String()), args...); err != nil {
+		return nil, err
+	}
+	if len(ids) != len(cs) {
+		return nil, fmt.Errorf("inserted %d calls, got %d ids", len(cs), len(ids))
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
 // FinishCall completes the in-flight call id with how it ended (c's send
 // time, duration, wait, outcome, code, message, numbers, order id and
 // block) and, when it is for an activation, appends the call event, in one
-// transaction. Errors: ErrNotFound when id is not an in-flight call; the
-// database's otherwise.
+// transaction; on PostgreSQL in one statement, shared with the calls
+// finished at the same moment (group.go). Errors: ErrNotFound when id is
+// not an in-flight call; the database's otherwise.
 func (s *Store) FinishCall(ctx context.Context, id int64, c Call) error {
-	return s.InTx(ctx, func(tx *sqlx.Tx) error {
+	var found bool
+	var err error
+	if s.finishCalls != nil {
+		found, err = s.finishCalls.do(ctx, finishedCall{id, c})
+	} else {
+		found, err = s.finishCall(ctx, finishedCall{id, c})
+	}
+	if err != nil {
+		return fmt.Errorf("repo: finish call %d (%s): %w", id, c.Method, err)
+	}
+	if !found {
+		return fmt.Errorf("repo: finish call %d (%s): %w", id, c.Method, ErrNotFound)
+	}
+	return nil
+}
+
+// finishedCall is one FinishCall: the in-flight row and how it ended.
+type finishedCall struct {
+	id int64
+	c  Call
+}
+
+// finishCall completes one call and reports whether id was in flight.
+func (s *Store) finishCall(ctx context.Context, f finishedCall) (bool, error) {
+	c := f.c
+	if s.dialect == DialectPostgres {
+		// One statement, prepared: found by its key, which even a plan made
+		// while the table was small keeps to.
+		var n int
+		err := s.getPrepared(ctx, &n, s.q(`WITH done AS (UPDATE calls SET sent_at = ?, duration_ns = ?, waited_ns = ?, outcome = ?,
+code = ?, message = ?, msn = ?, order_id = ?, blocked_until = ?
+WHERE id = ? AND outcome = ? RETURNING run_id, activation_id),
+ev AS (INSERT INTO events (at, run_id, activation_id, kind, step, from_state, to_state, outcome, code, message, duration_ns, actor)
+SELECT ?, run_id, activation_id, ?, ?, '', '', ?, ?, ?, ?, '' FROM done WHERE activation_id IS NOT NULL)
+SELECT COUNT(*) FROM done`),
+			s.t(c.SentAt), int64(c.Duration), int64(c.Waited), c.Outcome, c.Code, c.Message, c.MSN, c.OrderID,
+			s.nt(c.BlockedUntil), f.id, CallInflight,
+			s.t(c.SentAt), EventCall, c.Method, c.Outcome, c.Code, c.Message, int64(c.Duration))
+		return n > 0, err
+	}
+	found := true
+	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
 		var row struct {
 			RunID        *int64 `db:"run_id"`
 			ActivationID *int64 `db:"activation_id"`
@@ -260,13 +357,73 @@ func (s *Store) FinishCall(ctx context.Context, id int64, c Call) error {
 code = ?, message = ?, msn = ?, order_id = ?, blocked_until = ?
 WHERE id = ? AND outcome = ? RETURNING run_id, activation_id`),
 			s.t(c.SentAt), int64(c.Duration), int64(c.Waited), c.Outcome, c.Code, c.Message, c.MSN, c.OrderID,
-			s.nt(c.BlockedUntil), id, CallInflight)
+			s.nt(c.BlockedUntil), f.id, CallInflight)
+		if errors.Is(err, sql.ErrNoRows) {
+			found = false
+			return nil
+		}
 		if err != nil {
-			return fmt.Errorf("repo: finish call %d (%s): %w", id, c.Method, notFound(err))
+			return err
 		}
 		c.ActivationID = row.ActivationID
 		return s.callEvent(ctx, tx, c, row.RunID)
 	})
+	return found && err == nil, err
+}
+
+// finishCallsTogether completes fs in one PostgreSQL statement, with their
+// call events (in fs's order), and reports for each whether its row was in
+// flight. An id twice in fs is refused: its second completion must find
+// the row completed, as it would one at a time.
+func (s *Store) finishCallsTogether(ctx context.Context, fs []finishedCall) ([]bool, error) {
+	var b strings.Builder
+	b.WriteString(`WITH v (ord, id, sent_at, duration_ns, waited_ns, outcome, code, message, msn, order_id, blocked_until, method) AS (VALUES `)
+	args := make([]any, 0, 12*len(fs)+2)
+	seen := make(map[int64]bool, len(fs))
+	for i, f := range fs {
+		if seen[f.id] {
+			return nil, fmt.Errorf("call %d finished twice in one batch", f.id)
+		}
+		seen[f.id] = true
+		if i == 0 {
+			b.WriteString(`(?::int, ?::bigint, ?::timestamptz, ?::bigint, ?::bigint, ?::text, ?::text, ?::text, ?::text, ?::text, ?::timestamptz, ?::text)`)
+		} else {
+			b.WriteString(`, (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		}
+		c := f.c
+		args = append(args, i, f.id, s.t(c.SentAt), int64(c.Duration), int64(c.Waited), c.Outcome, c.Code, c.Message,
+			c.MSN, c.OrderID, s.nt(c.BlockedUntil), c.Method)
+	}
+	b.WriteString(`),
+done AS (UPDATE calls c SET sent_at = v.sent_at, duration_ns = v.duration_ns, waited_ns = v.waited_ns, outcome = v.outcome,
+code = v.code, message = v.message, msn = v.msn, order_id = v.order_id, blocked_until = v.blocked_until
+FROM v WHERE c.id = v.id AND c.id = ANY (?::bigint[]) AND c.outcome = ? RETURNING c.id, c.run_id, c.activation_id),
+ev AS (INSERT INTO events (at, run_id, activation_id, kind, step, from_state, to_state, outcome, code, message, duration_ns, actor)
+SELECT v.sent_at, d.run_id, d.activation_id, ?, v.method, '', '', v.outcome, v.code, v.message, v.duration_ns, ''
+FROM done d JOIN v ON v.id = d.id WHERE d.activation_id IS NOT NULL ORDER BY v.ord)
+SELECT id FROM done`)
+	// The id list lets the planner find the rows by key; joined with v
+	// alone it may read the table whole.
+	want := make([]int64, len(fs))
+	for i, f := range fs {
+		want[i] = f.id
+	}
+	args = append(args, pq.Array(want), CallInflight, EventCall)
+	// Not prepared: a generic plan made while the table was small joins v
+	// to it by reading it whole, however large it grows since.
+	var ids []int64
+	if err := s.db.SelectContext(ctx, &ids, s.q(b.String()), args...); err != nil {
+		return nil, err
+	}
+	done := make(map[int64]bool, len(ids))
+	for _, id := range ids {
+		done[id] = true
+	}
+	out := make([]bool, len(fs))
+	for i, f := range fs {
+		out[i] = done[f.id]
+	}
+	return out, nil
 }
 
 // DropCall deletes the in-flight call id: its request provably never left

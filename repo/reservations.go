@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -50,20 +51,41 @@ func reservationCols(prefix string) string {
 // number given back after a rejected order, or never ordered) is marked released and the new reservation
 // stored. A number still held for a live activation is left with its holder.
 func (s *Store) SaveReservations(ctx context.Context, runID int64, credential string, sentAt time.Time, msns []Reservation) error {
+	if len(msns) == 0 {
+		return nil
+	}
+	// One statement for the older holds and one for the new rows, each MSN
+	// once (a number twice in one answer is one reservation).
+	seen := make(map[string]bool, len(msns))
+	var in strings.Builder
+	var values strings.Builder
+	inArgs := []any{s.t(sentAt)}
+	var valueArgs []any
+	for _, r := range msns {
+		if seen[r.MSN] {
+			continue
+		}
+		seen[r.MSN] = true
+		if len(inArgs) > 1 {
+			in.WriteString(", ")
+			values.WriteString(", ")
+		}
+		in.WriteString("?")
+		inArgs = append(inArgs, r.MSN)
+		values.WriteString("(?, ?, ?, ?, 'free', ?, ?)")
+		valueArgs = append(valueArgs, r.MSN, r.ReservationID, runID, s.t(sentAt), s.t(sentAt), credential)
+	}
 	return s.InTx(ctx, func(tx *sqlx.Tx) error {
-		for _, r := range msns {
-			_, err := tx.ExecContext(ctx, s.q(`UPDATE reservations SET state = 'released', updated_at = ?
-WHERE msn = ? AND (state = 'free' OR (state = 'assigned'
-  AND activation_id IN (SELECT id FROM activations WHERE state IN ('failed', 'cancelled'))))`), s.t(sentAt), r.MSN)
-			if err != nil {
-				return fmt.Errorf("repo: save reservation %s: %w", r.MSN, err)
-			}
-			_, err = tx.ExecContext(ctx, s.q(`INSERT INTO reservations (msn, reservation_id, run_id, reserved_at, state, updated_at, credential)
-VALUES (?, ?, ?, ?, 'free', ?, ?) ON CONFLICT (msn) WHERE state IN ('free', 'assigned') DO NOTHING`),
-				r.MSN, r.ReservationID, runID, s.t(sentAt), s.t(sentAt), credential)
-			if err != nil {
-				return fmt.Errorf("repo: save reservation %s: %w", r.MSN, err)
-			}
+		_, err := tx.ExecContext(ctx, s.q(`UPDATE reservations SET state = 'released', updated_at = ?
+WHERE msn IN (`+in.String()+`) AND (state = 'free' OR (state = 'assigned'
+  AND activation_id IN (SELECT id FROM activations WHERE state IN ('failed', 'cancelled'))))`), inArgs...)
+		if err != nil {
+			return fmt.Errorf("repo: save reservations: %w", err)
+		}
+		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO reservations (msn, reservation_id, run_id, reserved_at, state, updated_at, credential)
+VALUES `+values.String()+` ON CONFLICT (msn) WHERE state IN ('free', 'assigned') DO NOTHING`), valueArgs...)
+		if err != nil {
+			return fmt.Errorf("repo: save reservations: %w", err)
 		}
 		return nil
 	})
@@ -76,6 +98,9 @@ VALUES (?, ?, ?, ?, 'free', ?, ?) ON CONFLICT (msn) WHERE state IN ('free', 'ass
 // its claim.
 func (s *Store) TakeReservation(ctx context.Context, runID int64, a *Activation, now time.Time) (Reservation, error) {
 	var r Reservation
+	if s.dialect == DialectPostgres {
+		return s.takeReservationPG(ctx, runID, a, now)
+	}
 	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
 		var owner string
 		err := tx.GetContext(ctx, &owner, s.q(`SELECT credential FROM activations WHERE id = ? AND state = 'pending' AND claim_token = ?`),
@@ -94,6 +119,37 @@ func (s *Store) TakeReservation(ctx context.Context, runID int64, a *Activation,
 		return nil
 	})
 	return r, err
+}
+
+// takeReservationPG is TakeReservation in one PostgreSQL statement: the
+// claim's check and the pick of a free number of the row's owner together;
+// only when it finds none does a second read say whether the claim was lost.
+func (s *Store) takeReservationPG(ctx context.Context, runID int64, a *Activation, now time.Time) (Reservation, error) {
+	var r Reservation
+	if a.ClaimToken == "" {
+		return r, fmt.Errorf("repo: take reservation for activation %d: %w", a.ID, ErrLostClaim)
+	}
+	err := s.getPrepared(ctx, &r, s.q(`WITH owner AS (SELECT credential FROM activations
+WHERE id = ? AND state = 'pending' AND claim_token = ?),
+c AS (SELECT id FROM reservations WHERE run_id = ? AND credential = (SELECT credential FROM owner) AND state = 'free'
+ORDER BY reserved_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+UPDATE reservations AS t SET state = 'assigned', activation_id = ?, updated_at = ? FROM c WHERE t.id = c.id
+RETURNING `+reservationCols("t.")), a.ID, a.ClaimToken, runID, a.ID, s.t(now))
+	if err == nil {
+		return r, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("repo: take reservation for activation %d: %w", a.ID, err)
+	}
+	var claimed bool
+	if err := s.db.GetContext(ctx, &claimed, s.q(`SELECT EXISTS (SELECT 1 FROM activations
+WHERE id = ? AND state = 'pending' AND claim_token = ?)`), a.ID, a.ClaimToken); err != nil {
+		return r, fmt.Errorf("repo: take reservation: %w", err)
+	}
+	if !claimed {
+		return r, fmt.Errorf("repo: take reservation for activation %d: %w", a.ID, ErrLostClaim)
+	}
+	return r, fmt.Errorf("repo: take reservation for activation %d: %w", a.ID, ErrNotFound)
 }
 
 // FreeReservations returns the run's numbers not given to any activation,

@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -51,6 +52,14 @@ type Store struct {
 	schema string
 	// leaseTTL is the SQLite run lock's lease (LeaseTTL; tests shorten it).
 	leaseTTL time.Duration
+	// startCalls and finishCalls share statements and commits among the
+	// call-log writes made at the same moment (PostgreSQL; nil on SQLite,
+	// whose one connection writes one at a time anyway).
+	startCalls  *group[Call, int64]
+	finishCalls *group[finishedCall, bool]
+	// stmts holds the prepared statements of the hot paths (prepared),
+	// by query text.
+	stmts sync.Map
 }
 
 // ErrBadURL: a database URL that names neither PostgreSQL nor SQLite.
@@ -106,7 +115,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if dialect == DialectPostgres {
 		s.dialect = DialectPostgres
 		var db *sqlx.DB
-		db, err = sqlx.Open("postgres", url)
+		db, err = openPostgres(url)
 		s.db = &pool{db}
 		if err != nil {
 			return nil, fmt.Errorf("repo: open postgres: %w", err)
@@ -138,12 +147,40 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		return nil, fmt.Errorf("repo: connect (%s): %w", s.dialect, err)
 	}
 	if s.dialect == DialectPostgres {
+		s.startCalls = &group[Call, int64]{flush: s.startCallsTogether, one: s.startCall}
+		s.finishCalls = &group[finishedCall, bool]{flush: s.finishCallsTogether, one: s.finishCall}
 		if err := s.db.GetContext(ctx, &s.schema, `SELECT current_schema()`); err != nil {
 			s.db.Close()
 			return nil, fmt.Errorf("repo: current schema: %w", err)
 		}
 	}
 	return s, nil
+}
+
+// binaryParams matches a connection string that sets lib/pq's
+// binary_parameters itself (then its choice stands).
+var binaryParams = regexp.MustCompile(`(?i)binary_parameters`)
+
+// openPostgres opens a lib/pq pool on url with binary_parameters on unless
+// url sets it: lib/pq then sends a statement with arguments as one
+// Parse/Bind/Execute exchange, one round trip, where otherwise it first
+// prepares it and waits for the description (two). The store passes []byte
+// only for bytea columns, which binary format sends as they are. A url
+// lib/pq cannot parse is opened as it is, so that Ping reports it exactly
+// as before.
+func openPostgres(url string) (*sqlx.DB, error) {
+	cfg, err := pq.NewConfig(url)
+	if err != nil {
+		return sqlx.Open("postgres", url)
+	}
+	if !binaryParams.MatchString(url) {
+		cfg.BinaryParameters = true
+	}
+	c, err := pq.NewConnectorConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return sqlx.NewDb(sql.OpenDB(c), "postgres"), nil
 }
 
 // sqliteDSN turns a path (or file: URI) into a DSN with the pragmas we rely
@@ -163,6 +200,10 @@ func sqliteDSN(url string) string {
 
 // Close closes the connection pool.
 func (s *Store) Close() error {
+	s.stmts.Range(func(_, v any) bool {
+		v.(*sqlx.Stmt).Close()
+		return true
+	})
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("repo: close: %w", err)
 	}
@@ -200,6 +241,54 @@ func (p *pool) ExecContext(ctx context.Context, query string, args ...any) (sql.
 		return err
 	})
 	return res, err
+}
+
+// prepared returns query prepared on the pool, preparing it the first time
+// (database/sql prepares it again on each connection that runs it). It is
+// for the statements run per activation, each a fixed text: PostgreSQL then
+// parses, analyses and (after the first few runs) plans them once per
+// connection, not once per run, which was much of its CPU.
+func (s *Store) prepared(ctx context.Context, query string) (*sqlx.Stmt, error) {
+	if v, ok := s.stmts.Load(query); ok {
+		return v.(*sqlx.Stmt), nil
+	}
+	var st *sqlx.Stmt
+	err := retryCancelled(ctx, func() error {
+		var err error
+		st, err = s.db.PreparexContext(ctx, query)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	if v, loaded := s.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return v.(*sqlx.Stmt), nil
+	}
+	return st, nil
+}
+
+// getPrepared runs the prepared query on the pool into dest (one row), and
+// selectPrepared into a slice; both retry a spurious cancel (retryCancelled).
+func (s *Store) getPrepared(ctx context.Context, dest any, query string, args ...any) error {
+	st, err := s.prepared(ctx, query)
+	if err != nil {
+		return err
+	}
+	return retryCancelled(ctx, func() error { return st.GetContext(ctx, dest, args...) })
+}
+
+func (s *Store) selectPrepared(ctx context.Context, dest any, query string, args ...any) error {
+	st, err := s.prepared(ctx, query)
+	if err != nil {
+		return err
+	}
+	return retryCancelled(ctx, func() error {
+		if v := reflect.ValueOf(dest); v.Kind() == reflect.Pointer && !v.IsNil() {
+			v.Elem().Set(reflect.Zero(v.Elem().Type())) // a second try starts empty
+		}
+		return st.SelectContext(ctx, dest, args...)
+	})
 }
 
 // InTx runs fn in one transaction: committed when fn returns nil, rolled

@@ -181,6 +181,10 @@ type Server struct {
 	ledger    []LedgerEntry
 	holds     holdQueue // reservations by the end of their lifetime
 	expired   []Expiry
+	// pendingUnsorted is set once an order was created at an earlier time
+	// than the one before it (the clock went back): pending is no longer
+	// in creation-time order, and settle looks at every order.
+	pendingUnsorted bool
 }
 
 // New builds a Server from cfg, applying defaults to zero fields.

@@ -2,6 +2,7 @@ package octanetest
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -54,8 +55,16 @@ func (s *Server) numberState(n *number, now time.Time) string {
 // along the business clock. Called with s.mu held.
 func (s *Server) settle(now time.Time) {
 	s.expire(now)
+	// In creation-time order, the orders after the first one too young to
+	// move are too young as well: they stay as they are, unvisited.
+	end := len(s.pending)
+	if !s.pendingUnsorted {
+		end = sort.Search(len(s.pending), func(i int) bool {
+			return now.Sub(s.pending[i].CreatedAt) < s.cfg.OrderLatency/2
+		})
+	}
 	keep := s.pending[:0]
-	for _, o := range s.pending {
+	for _, o := range s.pending[:end] {
 		age := now.Sub(o.CreatedAt)
 		switch {
 		case age >= s.cfg.OrderLatency && o.asyncReject:
@@ -79,6 +88,7 @@ func (s *Server) settle(now time.Time) {
 			keep = append(keep, o)
 		}
 	}
+	keep = append(keep, s.pending[end:]...)
 	clear(s.pending[len(keep):])
 	s.pending = keep
 }
@@ -308,6 +318,9 @@ func (s *Server) orderCreate(c *soapCall, p faultPlan) ([]el, LedgerEntry) {
 	num.state, num.orderID = octane.NumberInUse, o.ID
 	s.orders[o.ID] = o
 	s.orderList = append(s.orderList, o)
+	if n := len(s.pending); n > 0 && o.CreatedAt.Before(s.pending[n-1].CreatedAt) {
+		s.pendingUnsorted = true
+	}
 	s.pending = append(s.pending, o)
 	e.Outcome, e.Code, e.OrderID = OutcomeOK, "0", o.ID
 	return okReturn(c.method, leaf("orderId", o.ID)), e
