@@ -123,6 +123,28 @@ func (h *harness) activations() map[string]repo.Activation {
 	return out
 }
 
+// loseOrderAnswer runs a submit pass on r in which Octane takes every order
+// but its answer is lost (and, with rejectLater, Octane rejects the order
+// some minutes later, which hands its number back), and returns S-00001,
+// which that leaves in ordering.
+func (h *harness) loseOrderAnswer(r *jobs.Runner, rejectLater bool) repo.Activation {
+	h.t.Helper()
+	f := octanetest.Faults{Drop: 1, Methods: []string{octane.MethodOrderCreate}}
+	if rejectLater {
+		f.AsyncReject = 1
+	}
+	h.sim.SetFaults(f)
+	if _, err := r.Pass(context.Background(), []string{jobs.PhaseSubmit}); err != nil {
+		h.t.Fatal(err)
+	}
+	h.sim.SetFaults(octanetest.Faults{})
+	a := h.activations()["S-00001"]
+	if a.State != repo.StateOrdering {
+		h.t.Fatalf("after a lost answer the row is %s, want ordering", a.State)
+	}
+	return a
+}
+
 // checkPolls asserts no order was queried twice within 30 simulated minutes.
 func (h *harness) checkPolls() {
 	h.t.Helper()
@@ -489,14 +511,7 @@ func TestLostOrderThenRejectedIsNotReordered(t *testing.T) {
 	h.load(1)
 	r := h.runner(h.client("secret"))
 	ctx := context.Background()
-	h.sim.SetFaults(octanetest.Faults{Drop: 1, AsyncReject: 1, Methods: []string{octane.MethodOrderCreate}})
-	if _, err := r.Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
-		t.Fatal(err)
-	}
-	h.sim.SetFaults(octanetest.Faults{})
-	if a := h.activations()["S-00001"]; a.State != repo.StateOrdering {
-		t.Fatalf("after a lost answer the row is %s, want ordering", a.State)
-	}
+	h.loseOrderAnswer(r, true)
 	for pass := 0; pass < 3; pass++ {
 		h.clock.Advance(31 * time.Minute)
 		if _, err := r.Pass(ctx, nil); err != nil {
@@ -524,14 +539,7 @@ func TestLostAnswerAfterADayIsReviewedNotReordered(t *testing.T) {
 	ctx := context.Background()
 	// The answer is lost after Octane accepted the order; Octane then
 	// rejects it, which hands the number back.
-	h.sim.SetFaults(octanetest.Faults{Drop: 1, AsyncReject: 1, Methods: []string{octane.MethodOrderCreate}})
-	if _, err := r.Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
-		t.Fatal(err)
-	}
-	h.sim.SetFaults(octanetest.Faults{})
-	if a := h.activations()["S-00001"]; a.State != repo.StateOrdering {
-		t.Fatalf("after a lost answer the row is %s, want ordering", a.State)
-	}
+	h.loseOrderAnswer(r, true)
 	h.clock.Advance(25 * time.Hour) // the job was down for a day
 	for pass := 0; pass < 3; pass++ {
 		if _, err := r.Pass(ctx, nil); err != nil {

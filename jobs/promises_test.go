@@ -67,15 +67,7 @@ func TestInUseAfterLapseIsNotAdopted(t *testing.T) {
 	r := h.runner(c)
 	ctx := context.Background()
 	// Our answer is lost; Octane then rejects the order, which frees the number.
-	h.sim.SetFaults(octanetest.Faults{Drop: 1, AsyncReject: 1, Methods: []string{octane.MethodOrderCreate}})
-	if _, err := r.Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
-		t.Fatal(err)
-	}
-	h.sim.SetFaults(octanetest.Faults{})
-	ours := h.activations()["S-00001"]
-	if ours.State != repo.StateOrdering {
-		t.Fatalf("after a lost answer the row is %s, want ordering", ours.State)
-	}
+	ours := h.loseOrderAnswer(r, true)
 	h.clock.Advance(10 * time.Minute) // the rejection lands; the number is AVAILABLE
 	if st := h.sim.NumberState(ours.MSN); st != octane.NumberAvailable {
 		t.Fatalf("number %s is %s after the rejection, want AVAILABLE", ours.MSN, st)
@@ -571,15 +563,7 @@ func TestAdoptedOrderFetchesItsQROnce(t *testing.T) {
 	h.load(1)
 	r := h.runner(h.client("secret"))
 	ctx := context.Background()
-	h.sim.SetFaults(octanetest.Faults{Drop: 1, Methods: []string{octane.MethodOrderCreate}})
-	if _, err := r.Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
-		t.Fatal(err)
-	}
-	h.sim.SetFaults(octanetest.Faults{})
-	a := h.activations()["S-00001"]
-	if a.State != repo.StateOrdering {
-		t.Fatalf("after a lost answer the row is %s, want ordering", a.State)
-	}
+	a := h.loseOrderAnswer(r, false)
 	h.clock.Advance(10 * time.Minute) // the order completes on Octane
 	for pass := 0; pass < 2; pass++ {
 		if _, err := r.Pass(ctx, nil); err != nil {
@@ -611,11 +595,7 @@ func TestAdoptedOrderRejectedLaterFailsForReview(t *testing.T) {
 	h.load(1)
 	r := h.runner(h.client("secret"))
 	ctx := context.Background()
-	h.sim.SetFaults(octanetest.Faults{Drop: 1, AsyncReject: 1, Methods: []string{octane.MethodOrderCreate}})
-	if _, err := r.Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
-		t.Fatal(err)
-	}
-	h.sim.SetFaults(octanetest.Faults{})
+	h.loseOrderAnswer(r, true)
 	if _, err := r.Pass(ctx, []string{jobs.PhaseSubmit}); err != nil { // reconcile while the order is open
 		t.Fatal(err)
 	}
