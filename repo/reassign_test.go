@@ -2,7 +2,9 @@ package repo_test
 
 import (
 	"context"
+	"fmt"
 	"maps"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,6 +106,67 @@ func TestReassign(t *testing.T) {
 		}
 		if _, err := s.Reassign(ctx, "new", "new", "ops", "", false, later); err == nil {
 			t.Error("a reassign to the same credential was accepted")
+		}
+	})
+}
+
+// A reassign racing the old credential's claims: each row is either handed
+// over unclaimed or claimed by the old credential and kept, never both.
+func TestReassignRacesClaim(t *testing.T) {
+	t.Parallel()
+	repotest.Each(t, func(t *testing.T, s *repo.Store) {
+		ctx := context.Background()
+		const n = 60
+		runID := seed(t, s, "Q", n)
+		now := t0.Add(time.Minute)
+		first, err := s.ClaimPending(ctx, now, runID, "old", n, lease) // old owns them all
+		must(t, err)
+		for i := range first {
+			must(t, s.Unclaim(ctx, &first[i]))
+		}
+		later := now.Add(time.Second)
+		var claimed []repo.Activation
+		var res repo.Reassigned
+		var cerr, rerr error
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for range 6 {
+				got, err := s.ClaimPending(ctx, later, runID, "old", 5, lease)
+				if err != nil {
+					cerr = err
+					return
+				}
+				claimed = append(claimed, got...)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			res, rerr = s.Reassign(ctx, "old", "new", "ops", "", false, later)
+		}()
+		wg.Wait()
+		must(t, cerr)
+		must(t, rerr)
+		mine := map[string]bool{}
+		for _, a := range claimed {
+			mine[a.SalesRef] = true
+		}
+		moved := 0
+		for i := 1; i <= n; i++ {
+			a, err := s.ActivationByRef(ctx, fmt.Sprintf("Q-%d", i))
+			must(t, err)
+			switch {
+			case a.Credential == "new" && (mine[a.SalesRef] || a.ClaimToken != ""):
+				t.Errorf("%s handed to new while old's run holds it", a.SalesRef)
+			case a.Credential == "new":
+				moved++
+			case a.Credential != "old":
+				t.Errorf("%s owned by %q", a.SalesRef, a.Credential)
+			}
+		}
+		if moved != res.Moved[repo.StatePending] || moved+len(claimed) != n {
+			t.Errorf("moved %d (Reassign says %v), claimed %d, of %d rows", moved, res.Moved, len(claimed), n)
 		}
 	})
 }
