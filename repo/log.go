@@ -196,23 +196,83 @@ func (s *Store) nt(x time.Time) any {
 
 // RecordCall appends c, a call that has ended, to the call log and, when it
 // is for an activation, a call event to that activation's log, in one
-// transaction. Errors: the database's, wrapped.
+// transaction; on PostgreSQL in one statement, shared with the calls
+// recorded at the same moment (group.go), and committed lazily (lazyPool)
+// when Octane answered it. Errors: the database's, wrapped.
 func (s *Store) RecordCall(ctx context.Context, c Call) error {
-	return s.InTx(ctx, func(tx *sqlx.Tx) error {
+	var err error
+	if s.recordCalls != nil {
+		_, err = s.recordCalls.do(ctx, c)
+	} else {
+		err = s.InTx(ctx, func(tx *sqlx.Tx) error {
+			var runID *int64
+			if c.RunID != 0 {
+				runID = &c.RunID
+			}
+			_, err := tx.ExecContext(ctx, s.q(`INSERT INTO calls
+(run_id, activation_id, credential, method, sent_at, duration_ns, waited_ns, outcome, code, message, msn, order_id, blocked_until)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+				runID, c.ActivationID, c.Credential, c.Method, s.t(c.SentAt), int64(c.Duration), int64(c.Waited),
+				c.Outcome, c.Code, c.Message, c.MSN, c.OrderID, s.nt(c.BlockedUntil))
+			if err != nil {
+				return err
+			}
+			return s.callEvent(ctx, tx, c, runID)
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("repo: record call %s: %w", c.Method, err)
+	}
+	return nil
+}
+
+// recordCallsTogether is RecordCall for cs in one PostgreSQL statement: the
+// calls inserted and the call events of those for an activation appended,
+// in cs's order.
+func (s *Store) recordCallsTogether(ctx context.Context, cs []Call) ([]struct{}, error) {
+	var b strings.Builder
+	b.WriteString(`WITH v (ord, run_id, activation_id, credential, method, sent_at, duration_ns, waited_ns, outcome, code, message,
+msn, order_id, blocked_until) AS (VALUES `)
+	args := make([]any, 0, 14*len(cs)+1)
+	p := s.lazyPool()
+	for i, c := range cs {
+		if i == 0 {
+			b.WriteString(`(?::int, ?::bigint, ?::bigint, ?::text, ?::text, ?::timestamptz, ?::bigint, ?::bigint, ?::text, ?::text,
+?::text, ?::text, ?::text, ?::timestamptz)`)
+		} else {
+			b.WriteString(`, (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		}
 		var runID *int64
 		if c.RunID != 0 {
 			runID = &c.RunID
 		}
-		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO calls
-(run_id, activation_id, credential, method, sent_at, duration_ns, waited_ns, outcome, code, message, msn, order_id, blocked_until)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			runID, c.ActivationID, c.Credential, c.Method, s.t(c.SentAt), int64(c.Duration), int64(c.Waited),
-			c.Outcome, c.Code, c.Message, c.MSN, c.OrderID, s.nt(c.BlockedUntil))
-		if err != nil {
-			return fmt.Errorf("repo: record call %s: %w", c.Method, err)
+		args = append(args, i, runID, c.ActivationID, c.Credential, c.Method, s.t(c.SentAt), int64(c.Duration),
+			int64(c.Waited), c.Outcome, c.Code, c.Message, c.MSN, c.OrderID, s.nt(c.BlockedUntil))
+		if s.finishPool(c) != p {
+			p = s.db
 		}
-		return s.callEvent(ctx, tx, c, runID)
-	})
+	}
+	b.WriteString(`),
+ins AS (INSERT INTO calls (run_id, activation_id, credential, method, sent_at, duration_ns, waited_ns, outcome, code, message,
+msn, order_id, blocked_until)
+SELECT run_id, activation_id, credential, method, sent_at, duration_ns, waited_ns, outcome, code, message, msn, order_id,
+blocked_until FROM v ORDER BY ord),
+ev AS (INSERT INTO events (at, run_id, activation_id, kind, step, from_state, to_state, outcome, code, message, duration_ns, actor)
+SELECT sent_at, run_id, activation_id, ?, method, '', '', outcome, code, message, duration_ns, '' FROM v
+WHERE activation_id IS NOT NULL ORDER BY ord)
+SELECT COUNT(*) FROM v`)
+	args = append(args, EventCall)
+	var n int
+	if err := p.getPrepared(ctx, &n, s.q(b.String()), args...); err != nil {
+		return nil, err
+	}
+	return make([]struct{}, len(cs)), nil
+}
+
+// recordCall is recordCallsTogether for one call (group's fallback).
+func (s *Store) recordCall(ctx context.Context, c Call) (struct{}, error) {
+	_, err := s.recordCallsTogether(ctx, []Call{c})
+	return struct{}{}, err
 }
 
 func (s *Store) callEvent(ctx context.Context, tx *sqlx.Tx, c Call, runID *int64) error {
@@ -323,6 +383,18 @@ func (s *Store) FinishCall(ctx context.Context, id int64, c Call) error {
 	return nil
 }
 
+// finishPool is the pool that completes c: the lazy one (lazyPool) when
+// Octane answered it, since a completion lost in a server crash leaves the
+// call in flight, which counts against the budget as a completed call does.
+// A call that failed, and above all one that met a fault 233 with the
+// block other processes must keep to, is completed with an ordinary commit.
+func (s *Store) finishPool(c Call) *pool {
+	if c.Outcome == "ok" && c.BlockedUntil.IsZero() { // octane.OutcomeOK
+		return s.lazyPool()
+	}
+	return s.db
+}
+
 // finishedCall is one FinishCall: the in-flight row and how it ended.
 type finishedCall struct {
 	id int64
@@ -336,7 +408,7 @@ func (s *Store) finishCall(ctx context.Context, f finishedCall) (bool, error) {
 		// One statement, prepared: found by its key, which even a plan made
 		// while the table was small keeps to.
 		var n int
-		err := s.getPrepared(ctx, &n, s.q(`WITH done AS (UPDATE calls SET sent_at = ?, duration_ns = ?, waited_ns = ?, outcome = ?,
+		err := s.finishPool(c).getPrepared(ctx, &n, s.q(`WITH done AS (UPDATE calls SET sent_at = ?, duration_ns = ?, waited_ns = ?, outcome = ?,
 code = ?, message = ?, msn = ?, order_id = ?, blocked_until = ?
 WHERE id = ? AND outcome = ? RETURNING run_id, activation_id),
 ev AS (INSERT INTO events (at, run_id, activation_id, kind, step, from_state, to_state, outcome, code, message, duration_ns, actor)
@@ -411,8 +483,14 @@ SELECT id FROM done`)
 	args = append(args, pq.Array(want), CallInflight, EventCall)
 	// Not prepared: a generic plan made while the table was small joins v
 	// to it by reading it whole, however large it grows since.
+	p := s.lazyPool()
+	for _, f := range fs {
+		if s.finishPool(f.c) != p {
+			p = s.db
+		}
+	}
 	var ids []int64
-	if err := s.db.SelectContext(ctx, &ids, s.q(b.String()), args...); err != nil {
+	if err := p.SelectContext(ctx, &ids, s.q(b.String()), args...); err != nil {
 		return nil, err
 	}
 	done := make(map[int64]bool, len(ids))

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	neturl "net/url"
 	"reflect"
 	"regexp"
@@ -52,14 +53,17 @@ type Store struct {
 	schema string
 	// leaseTTL is the SQLite run lock's lease (LeaseTTL; tests shorten it).
 	leaseTTL time.Duration
-	// startCalls and finishCalls share statements and commits among the
+	// startCalls, finishCalls and recordCalls share statements and commits among the
 	// call-log writes made at the same moment (PostgreSQL; nil on SQLite,
 	// whose one connection writes one at a time anyway).
 	startCalls  *group[Call, int64]
 	finishCalls *group[finishedCall, bool]
-	// stmts holds the prepared statements of the hot paths (prepared),
-	// by query text.
-	stmts sync.Map
+	recordCalls *group[Call, struct{}]
+	// lazy is a second PostgreSQL pool whose sessions commit without
+	// waiting for the WAL flush (synchronous_commit off), for the writes
+	// that only record what an Octane call answered (see lazyPool); nil on
+	// SQLite, or when the URL could not be given the setting.
+	lazy *pool
 }
 
 // ErrBadURL: a database URL that names neither PostgreSQL nor SQLite.
@@ -114,20 +118,27 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	url = addr
 	if dialect == DialectPostgres {
 		s.dialect = DialectPostgres
-		var db *sqlx.DB
-		db, err = openPostgres(url)
-		s.db = &pool{db}
+		var db, lazy *sqlx.DB
+		db, lazy, err = openPostgres(url)
 		if err != nil {
 			return nil, fmt.Errorf("repo: open postgres: %w", err)
 		}
-		s.db.SetMaxOpenConns(4)
-		s.db.SetMaxIdleConns(4)
-		s.db.SetConnMaxIdleTime(5 * time.Minute)
+		s.db = &pool{DB: db}
+		for _, p := range []*sqlx.DB{db, lazy} {
+			if p != nil {
+				p.SetMaxOpenConns(4)
+				p.SetMaxIdleConns(4)
+				p.SetConnMaxIdleTime(5 * time.Minute)
+			}
+		}
+		if lazy != nil {
+			s.lazy = &pool{DB: lazy}
+		}
 	} else {
 		s.dialect = DialectSQLite
 		var db *sqlx.DB
 		db, err = sqlx.Open("sqlite", sqliteDSN(url))
-		s.db = &pool{db}
+		s.db = &pool{DB: db}
 		if err != nil {
 			return nil, fmt.Errorf("repo: open sqlite: %w", err)
 		}
@@ -140,6 +151,9 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	}
 	if err := s.db.PingContext(ctx); err != nil {
 		s.db.Close()
+		if s.lazy != nil {
+			s.lazy.Close()
+		}
 		// net/url quotes a URL it cannot parse whole, password and all.
 		if ue := (*neturl.Error)(nil); errors.As(err, &ue) {
 			err = fmt.Errorf("parse database URL: %w", ue.Err)
@@ -149,8 +163,12 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if s.dialect == DialectPostgres {
 		s.startCalls = &group[Call, int64]{flush: s.startCallsTogether, one: s.startCall}
 		s.finishCalls = &group[finishedCall, bool]{flush: s.finishCallsTogether, one: s.finishCall}
+		s.recordCalls = &group[Call, struct{}]{flush: s.recordCallsTogether, one: s.recordCall}
 		if err := s.db.GetContext(ctx, &s.schema, `SELECT current_schema()`); err != nil {
 			s.db.Close()
+			if s.lazy != nil {
+				s.lazy.Close()
+			}
 			return nil, fmt.Errorf("repo: current schema: %w", err)
 		}
 	}
@@ -167,20 +185,39 @@ var binaryParams = regexp.MustCompile(`(?i)binary_parameters`)
 // prepares it and waits for the description (two). The store passes []byte
 // only for bytea columns, which binary format sends as they are. A url
 // lib/pq cannot parse is opened as it is, so that Ping reports it exactly
-// as before.
-func openPostgres(url string) (*sqlx.DB, error) {
+// as before, and with no lazy pool.
+//
+// lazy is a second pool on the same url whose sessions set
+// synchronous_commit off: a commit there returns once it is in the WAL
+// buffers, without waiting for the flush to disk (the WAL writer flushes it
+// within a few hundred milliseconds, and any later ordinary commit flushes
+// it first). It is visible to every session at once; only a crash of the
+// PostgreSQL server itself can lose it, and then with everything committed
+// after it, never out of order.
+func openPostgres(url string) (db, lazy *sqlx.DB, err error) {
 	cfg, err := pq.NewConfig(url)
 	if err != nil {
-		return sqlx.Open("postgres", url)
+		db, err := sqlx.Open("postgres", url)
+		return db, nil, err
 	}
 	if !binaryParams.MatchString(url) {
 		cfg.BinaryParameters = true
 	}
 	c, err := pq.NewConnectorConfig(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return sqlx.NewDb(sql.OpenDB(c), "postgres"), nil
+	db = sqlx.NewDb(sql.OpenDB(c), "postgres")
+	lazyCfg := cfg
+	lazyCfg.Runtime = maps.Clone(cfg.Runtime)
+	if lazyCfg.Runtime == nil {
+		lazyCfg.Runtime = map[string]string{}
+	}
+	lazyCfg.Runtime["synchronous_commit"] = "off"
+	if lc, err := pq.NewConnectorConfig(lazyCfg); err == nil {
+		lazy = sqlx.NewDb(sql.OpenDB(lc), "postgres")
+	}
+	return db, lazy, nil
 }
 
 // sqliteDSN turns a path (or file: URI) into a DSN with the pragmas we rely
@@ -198,16 +235,34 @@ func sqliteDSN(url string) string {
 	return dsn + sep + "_busy_timeout=10000&_journal_mode=WAL&_foreign_keys=1&_txlock=immediate&_texttotime=1"
 }
 
-// Close closes the connection pool.
+// Close closes the connection pools.
 func (s *Store) Close() error {
-	s.stmts.Range(func(_, v any) bool {
-		v.(*sqlx.Stmt).Close()
-		return true
-	})
-	if err := s.db.Close(); err != nil {
+	if s.lazy != nil {
+		if err := s.lazy.close(); err != nil {
+			return fmt.Errorf("repo: close: %w", err)
+		}
+	}
+	if err := s.db.close(); err != nil {
 		return fmt.Errorf("repo: close: %w", err)
 	}
 	return nil
+}
+
+// lazyPool is the pool for a write that records what an Octane call
+// answered and nothing else depends on being durable: losing it in a
+// server crash leaves the store as if the process had died just after the
+// call, before writing, which the job recovers from by design (an
+// orderCreate with no answer is reconciled, an order polled but not
+// recorded is polled again at its next slot, a QR code not stored is
+// fetched again, a call left in flight still counts against the budget).
+// Every write made before an Octane call, which the call relies on, goes to
+// the ordinary pool, whose commit also makes every earlier lazy commit
+// durable. It is the ordinary pool on SQLite.
+func (s *Store) lazyPool() *pool {
+	if s.lazy != nil {
+		return s.lazy
+	}
+	return s.db
 }
 
 // Dialect returns "postgres" or "sqlite".
@@ -216,9 +271,22 @@ func (s *Store) Dialect() string { return s.dialect }
 // DB returns the underlying pool (for tests and tools; prefer the methods).
 func (s *Store) DB() *sqlx.DB { return s.db.DB }
 
-// pool is the connection pool with statements retried after a spurious
-// cancel (retryCancelled).
-type pool struct{ *sqlx.DB }
+// pool is a connection pool with statements retried after a spurious
+// cancel (retryCancelled), and the prepared statements of the hot paths
+// (prepared), by query text.
+type pool struct {
+	*sqlx.DB
+	stmts sync.Map
+}
+
+// close closes the prepared statements and the pool.
+func (p *pool) close() error {
+	p.stmts.Range(func(_, v any) bool {
+		v.(*sqlx.Stmt).Close()
+		return true
+	})
+	return p.DB.Close()
+}
 
 func (p *pool) GetContext(ctx context.Context, dest any, query string, args ...any) error {
 	return retryCancelled(ctx, func() error { return p.DB.GetContext(ctx, dest, query, args...) })
@@ -248,20 +316,20 @@ func (p *pool) ExecContext(ctx context.Context, query string, args ...any) (sql.
 // for the statements run per activation, each a fixed text: PostgreSQL then
 // parses, analyses and (after the first few runs) plans them once per
 // connection, not once per run, which was much of its CPU.
-func (s *Store) prepared(ctx context.Context, query string) (*sqlx.Stmt, error) {
-	if v, ok := s.stmts.Load(query); ok {
+func (p *pool) prepared(ctx context.Context, query string) (*sqlx.Stmt, error) {
+	if v, ok := p.stmts.Load(query); ok {
 		return v.(*sqlx.Stmt), nil
 	}
 	var st *sqlx.Stmt
 	err := retryCancelled(ctx, func() error {
 		var err error
-		st, err = s.db.PreparexContext(ctx, query)
+		st, err = p.PreparexContext(ctx, query)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
 	}
-	if v, loaded := s.stmts.LoadOrStore(query, st); loaded {
+	if v, loaded := p.stmts.LoadOrStore(query, st); loaded {
 		st.Close()
 		return v.(*sqlx.Stmt), nil
 	}
@@ -270,16 +338,16 @@ func (s *Store) prepared(ctx context.Context, query string) (*sqlx.Stmt, error) 
 
 // getPrepared runs the prepared query on the pool into dest (one row), and
 // selectPrepared into a slice; both retry a spurious cancel (retryCancelled).
-func (s *Store) getPrepared(ctx context.Context, dest any, query string, args ...any) error {
-	st, err := s.prepared(ctx, query)
+func (p *pool) getPrepared(ctx context.Context, dest any, query string, args ...any) error {
+	st, err := p.prepared(ctx, query)
 	if err != nil {
 		return err
 	}
 	return retryCancelled(ctx, func() error { return st.GetContext(ctx, dest, args...) })
 }
 
-func (s *Store) selectPrepared(ctx context.Context, dest any, query string, args ...any) error {
-	st, err := s.prepared(ctx, query)
+func (p *pool) selectPrepared(ctx context.Context, dest any, query string, args ...any) error {
+	st, err := p.prepared(ctx, query)
 	if err != nil {
 		return err
 	}
@@ -289,6 +357,15 @@ func (s *Store) selectPrepared(ctx context.Context, dest any, query string, args
 		}
 		return st.SelectContext(ctx, dest, args...)
 	})
+}
+
+// getPrepared and selectPrepared run a prepared query on the ordinary pool.
+func (s *Store) getPrepared(ctx context.Context, dest any, query string, args ...any) error {
+	return s.db.getPrepared(ctx, dest, query, args...)
+}
+
+func (s *Store) selectPrepared(ctx context.Context, dest any, query string, args ...any) error {
+	return s.db.selectPrepared(ctx, dest, query, args...)
 }
 
 // InTx runs fn in one transaction: committed when fn returns nil, rolled
