@@ -36,10 +36,11 @@ func WithDBOffset(offset func() time.Duration) RecorderOption {
 
 // CallRecorder returns the hook for octane.WithCallHook: it writes every
 // Octane call to the store's call log with the run id and the activation id
-// the jobs package put in the call's context. A call is written before it is
-// sent (outcome repo.CallInflight, so a process killed with the request out
-// still leaves it counted for the next one's limiter) and completed when it
-// ended; a call that provably never left the process (a dial failure) is
+// the jobs package put in the call's context. A call of a method with a
+// documented limit (octane.Budgeted) is written before it is sent (outcome
+// repo.CallInflight, so a process killed with the request out still leaves
+// it counted for the next one's limiter) and completed when it ended; a call
+// of any other method is written once, when it ended; a call that provably never left the process (a dial failure) is
 // deleted again, and one given up before sending is never written. Install
 // it with octane.WithCallRecorder, before the Runner is built: the hook only
 // needs the store, so there is no cycle. When the write before sending
@@ -77,6 +78,13 @@ func (r *recorder) hook(ctx context.Context, ev octane.CallEvent) error {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if ev.Phase == octane.CallSending {
+		if !octane.Budgeted(ev.Method) {
+			// No budget for a record in flight to protect: the call is
+			// written once, when it ends (below, as a CallDone without
+			// its CallSending), which saves a write and a commit per
+			// call. A process killed with it out leaves no record of it.
+			return nil
+		}
 		id, err := r.rec.StartCall(wctx, c)
 		if err != nil {
 			// Not on record, so not sent: the client says so to the caller.

@@ -414,3 +414,41 @@ WHERE credential = ? GROUP BY method`), h.cred); err != nil {
 		}
 	}
 }
+
+// Only a call of a method with a documented limit is written before it is
+// sent: that record is what other processes' limiters count. A call of any
+// other method is written once, when it ended, with its outcome: one write
+// and one commit fewer per call, and never an in-flight row.
+func TestOnlyBudgetedCallsAreWrittenBeforeSending(t *testing.T) {
+	t.Parallel()
+	repotest.Each(t, func(t *testing.T, s *repo.Store) {
+		ctx := context.Background()
+		e := newCallEnv(t, s, time.Minute, time.Hour, octane.DefaultLimits())
+		cs := &countingStore{Store: s}
+		c := e.client(jobs.CallRecorder(cs, e.cred, nil))
+		got, err := c.ReserveResources(ctx, 1)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("reserve: %v %v", got, err)
+		}
+		if n := cs.starts.Load(); n != 1 {
+			t.Fatalf("reserveResources: %d writes before sending, want 1", n)
+		}
+		if err := c.SelectResource(ctx, got[0].MSN); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.QueryResources(ctx, got[0].MSN); err != nil {
+			t.Fatal(err)
+		}
+		if n := cs.starts.Load(); n != 1 {
+			t.Errorf("%d writes before sending after selectResource and queryResources, want still 1", n)
+		}
+		for _, m := range []string{octane.MethodReserveResources, octane.MethodSelectResource, octane.MethodQueryResources} {
+			if n := e.count(`SELECT COUNT(*) FROM calls WHERE credential = ? AND method = ? AND outcome = 'ok'`, e.cred, m); n != 1 {
+				t.Errorf("%s: %d rows completed ok, want 1", m, n)
+			}
+		}
+		if n := e.count(`SELECT COUNT(*) FROM calls WHERE credential = ? AND outcome = ?`, e.cred, repo.CallInflight); n != 0 {
+			t.Errorf("%d calls left in flight, want none", n)
+		}
+	})
+}

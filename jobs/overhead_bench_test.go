@@ -9,9 +9,13 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
-	"net/http/httptest"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,7 +36,8 @@ const overheadRows = 100_000
 // overheadResult is what one BenchmarkOverhead run measured.
 type overheadResult struct {
 	perSecond float64 // activations taken pending -> qr_ready per wall second
-	cpu       float64 // user + system CPU seconds of this process (job and simulator)
+	cpu       float64 // user + system CPU seconds of this process: the job
+	simCPU    float64 // CPU seconds of the simulator's process
 	pgCPU     float64 // CPU seconds of the PostgreSQL backends serving the store
 	rssMB     float64 // peak resident set of this process
 	passes    int
@@ -49,11 +54,16 @@ type overheadResult struct {
 // next 2,000. Every call is written to the call log, as in production; the
 // limiter is not seeded from it (with no limit there is nothing to seed).
 //
-// Reported: activations/s (wall), cpu_s (getrusage RUSAGE_SELF, user +
-// system: this process, which runs the simulator as well as the job),
-// cpu_ms/activation, pg_cpu_s (the store's PostgreSQL backends, read from
-// /proc), and peak_rss_MB (getrusage ru_maxrss after the high-water mark is
-// reset before the run; the simulator's ledger and orders are in it too).
+// The simulator runs in a process of its own (this test binary again, see
+// TestMain), so this process is the job and what it measures is the job's:
+// activations/s (wall), job_cpu_s (getrusage RUSAGE_SELF, user + system),
+// job_cpu_ms/activation, job_peak_rss_MB (ru_maxrss after the high-water
+// mark is reset before the run). pg_cpu_ms/activation is PostgreSQL's
+// server processes (read from /proc; one started during the run counts
+// whole, one ended during it is missed), sim_cpu_ms/activation the
+// simulator's process. All three share the machine, so the wall rate is
+// theirs together. BENCH_ROWS sets the size, BENCH_WORKERS the workers per
+// phase (default the job's), BENCH_LOG=1 logs the passes on stderr.
 //
 //	go test -run '^$' -bench Overhead -benchtime 1x -timeout 30m ./jobs/
 func BenchmarkOverhead(b *testing.B) {
@@ -66,10 +76,11 @@ func BenchmarkOverhead(b *testing.B) {
 		r = runOverhead(b, n)
 	}
 	b.ReportMetric(r.perSecond, "activations/s")
-	b.ReportMetric(r.cpu, "cpu_s")
-	b.ReportMetric(r.cpu*1000/float64(n), "cpu_ms/activation")
-	b.ReportMetric(r.pgCPU, "pg_cpu_s")
-	b.ReportMetric(r.rssMB, "peak_rss_MB")
+	b.ReportMetric(r.cpu, "job_cpu_s")
+	b.ReportMetric(r.cpu*1000/float64(n), "job_cpu_ms/activation")
+	b.ReportMetric(r.pgCPU*1000/float64(n), "pg_cpu_ms/activation")
+	b.ReportMetric(r.simCPU*1000/float64(n), "sim_cpu_ms/activation")
+	b.ReportMetric(r.rssMB, "job_peak_rss_MB")
 	b.ReportMetric(float64(r.passes), "passes")
 }
 
@@ -80,14 +91,11 @@ func runOverhead(b *testing.B, n int) overheadResult {
 	cred := fmt.Sprintf("overhead-%d", rand.Int64())
 	clk := &clock{t: time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)}
 	rows := make([]repo.NewActivation, n)
-	var customers []int64
 	for i := range rows {
 		rows[i] = repo.NewActivation{Line: i + 2, SalesRef: fmt.Sprintf("OVH-%07d", i), GivenNames: "Ada",
 			Surname: fmt.Sprintf("Overhead%d", i), Email: fmt.Sprintf("ada%d@example.com", i), PlanNo: 1001, SIMType: "esim"}
-		if i%5 != 0 {
-			c := int64(300_000 + i)
+		if c, ok := overheadCustomer(i); ok {
 			rows[i].CustNo = &c
-			customers = append(customers, c)
 		}
 	}
 	if _, err := store.Import(ctx, repo.ImportFile{Name: "overhead.csv", Hash: cred, DataRows: n}, rows, nil, clk.Now()); err != nil {
@@ -96,20 +104,22 @@ func runOverhead(b *testing.B, n int) overheadResult {
 	rows = nil
 	// Limits off on both sides: a non-nil empty table and no default.
 	off := map[string]octane.Limit{}
-	sim := octanetest.New(octanetest.Config{Username: cred, Password: "secret", Now: clk.Now, OrderLatency: time.Minute,
-		Limits: off, MSNs: n + n/10, EsimProfiles: n + n/10, Customers: customers, Seed: 42})
-	customers = nil
-	srv := httptest.NewServer(sim)
-	defer srv.Close()
-	client, err := octane.New(srv.URL+"/tiab", srv.URL+"/tiab/api", cred, "secret", octane.WithGroupNo(7),
+	sim := startOverheadSim(b, n, cred)
+	defer sim.stop()
+	client, err := octane.New(sim.url+"/tiab", sim.url+"/tiab/api", cred, "secret", octane.WithGroupNo(7),
 		octane.WithLimits(off), octane.WithCallRecorder(jobs.CallRecorder(store, cred, nil)))
 	if err != nil {
 		b.Fatal(err)
 	}
-	runner := jobs.NewRunner(store, client, jobs.Config{Credential: cred, BatchSize: 50, MaxSubmitPerRun: 2000,
-		ReserveBatch: 4, PollInterval: 30 * time.Minute, RunDeadline: 9 * time.Minute}, jobs.WithClock(clk.Now))
+	workers, _ := strconv.Atoi(os.Getenv("BENCH_WORKERS")) // 0: the default
+	opts := []jobs.Option{jobs.WithClock(clk.Now)}
+	if os.Getenv("BENCH_LOG") != "" { // the passes' info lines (phase durations) on stderr
+		opts = append(opts, jobs.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, nil))))
+	}
+	runner := jobs.NewRunner(store, client, jobs.Config{Credential: cred, BatchSize: 50, MaxSubmitPerRun: 2000, Workers: workers,
+		ReserveBatch: 4, PollInterval: 30 * time.Minute, RunDeadline: 9 * time.Minute}, opts...)
 
-	pg0 := backendCPU(b, store)
+	pg0 := postgresCPU(b)
 	resetPeakRSS(b)
 	stopRSS := sampleRSS()
 	u0 := cpuSeconds()
@@ -128,6 +138,7 @@ func runOverhead(b *testing.B, n int) overheadResult {
 		passes++
 		ready += res.Counts["qr.ready"]
 		clk.Advance(31 * time.Minute)
+		sim.advance(b, 31*time.Minute)
 	}
 	wall := time.Since(start)
 	b.StopTimer()
@@ -137,13 +148,12 @@ func runOverhead(b *testing.B, n int) overheadResult {
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		b.Fatal(err)
 	}
-	pg1 := backendCPU(b, store)
+	pg1 := postgresCPU(b)
 	var pg float64
 	for pid, t := range pg1 {
 		if t0, ok := pg0[pid]; ok {
 			pg += t - t0
 		} else {
-			b.Logf("PostgreSQL backend %d is new since the start: its CPU is counted whole", pid)
 			pg += t
 		}
 	}
@@ -155,18 +165,15 @@ func runOverhead(b *testing.B, n int) overheadResult {
 	if st.Counts[repo.StateQRReady] != n {
 		b.Fatalf("qr_ready = %d, want %d: %v", st.Counts[repo.StateQRReady], n, st.Counts)
 	}
-	perMethod := map[string]int{}
-	ledger := sim.Ledger()
-	for _, e := range ledger {
-		perMethod[e.Method]++
-	}
+	simRes := sim.stop()
 	logTableStats(b, store)
-	b.Logf("%d activations in %d passes, %.1f s: %d Octane calls (%.2f per activation) %v; peak RSS sampled %.0f MB; load average %s at the start, %s at the end",
-		n, passes, wall.Seconds(), len(ledger), float64(len(ledger))/float64(n), perMethod, sampled, load0, loadAvg())
+	b.Logf("%d activations in %d passes, %.1f s: %d Octane calls (%.2f per activation) %v; job peak RSS sampled %.0f MB; simulator %.1f CPU s, peak RSS %.0f MB; load average %s at the start, %s at the end",
+		n, passes, wall.Seconds(), simRes.calls, float64(simRes.calls)/float64(n), simRes.perMethod, sampled, simRes.cpu, simRes.rssMB, load0, loadAvg())
 	return overheadResult{
 		perSecond: float64(n) / wall.Seconds(),
 		cpu:       cpu,
 		pgCPU:     pg,
+		simCPU:    simRes.cpu,
 		rssMB:     float64(ru.Maxrss) / 1024, // kilobytes on Linux
 		passes:    passes,
 		wall:      wall,
@@ -230,30 +237,25 @@ func rssMB() float64 {
 	return 0
 }
 
-// backendCPU returns the CPU seconds (user + system) so far of each
-// PostgreSQL backend in the store's pool, by backend pid: it takes every
-// pooled connection at once, asks each for its pid and reads
-// /proc/<pid>/stat (the server runs on this machine). A backend it cannot
-// read is left out.
-func backendCPU(b *testing.B, store *repo.Store) map[int]float64 {
-	ctx := context.Background()
-	db := store.DB()
+// postgresCPU returns the CPU seconds (user + system) so far of every
+// PostgreSQL server process on this machine (the server runs here), by pid:
+// the backends of both of the store's pools, and the WAL writer and
+// checkpointer, which flush what lazy commits leave in the WAL buffers. A
+// process it cannot read is left out.
+func postgresCPU(b *testing.B) map[int]float64 {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		b.Fatal(err)
+	}
 	out := map[int]float64{}
-	conns := make([]interface{ Close() error }, 0, 4)
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for range db.Stats().MaxOpenConnections {
-		c, err := db.Conn(ctx)
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
-			b.Fatal(err)
+			continue
 		}
-		conns = append(conns, c)
-		var pid int
-		if err := c.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
-			b.Fatal(err)
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
+			continue
 		}
 		if s, ok := procCPU(pid); ok {
 			out[pid] = s
@@ -307,8 +309,164 @@ FROM pg_stat_user_tables WHERE schemaname = current_schema() ORDER BY relname`)
 		b.Logf("table statistics: %v", err)
 		return
 	}
+	var idx []struct {
+		Index string `db:"indexrelname"`
+		Scans int64  `db:"idx_scan"`
+		Read  int64  `db:"idx_tup_read"`
+	}
+	if err := store.DB().Select(&idx, `SELECT indexrelname, idx_scan, idx_tup_read FROM pg_stat_user_indexes
+WHERE schemaname = current_schema() AND idx_scan > 0 ORDER BY idx_tup_read DESC LIMIT 8`); err == nil {
+		for _, r := range idx {
+			b.Logf("index %-28s scans %8d, index entries read %9d", r.Index, r.Scans, r.Read)
+		}
+	}
 	for _, r := range rows {
 		b.Logf("table %-16s seq scans %7d (%11d rows read) index scans %8d (%9d rows) inserted %7d updated %7d (hot %7d)",
 			r.Table, r.Seq, r.SeqRead, r.Idx, r.IdxRead, r.Ins, r.Upd, r.HotUpd)
 	}
+}
+
+// overheadCustomer is row i's customer number: 80 % of the rows have one,
+// which the simulator knows from the start; the rest need addCustomer.
+func overheadCustomer(i int) (int64, bool) {
+	return int64(300_000 + i), i%5 != 0
+}
+
+// overheadSimEnv, set to "ROWS CREDENTIAL", makes the test binary serve
+// BenchmarkOverhead's simulator instead of running tests (see TestMain).
+const overheadSimEnv = "ESIMBATCH_OVERHEAD_SIM"
+
+// TestMain serves BenchmarkOverhead's simulator when the benchmark starts
+// the test binary again with overheadSimEnv set, and otherwise runs the
+// tests. The simulator runs in its own process so that the benchmark's
+// CPU time and peak RSS are the job's alone.
+func TestMain(m *testing.M) {
+	if v := os.Getenv(overheadSimEnv); v != "" {
+		os.Exit(serveOverheadSim(v))
+	}
+	os.Exit(m.Run())
+}
+
+// serveOverheadSim serves the simulator on a loopback port, which it prints
+// as "listening ADDR", until its standard input closes; then it prints its
+// calls per method ("calls METHOD N") and its own CPU seconds and peak RSS
+// ("usage CPU_S RSS_MB"), and returns the exit code.
+func serveOverheadSim(spec string) int {
+	rowsText, cred, _ := strings.Cut(spec, " ")
+	n, err := strconv.Atoi(rowsText)
+	if err != nil || n <= 0 || cred == "" {
+		fmt.Fprintf(os.Stderr, "%s=%q: want ROWS CREDENTIAL\n", overheadSimEnv, spec)
+		return 2
+	}
+	var customers []int64
+	for i := range n {
+		if c, ok := overheadCustomer(i); ok {
+			customers = append(customers, c)
+		}
+	}
+	sim := octanetest.New(octanetest.Config{Username: cred, Password: "secret", OrderLatency: time.Minute,
+		Limits: map[string]octane.Limit{}, MSNs: n + n/10, EsimProfiles: n + n/10, Customers: customers, Seed: 42})
+	customers = nil
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	go http.Serve(ln, sim) //nolint:errcheck // ends with the process
+	fmt.Printf("listening %s\n", ln.Addr())
+	io.Copy(io.Discard, os.Stdin) //nolint:errcheck // EOF or an error: either way the benchmark is done
+	perMethod := map[string]int{}
+	for _, e := range sim.Ledger() {
+		perMethod[e.Method]++
+	}
+	for m, c := range perMethod {
+		fmt.Printf("calls %s %d\n", m, c)
+	}
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru) //nolint:errcheck // zero on failure
+	fmt.Printf("usage %f %f\n", cpuSeconds(), float64(ru.Maxrss)/1024)
+	return 0
+}
+
+// overheadSim is the simulator's process as BenchmarkOverhead drives it.
+type overheadSim struct {
+	url   string
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Scanner
+	done  *overheadSimResult
+}
+
+// overheadSimResult is what the simulator's process reported at its end.
+type overheadSimResult struct {
+	calls     int
+	perMethod map[string]int
+	cpu       float64 // CPU seconds
+	rssMB     float64 // peak RSS
+}
+
+// startOverheadSim starts the test binary as the simulator for n rows of
+// credential cred and waits for its address.
+func startOverheadSim(b *testing.B, n int, cred string) *overheadSim {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d %s", overheadSimEnv, n, cred))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("start the simulator's process: %v", err)
+	}
+	s := &overheadSim{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
+	if !s.out.Scan() {
+		s.cmd.Process.Kill()
+		b.Fatalf("the simulator's process printed no address: %v", s.cmd.Wait())
+	}
+	addr, ok := strings.CutPrefix(s.out.Text(), "listening ")
+	if !ok {
+		s.cmd.Process.Kill()
+		b.Fatalf("the simulator's process said %q, want listening ADDR", s.out.Text())
+	}
+	s.url = "http://" + addr
+	return s
+}
+
+// advance moves the simulator's business clock forward by d.
+func (s *overheadSim) advance(b *testing.B, d time.Duration) {
+	resp, err := http.Post(s.url+"/_sim/clock", "application/json", strings.NewReader(fmt.Sprintf(`{"advance":%q}`, d)))
+	if err != nil {
+		b.Fatalf("advance the simulator's clock: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("advance the simulator's clock: %s", resp.Status)
+	}
+}
+
+// stop ends the simulator's process (once) and returns its report.
+func (s *overheadSim) stop() overheadSimResult {
+	if s.done != nil {
+		return *s.done
+	}
+	s.done = &overheadSimResult{perMethod: map[string]int{}}
+	s.stdin.Close()
+	for s.out.Scan() {
+		f := strings.Fields(s.out.Text())
+		switch {
+		case len(f) == 3 && f[0] == "calls":
+			c, _ := strconv.Atoi(f[2])
+			s.done.perMethod[f[1]] = c
+			s.done.calls += c
+		case len(f) == 3 && f[0] == "usage":
+			s.done.cpu, _ = strconv.ParseFloat(f[1], 64)
+			s.done.rssMB, _ = strconv.ParseFloat(f[2], 64)
+		}
+	}
+	s.cmd.Wait() //nolint:errcheck // its report is what matters
+	return *s.done
 }

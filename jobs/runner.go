@@ -81,7 +81,12 @@ type Config struct {
 	RunDeadline time.Duration
 	// Lease is how long a claim stays ours (default RunDeadline + 1m, min 5m).
 	Lease time.Duration
-	// Workers run a batch's activations concurrently (default 4).
+	// Workers run a batch's activations concurrently, per phase (default
+	// 16). A row's work is a chain of short store writes and Octane calls,
+	// each waiting on a round trip, so the workers overlap those waits; with
+	// Octane's limits on they wait on the limiter instead, which costs
+	// nothing. Measured by BenchmarkOverhead: 4 workers took 134
+	// activations/s, 16 took 169 (10,000 rows, limits off).
 	Workers int
 	// MaxAttempts transport failures before a row fails (default 8), and
 	// only once they span RetrySpan (default 48h): an outage of hours or a
@@ -123,7 +128,7 @@ func (c *Config) defaults() {
 		}
 	}
 	if c.Workers <= 0 {
-		c.Workers = 4
+		c.Workers = 16
 	}
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = 8
@@ -294,7 +299,13 @@ type pass struct {
 	fatal         error  // stops the whole pass (unauthorized, store failure)
 	submitStopped string // stops submitting (pool exhausted)
 
-	poolMu sync.Mutex // serializes reservation taking and reserveResources
+	// poolMu serializes reserveResources: poolFree counts the numbers this
+	// run reserved and stored that no worker has been promised yet, so a
+	// worker that finds one takes it from the store without the lock, and
+	// only a worker that finds none reserves (one at a time, so concurrent
+	// workers never reserve more numbers than they use).
+	poolMu   sync.Mutex
+	poolFree int
 
 	lock Lock // the run lock; checked before every phase and every claim
 

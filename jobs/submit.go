@@ -376,18 +376,59 @@ func (p *pass) isStoreErr(err error) bool {
 
 // takeNumber hands out one of the run's reserved numbers, reserving
 // RESERVE_BATCH more (and storing them before any is used) when none is left.
+// Only reserving holds poolMu: a worker promised one of the stored numbers
+// takes it while others reserve, so the store's round trips of different
+// rows overlap (TakeReservation skips rows another worker has locked).
 func (p *pass) takeNumber(ctx context.Context, a *repo.Activation) (repo.Reservation, error) {
-	p.poolMu.Lock()
-	defer p.poolMu.Unlock()
-	c, cancel := p.wctx(ctx)
-	r, err := p.r.store.TakeReservation(c, p.runID, a, p.r.now())
-	cancel()
-	if err == nil {
-		return r, nil
+	for {
+		p.poolMu.Lock()
+		if p.poolFree == 0 {
+			// poolMu stays held: reserve, store, and take one for a.
+			defer p.poolMu.Unlock()
+			return p.reserveAndTake(ctx, a)
+		}
+		p.poolFree--
+		p.poolMu.Unlock()
+		var r repo.Reservation
+		var err error
+		for try := range takeTries {
+			if try > 0 {
+				p.add("submit.take_retried", 1)
+				time.Sleep(takeRetryDelay)
+			}
+			c, cancel := p.wctx(ctx)
+			r, err = p.r.store.TakeReservation(c, p.runID, a, p.r.now())
+			cancel()
+			if !errors.Is(err, repo.ErrNotFound) {
+				break
+			}
+		}
+		if err == nil {
+			return r, nil
+		}
+		if !errors.Is(err, repo.ErrNotFound) {
+			p.poolMu.Lock()
+			p.poolFree++ // the promised number is still free
+			p.poolMu.Unlock()
+			return r, storeError{fmt.Errorf("take reservation: %w", err)}
+		}
+		// The count was ahead of the store (a number given back meanwhile):
+		// go round, reserving if nothing is left.
 	}
-	if !errors.Is(err, repo.ErrNotFound) {
-		return r, storeError{fmt.Errorf("take reservation: %w", err)}
-	}
+}
+
+// takeTries and takeRetryDelay: a promised number the store does not hand
+// out at once is asked for again, since TakeReservation skips the numbers
+// other workers' statements hold locked, even ones they end up not taking.
+const (
+	takeTries      = 5
+	takeRetryDelay = 2 * time.Millisecond
+)
+
+// reserveAndTake, under poolMu, reserves RESERVE_BATCH numbers, stores them
+// before any is used, and takes one for a; the rest become poolFree.
+func (p *pass) reserveAndTake(ctx context.Context, a *repo.Activation) (repo.Reservation, error) {
+	var r repo.Reservation
 	if p.submitStop() != "" || p.halted(ctx) {
 		return r, context.Canceled
 	}
@@ -398,7 +439,7 @@ func (p *pass) takeNumber(ctx context.Context, a *repo.Activation) (repo.Reserva
 	}
 	// A fresh deadline: the call may have waited long on the limiter, and
 	// the numbers Octane just reserved must be stored.
-	c, cancel = p.wctx(ctx)
+	c, cancel := p.wctx(ctx)
 	defer cancel()
 	rs := make([]repo.Reservation, 0, len(got))
 	for _, g := range got {
@@ -414,8 +455,10 @@ func (p *pass) takeNumber(ctx context.Context, a *repo.Activation) (repo.Reserva
 	p.add("submit.reserved", len(rs))
 	r, err = p.r.store.TakeReservation(c, p.runID, a, p.r.now())
 	if err != nil {
+		p.poolFree += len(rs)
 		return r, storeError{fmt.Errorf("take reservation: %w", err)}
 	}
+	p.poolFree += len(rs) - 1
 	return r, nil
 }
 

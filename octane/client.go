@@ -32,6 +32,16 @@ func DefaultLimits() map[string]Limit {
 	}
 }
 
+// Budgeted reports whether the contract gives method a rate limit (it is in
+// DefaultLimits): the calls whose records seed other processes' limiters.
+func Budgeted(method string) bool {
+	switch method {
+	case MethodReserveResources, MethodOrderCreate, MethodOrderQuery:
+		return true
+	}
+	return false
+}
+
 // Client talks to one Octane environment with one credential. It is safe for
 // concurrent use.
 type Client struct {
