@@ -2,8 +2,6 @@ package repo_test
 
 import (
 	"context"
-	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -55,64 +53,22 @@ func TestConcurrentRecordedCallsKeepTheirRows(t *testing.T) {
 	repotest.Each(t, func(t *testing.T, s *repo.Store) {
 		ctx := context.Background()
 		const workers, each = 8, 12
-		runID := seed(t, s, "record", workers)
-		ids := make([]int64, workers)
-		for w := range workers {
-			a, err := s.ActivationByRef(ctx, fmt.Sprintf("record-%d", w+1))
-			must(t, err)
-			ids[w] = a.ID
-		}
-		var wg sync.WaitGroup
-		errs := make(chan error, workers*each)
-		for w := range workers {
-			wg.Go(func() {
-				for i := range each {
-					msn := fmt.Sprintf("04%02d%04d", w, i)
-					outcome := "ok"
-					if i%5 == 4 {
-						outcome = "rejected" // an ordinary commit in the same moment as lazy ones
-					}
-					err := s.RecordCall(ctx, repo.Call{RunID: runID, ActivationID: &ids[w], Credential: "c1",
-						Method: "getEsimDetails", SentAt: t0.Add(time.Duration(w*each+i) * time.Millisecond),
-						Duration: time.Millisecond, Outcome: outcome, Message: "m" + msn, MSN: msn})
-					if err != nil {
-						errs <- err
-						return
-					}
-				}
-			})
-		}
 		// A call for no activation is recorded without an event.
-		must(t, s.RecordCall(ctx, repo.Call{RunID: runID, Credential: "c1", Method: "queryResources", SentAt: t0, Outcome: "ok"}))
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
+		must(t, s.RecordCall(ctx, repo.Call{Credential: "c1", Method: "queryResources", SentAt: t0, Outcome: "ok", Message: "lone"}))
+		runID, ids := concurrentCalls(t, s, "record", workers, each, func(c callSlot) error {
+			outcome := "ok"
+			if c.i%5 == 4 {
+				outcome = "rejected" // an ordinary commit in the same moment as lazy ones
+			}
+			return s.RecordCall(ctx, repo.Call{RunID: c.run, ActivationID: c.activation, Credential: "c1",
+				Method: "getEsimDetails", SentAt: c.sent, Duration: time.Millisecond, Outcome: outcome, Message: "m" + c.msn, MSN: c.msn})
+		})
 		if n := count(t, s, `SELECT COUNT(*) FROM calls WHERE message = 'm' || msn AND run_id = ? AND method = 'getEsimDetails'`, runID); n != workers*each {
 			t.Errorf("%d calls recorded with their own message, want %d", n, workers*each)
 		}
-		if n := count(t, s, `SELECT COUNT(*) FROM calls WHERE run_id = ? AND method = 'queryResources' AND activation_id IS NULL`, runID); n != 1 {
+		if n := count(t, s, `SELECT COUNT(*) FROM calls WHERE message = 'lone' AND activation_id IS NULL`); n != 1 {
 			t.Errorf("%d queryResources rows, want 1", n)
 		}
-		for w, id := range ids {
-			evs, err := s.Events(ctx, id)
-			must(t, err)
-			var calls []repo.Event
-			for _, e := range evs {
-				if e.Kind == repo.EventCall {
-					calls = append(calls, e)
-				}
-			}
-			if len(calls) != each {
-				t.Fatalf("activation %d: %d call events, want %d", id, len(calls), each)
-			}
-			for i, e := range calls {
-				want := fmt.Sprintf("m04%02d%04d", w, i)
-				if e.Step != "getEsimDetails" || e.Message != want || e.RunID == nil || *e.RunID != runID {
-					t.Fatalf("activation %d call event %d: %+v, want %q of run %d", id, i, e, want, runID)
-				}
-			}
-		}
+		checkCallEvents(t, s, ids, each, "getEsimDetails", runID)
 	})
 }
