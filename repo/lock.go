@@ -3,6 +3,7 @@ package repo
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"sync"
@@ -47,13 +48,26 @@ type RunLock struct {
 func (s *Store) AcquireRunLock(ctx context.Context, key string) (*RunLock, error) {
 	l := &RunLock{s: s, name: key, key: lockKey(key)}
 	if s.dialect == DialectPostgres {
-		conn, err := s.db.Conn(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("repo: run lock %q: %w", key, err)
-		}
+		var conn *sql.Conn
 		var ok bool
-		// Never in a CTE or multi-row query: one call, one lock.
-		if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, l.key).Scan(&ok); err != nil {
+		var err error
+		// A pinned connection is not retried by database/sql: a pooled one
+		// that a cancelled statement of an earlier pass left broken
+		// answers driver.ErrBadConn, which lib/pq returns only before
+		// anything was sent, so a fresh connection is tried instead.
+		for try := 0; ; try++ {
+			conn, err = s.db.Conn(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("repo: run lock %q: %w", key, err)
+			}
+			// Never in a CTE or multi-row query: one call, one lock.
+			err = conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, l.key).Scan(&ok)
+			if !errors.Is(err, driver.ErrBadConn) || try == 2 {
+				break
+			}
+			conn.Close()
+		}
+		if err != nil {
 			conn.Close() // a lock the cancelled statement may have taken dies with the session
 			if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 				err = fmt.Errorf("%w: %w", ctx.Err(), err) // lib/pq's 57014 is this cancellation
