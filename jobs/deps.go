@@ -46,8 +46,10 @@ type Store interface {
 	QRReady(ctx context.Context, a *repo.Activation, code string, png []byte, iccid string, now time.Time) error
 	CompletedWithQR(ctx context.Context, a *repo.Activation, serviceNumber, code string, png []byte, iccid string, now time.Time) error
 
-	// Status sizes a phase for its progress lines (total and ETA).
-	Status(ctx context.Context, now, releaseBefore time.Time) (repo.Status, error)
+	// Due sizes a phase for its progress lines (total and ETA), and
+	// Waiting counts what a pass leaves for the next.
+	Due(ctx context.Context, kind repo.DueKind, credential string, now time.Time) (int, error)
+	Waiting(ctx context.Context) (map[repo.State]int, error)
 }
 
 // Octane is what the phases need from the Octane client (*octane.Client

@@ -574,17 +574,10 @@ func (r *Runner) Pass(ctx context.Context, phases []string) (Result, error) {
 
 // left counts the rows still waiting for a later pass, per state.
 func (p *pass) left(ctx context.Context) map[repo.State]int {
-	now := p.r.now()
-	st, err := p.r.store.Status(ctx, now, now.Add(-p.r.cfg.ReleaseAfter))
+	out, err := p.r.store.Waiting(ctx)
 	if err != nil {
 		p.log.Warn("count work left", "err", err)
 		return nil
-	}
-	out := map[repo.State]int{}
-	for _, s := range repo.States() {
-		if !s.Terminal() && st.Counts[s] > 0 {
-			out[s] = st.Counts[s]
-		}
 	}
 	return out
 }
@@ -733,28 +726,23 @@ type progress struct {
 }
 
 // workload estimates how many rows a phase will handle, for progress lines:
-// rows waiting in its state (submit: capped at limit; poll: polls due now).
-// It is an estimate (rows backing off count too); 0 when the store cannot say.
+// the rows its claim finds due now for the pass's credential (submit:
+// capped at limit). It is an estimate (rows other runs hold count too); 0
+// when the store cannot say.
 func (p *pass) workload(ctx context.Context, phase string, limit int) int {
-	now := p.r.now()
-	st, err := p.r.store.Status(ctx, now, now.Add(-p.r.cfg.ReleaseAfter))
+	kind := map[string]repo.DueKind{PhaseSubmit: repo.DueSubmit, PhasePoll: repo.DuePoll, PhaseQR: repo.DueQR}[phase]
+	if kind == 0 {
+		return 0
+	}
+	n, err := p.r.store.Due(ctx, kind, p.r.cfg.Credential, p.r.now())
 	if err != nil {
 		p.log.Debug("phase size unknown", "phase", phase, "err", err)
 		return 0
 	}
-	switch phase {
-	case PhaseSubmit:
-		n := st.Counts[repo.StatePending] + st.Counts[repo.StateSelected]
-		if limit > 0 && n > limit {
-			n = limit
-		}
-		return n
-	case PhasePoll:
-		return st.PollsDue
-	case PhaseQR:
-		return st.Counts[repo.StateCompleted]
+	if limit > 0 && n > limit {
+		n = limit
 	}
-	return 0
+	return n
 }
 
 func (p *pass) newProgress(phase string, total int) *progress {
