@@ -18,8 +18,11 @@ func (s *Store) CommitModes(ctx context.Context) (ordinary, lazy string, err err
 	return ordinary, lazy, err
 }
 
-// FinishesLazily reports whether completing c goes to the lazy pool.
-func (s *Store) FinishesLazily(c Call) bool { return s.finishPool(c) == s.lazyPool() && s.lazy != nil }
+// FinishesLazily reports whether completing cs in one statement goes to the
+// lazy pool.
+func (s *Store) FinishesLazily(cs ...Call) bool {
+	return s.lazy != nil && s.finishPool(cs...) == s.lazy
+}
 
 // ClaimPendingPlan is the plan PostgreSQL makes for ClaimPending's
 // statement, planned as a claim plans it, without running it.

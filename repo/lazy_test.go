@@ -39,6 +39,11 @@ func TestLazyCommitsOnlyRecordAnswers(t *testing.T) {
 				!tc.c.BlockedUntil.IsZero(), got, tc.lazy)
 		}
 	}
+	ok, rejected := repo.Call{Method: "orderQuery", Outcome: "ok"}, repo.Call{Method: "orderCreate", Outcome: "rejected"}
+	if !s.FinishesLazily(ok, ok) || s.FinishesLazily(ok, rejected, ok) {
+		t.Errorf("a shared statement: lazy for two answered calls = %v, with a rejected one among them = %v; want true, false",
+			s.FinishesLazily(ok, ok), s.FinishesLazily(ok, rejected, ok))
+	}
 	sq := repotest.NewSQLite(t)
 	if sq.FinishesLazily(repo.Call{Method: "orderQuery", Outcome: "ok"}) {
 		t.Error("SQLite has no lazy pool, yet a completion would go to one")

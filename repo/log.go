@@ -234,7 +234,6 @@ func (s *Store) recordCallsTogether(ctx context.Context, cs []Call) ([]struct{},
 	b.WriteString(`WITH v (ord, run_id, activation_id, credential, method, sent_at, duration_ns, waited_ns, outcome, code, message,
 msn, order_id, blocked_until) AS (VALUES `)
 	args := make([]any, 0, 14*len(cs)+1)
-	p := s.lazyPool()
 	for i, c := range cs {
 		if i == 0 {
 			b.WriteString(`(?::int, ?::bigint, ?::bigint, ?::text, ?::text, ?::timestamptz, ?::bigint, ?::bigint, ?::text, ?::text,
@@ -248,9 +247,6 @@ msn, order_id, blocked_until) AS (VALUES `)
 		}
 		args = append(args, i, runID, c.ActivationID, c.Credential, c.Method, s.t(c.SentAt), int64(c.Duration),
 			int64(c.Waited), c.Outcome, c.Code, c.Message, c.MSN, c.OrderID, s.nt(c.BlockedUntil))
-		if s.finishPool(c) != p {
-			p = s.db
-		}
 	}
 	b.WriteString(`),
 ins AS (INSERT INTO calls (run_id, activation_id, credential, method, sent_at, duration_ns, waited_ns, outcome, code, message,
@@ -263,7 +259,7 @@ WHERE activation_id IS NOT NULL ORDER BY ord)
 SELECT COUNT(*) FROM v`)
 	args = append(args, EventCall)
 	var n int
-	if err := p.getPrepared(ctx, &n, s.q(b.String()), args...); err != nil {
+	if err := s.finishPool(cs...).getPrepared(ctx, &n, s.q(b.String()), args...); err != nil {
 		return nil, err
 	}
 	return make([]struct{}, len(cs)), nil
@@ -383,16 +379,20 @@ func (s *Store) FinishCall(ctx context.Context, id int64, c Call) error {
 	return nil
 }
 
-// finishPool is the pool that completes c: the lazy one (lazyPool) when
-// Octane answered it, since a completion lost in a server crash leaves the
-// call in flight, which counts against the budget as a completed call does.
-// A call that failed, and above all one that met a fault 233 with the
-// block other processes must keep to, is completed with an ordinary commit.
-func (s *Store) finishPool(c Call) *pool {
-	if c.Outcome == "ok" && c.BlockedUntil.IsZero() { // octane.OutcomeOK
-		return s.lazyPool()
+// finishPool is the pool that completes (or records whole) the calls cs
+// in one statement: the lazy one (lazyPool) when Octane answered every one
+// of them, since a completion lost in a server crash leaves the call in
+// flight, which counts against the budget as a completed call does. A call
+// that failed, and above all one that met a fault 233 with the block other
+// processes must keep to, is written with an ordinary commit, and so is
+// every call that shares its statement.
+func (s *Store) finishPool(cs ...Call) *pool {
+	for _, c := range cs {
+		if c.Outcome != "ok" || !c.BlockedUntil.IsZero() { // "ok": octane.OutcomeOK
+			return s.db
+		}
 	}
-	return s.db
+	return s.lazyPool()
 }
 
 // finishedCall is one FinishCall: the in-flight row and how it ended.
@@ -483,14 +483,12 @@ SELECT id FROM done`)
 	args = append(args, pq.Array(want), CallInflight, EventCall)
 	// Not prepared: a generic plan made while the table was small joins v
 	// to it by reading it whole, however large it grows since.
-	p := s.lazyPool()
-	for _, f := range fs {
-		if s.finishPool(f.c) != p {
-			p = s.db
-		}
+	cs := make([]Call, len(fs))
+	for i, f := range fs {
+		cs[i] = f.c
 	}
 	var ids []int64
-	if err := p.SelectContext(ctx, &ids, s.q(b.String()), args...); err != nil {
+	if err := s.finishPool(cs...).SelectContext(ctx, &ids, s.q(b.String()), args...); err != nil {
 		return nil, err
 	}
 	done := make(map[int64]bool, len(ids))
