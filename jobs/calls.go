@@ -100,6 +100,14 @@ func (r *recorder) hook(ctx context.Context, ev octane.CallEvent) error {
 	id, started := r.open[ev.ID]
 	delete(r.open, ev.ID)
 	r.mu.Unlock()
+	if ev.Sent && ev.Outcome == octane.OutcomeOK && c.BlockedUntil.IsZero() {
+		if ans, ok := ctx.Value(keyAnswers).(*answers); ok {
+			// Octane answered: the transition that records the answer
+			// writes the call with it, or ans.flush does.
+			ans.park(r.rec, repo.AnsweredCall{ID: id, Call: c})
+			return nil
+		}
+	}
 	var err error
 	switch {
 	case !ev.Sent && started:
@@ -198,5 +206,77 @@ func SeedLimiter(log CallBudgetLog, client LimiterSeeder, credential string, off
 		}
 		client.Reseed(calls, blocks)
 		return nil
+	}
+}
+
+// answers holds the answered calls of one step of one row (withAnswers)
+// until the store transition that records their answer takes them
+// (repo.AnsweredCall: one statement for both), so that an answered call
+// costs no write of its own. The recorder parks a call in the answers of
+// its context only when Octane answered it without a fault; every other
+// call is written at once, as before. What no transition takes, flush
+// writes.
+type answers struct {
+	log   *slog.Logger
+	mu    sync.Mutex
+	calls []parkedCall
+}
+
+// parkedCall is an answered call and the call log it belongs to.
+type parkedCall struct {
+	rec  CallStore
+	call repo.AnsweredCall
+}
+
+// withAnswers returns ctx carrying a fresh answers for the step's calls.
+// The caller hands ans.take() to the transition that records the answer
+// and defers ans.flush for every other way out.
+func withAnswers(ctx context.Context, log *slog.Logger) (context.Context, *answers) {
+	ans := &answers{log: log}
+	return context.WithValue(ctx, keyAnswers, ans), ans
+}
+
+func (a *answers) park(rec CallStore, c repo.AnsweredCall) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.calls = append(a.calls, parkedCall{rec, c})
+}
+
+// take hands the parked calls to a store transition, which writes them
+// whatever becomes of it (repo.AnsweredCall), and forgets them.
+func (a *answers) take() []repo.AnsweredCall {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]repo.AnsweredCall, len(a.calls))
+	for i, p := range a.calls {
+		out[i] = p.call
+	}
+	a.calls = nil
+	return out
+}
+
+// flush writes the parked calls no transition took, each as the recorder
+// would have at the call's end.
+func (a *answers) flush(ctx context.Context) {
+	a.mu.Lock()
+	calls := a.calls
+	a.calls = nil
+	a.mu.Unlock()
+	if len(calls) == 0 {
+		return
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	for _, p := range calls {
+		var err error
+		if p.call.ID != 0 {
+			err = p.rec.FinishCall(wctx, p.call.ID, p.call.Call)
+		} else {
+			err = p.rec.RecordCall(wctx, p.call.Call)
+		}
+		if err != nil && a.log != nil {
+			// As the recorder: a row left in flight still counts.
+			a.log.Error("record octane call", "method", p.call.Call.Method, "run_id", p.call.Call.RunID, "err", err)
+		}
 	}
 }

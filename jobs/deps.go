@@ -9,6 +9,8 @@ import (
 )
 
 // Store is what the phases need from the store (*repo.Store satisfies it).
+// The transitions that record an Octane answer take the answered calls
+// (repo.AnsweredCall) to write in the same statement; see answers.
 // Every guarded method returns repo.ErrLostClaim when the row moved under us.
 // Claims, releases and reservations take the pass's credential
 // (Config.Credential): a row belongs to the credential that first claimed
@@ -23,9 +25,9 @@ type Store interface {
 	SetCustomer(ctx context.Context, a *repo.Activation, custNo int64, now time.Time) error
 	SaveReservations(ctx context.Context, runID int64, credential string, sentAt time.Time, msns []repo.Reservation) error
 	TakeReservation(ctx context.Context, runID int64, a *repo.Activation, now time.Time) (repo.Reservation, error)
-	MarkSelected(ctx context.Context, a *repo.Activation, r repo.Reservation, now time.Time) error
+	MarkSelected(ctx context.Context, a *repo.Activation, r repo.Reservation, now time.Time, calls ...repo.AnsweredCall) error
 	BeginOrder(ctx context.Context, a *repo.Activation, g repo.LockGuard, qrByEmail bool, now time.Time) error
-	OrderAccepted(ctx context.Context, a *repo.Activation, orderID string, now, nextPoll time.Time) error
+	OrderAccepted(ctx context.Context, a *repo.Activation, orderID string, now, nextPoll time.Time, calls ...repo.AnsweredCall) error
 	Fail(ctx context.Context, a *repo.Activation, step repo.Step, code, msg string, now time.Time) error
 	Backoff(ctx context.Context, a *repo.Activation, step repo.Step, code, msg string, now time.Time, policy repo.RetryPolicy) (bool, error)
 	BackToPending(ctx context.Context, a *repo.Activation, step repo.Step, outcome string, now time.Time) error
@@ -41,9 +43,9 @@ type Store interface {
 	DueReleases(ctx context.Context, now, olderThan time.Time, runID int64, credential string, limit int) ([]repo.Reservation, error)
 
 	ClaimPolls(ctx context.Context, now, nextPoll time.Time, runID int64, credential string, limit int, lease time.Duration) ([]repo.Activation, error)
-	OrderCompleted(ctx context.Context, a *repo.Activation, serviceNumber string, awaitQR bool, now time.Time) error
+	OrderCompleted(ctx context.Context, a *repo.Activation, serviceNumber string, awaitQR bool, now time.Time, calls ...repo.AnsweredCall) error
 	ClaimQR(ctx context.Context, now time.Time, runID int64, credential string, limit int, lease time.Duration) ([]repo.Activation, error)
-	QRReady(ctx context.Context, a *repo.Activation, code string, png []byte, iccid string, now time.Time) error
+	QRReady(ctx context.Context, a *repo.Activation, code string, png []byte, iccid string, now time.Time, calls ...repo.AnsweredCall) error
 	CompletedWithQR(ctx context.Context, a *repo.Activation, serviceNumber, code string, png []byte, iccid string, now time.Time) error
 
 	// Due sizes a phase for its progress lines (total and ETA), and
@@ -96,6 +98,7 @@ const (
 	keyRun ctxKey = iota
 	keyActivation
 	keyDryRun
+	keyAnswers
 )
 
 // withDryRun marks a dry run's context: its calls are not recorded (a dry

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,7 +64,9 @@ type overheadResult struct {
 // whole, one ended during it is missed), sim_cpu_ms/activation the
 // simulator's process. All three share the machine, so the wall rate is
 // theirs together. BENCH_ROWS sets the size, BENCH_WORKERS the workers per
-// phase (default the job's), BENCH_LOG=1 logs the passes on stderr.
+// phase (default the job's), BENCH_LOG=1 logs the passes on stderr,
+// BENCH_SIM_CPUPROFILE=FILE writes the simulator's CPU profile (the job's
+// is go test's -cpuprofile).
 //
 //	go test -run '^$' -bench Overhead -benchtime 1x -timeout 30m ./jobs/
 func BenchmarkOverhead(b *testing.B) {
@@ -371,6 +374,19 @@ func serveOverheadSim(spec string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	if path := os.Getenv("BENCH_SIM_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	go http.Serve(ln, sim) //nolint:errcheck // ends with the process
 	fmt.Printf("listening %s\n", ln.Addr())

@@ -116,7 +116,9 @@ func (p *pass) pollOne(ctx context.Context, a *repo.Activation, u *unclaimer) {
 	}
 	// The claim spent the slot: whatever the answer, the next query of
 	// this order comes after the interval (settle hands the row back).
-	st, err := p.oc.OrderQuery(ctx, a.OrderID)
+	callCtx, ans := withAnswers(ctx, p.log)
+	defer ans.flush(ctx)
+	st, err := p.oc.OrderQuery(callCtx, a.OrderID)
 	if err != nil {
 		p.add("poll.errors", 1)
 		p.settle(ctx, a, repo.StepPoll, err, u)
@@ -131,7 +133,7 @@ func (p *pass) pollOne(ctx context.Context, a *repo.Activation, u *unclaimer) {
 		if sn == "" {
 			sn = a.MSN
 		}
-		if err := p.r.store.OrderCompleted(c, a, sn, p.awaitQR(a), now); err != nil {
+		if err := p.r.store.OrderCompleted(c, a, sn, p.awaitQR(a), now, ans.take()...); err != nil {
 			p.storeErr(err, a, "order completed")
 			return
 		}
@@ -314,7 +316,9 @@ func (p *pass) qrOne(ctx context.Context, a *repo.Activation, u *unclaimer) {
 	if msn == "" {
 		msn = a.MSN
 	}
-	q, err := p.oc.GetEsimQR(ctx, msn)
+	callCtx, ans := withAnswers(ctx, p.log)
+	defer ans.flush(ctx)
+	q, err := p.oc.GetEsimQR(callCtx, msn)
 	if err == nil && q.ActivationCode == "" && len(q.QRCode) == 0 {
 		err = fmt.Errorf("getEsimDetails for %s: answer has neither activation code nor QR image: %w", msn, octane.ErrRejected)
 	}
@@ -326,7 +330,7 @@ func (p *pass) qrOne(ctx context.Context, a *repo.Activation, u *unclaimer) {
 	}
 	c, cancel := p.wctx(ctx)
 	defer cancel()
-	if err := p.r.store.QRReady(c, a, q.ActivationCode, q.QRCode, q.ICCID, p.r.now()); err != nil {
+	if err := p.r.store.QRReady(c, a, q.ActivationCode, q.QRCode, q.ICCID, p.r.now(), ans.take()...); err != nil {
 		p.storeErr(err, a, "qr ready")
 		return
 	}

@@ -349,14 +349,16 @@ func (p *pass) prepare(ctx context.Context, a *repo.Activation, u *unclaimer) (r
 		p.settle(ctx, a, repo.StepReserve, err, u)
 		return none, false
 	}
-	if err := p.oc.SelectResource(ctx, r.MSN); err != nil {
+	callCtx, ans := withAnswers(ctx, p.log)
+	defer ans.flush(ctx)
+	if err := p.oc.SelectResource(callCtx, r.MSN); err != nil {
 		p.dropNumber(ctx, r)
 		p.settle(ctx, a, repo.StepSelect, err, u)
 		return none, false
 	}
 	c, cancel := p.wctx(ctx)
 	defer cancel()
-	if err := p.r.store.MarkSelected(c, a, r, p.r.now()); err != nil {
+	if err := p.r.store.MarkSelected(c, a, r, p.r.now(), ans.take()...); err != nil {
 		p.storeErr(err, a, "mark selected")
 		return none, false
 	}
@@ -527,12 +529,14 @@ func (p *pass) order(ctx context.Context, a *repo.Activation, slot *octane.Slot,
 		defer cancel()
 		return p.r.store.BeginOrder(c, a, guard, cfg.QRByEmail, p.r.now())
 	}
-	orderID, err := p.oc.OrderCreate(ctx, req)
+	callCtx, ans := withAnswers(ctx, p.log)
+	defer ans.flush(ctx)
+	orderID, err := p.oc.OrderCreate(callCtx, req)
 	c, cancel := p.wctx(ctx) // a fresh deadline: the call may have waited long
 	defer cancel()
 	now := p.r.now()
 	if err == nil {
-		if err := p.r.store.OrderAccepted(c, a, orderID, now, now.Add(cfg.PollInterval)); err != nil {
+		if err := p.r.store.OrderAccepted(c, a, orderID, now, now.Add(cfg.PollInterval), ans.take()...); err != nil {
 			// the order id is in the call log; reconcile adopts the row if needed
 			p.log.Error("record accepted order", "activation_id", a.ID, "order_id", orderID, "err", err)
 			p.storeErr(err, a, "order accepted")

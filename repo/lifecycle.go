@@ -191,6 +191,9 @@ type change struct {
 	// (lazyPool): only for a transition that records an Octane answer and
 	// that the job recovers from losing.
 	lazy bool
+	// calls are the answered calls written with the transition
+	// (AnsweredCall), whatever its guard matched.
+	calls []AnsweredCall
 }
 
 // sideWrite is an UPDATE ending in its WHERE conditions, with ?
@@ -340,7 +343,14 @@ AND classid = ((?::bigint >> 32) & 4294967295)::oid AND objid = (?::bigint & 429
 	}
 	b.WriteString(`moved AS (` + update + ` RETURNING ` + returning + `)`)
 	qargs = append(qargs, args...)
-	if !c.noEvent {
+	switch {
+	case len(c.calls) > 0:
+		var own *Event
+		if !c.noEvent {
+			own = &ev
+		}
+		qargs = append(qargs, s.answeredStatement(&b, c.calls, own)...)
+	case !c.noEvent:
 		b.WriteString(`, ev AS (INSERT INTO events
 (at, run_id, activation_id, kind, step, from_state, to_state, outcome, code, message, duration_ns, actor)
 SELECT ?, ?, id, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM moved)`)
@@ -357,22 +367,54 @@ SELECT ?, ?, id, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM moved)`)
 
 // transition runs move (in one transaction on SQLite; one statement on
 // PostgreSQL) and, once committed, updates *a in place.
+//
+// c.calls are written with it (AnsweredCall), in the same statement or
+// transaction: also when the guard matched nothing (ErrLostClaim, which
+// commits them alone), and on their own after a statement or transaction
+// that failed.
 func (s *Store) transition(ctx context.Context, op string, a *Activation, now time.Time, c change) error {
+	if len(c.calls) > 0 && c.guard != (LockGuard{}) {
+		// A guard's failure reads as ErrLocked, after which nobody could
+		// tell whether the calls were written.
+		return fmt.Errorf("repo: %s activation %d: a guarded transition takes no answered calls", op, a.ID)
+	}
 	var moved Activation
 	var err error
+	written := false // the calls, by the transition's statement or transaction
 	if s.dialect == DialectPostgres {
 		// One statement, retried on a spurious cancel by getPrepared.
 		p := s.db
-		if c.lazy {
+		if c.lazy && answeredOK(c.calls) {
 			p = s.lazyPool()
 		}
 		moved, err = s.move(ctx, p, op, a, c, now)
+		// A row not claimed is refused before the statement is sent.
+		written = a.ClaimToken != "" && (err == nil || errors.Is(err, ErrLostClaim))
 	} else {
+		var lost error
 		err = s.InTx(ctx, func(tx *sqlx.Tx) error {
+			if err := s.writeAnsweredTx(ctx, tx, c.calls); err != nil {
+				return err
+			}
 			var err error
 			moved, err = s.move(ctx, tx, op, a, c, now)
+			if errors.Is(err, ErrLostClaim) && len(c.calls) > 0 {
+				lost = err // the move wrote nothing: commit the calls
+				return nil
+			}
 			return err
 		})
+		written = err == nil
+		if err == nil {
+			err = lost
+		}
+	}
+	if !written && len(c.calls) > 0 {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), answeredTimeout)
+		if cerr := s.writeAnsweredAlone(wctx, c.calls); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		cancel()
 	}
 	if err != nil {
 		return err
@@ -392,14 +434,18 @@ func (s *Store) SetCustomer(ctx context.Context, a *Activation, custNo int64, no
 
 // MarkSelected records that r's number is selected for a (pending ->
 // selected: msn, reserved_at) and assigns the reservation to it; the claim
-// is kept. Errors: ErrLostClaim when a moved or r is no longer free (or
-// assigned to a), or r is not held by a's credential.
-func (s *Store) MarkSelected(ctx context.Context, a *Activation, r Reservation, now time.Time) error {
+// is kept. calls (selectResource's, answered) are written with it
+// (AnsweredCall). Errors: ErrLostClaim when a moved or r is no longer free
+// (or assigned to a), or r is not held by a's credential.
+func (s *Store) MarkSelected(ctx context.Context, a *Activation, r Reservation, now time.Time, calls ...AnsweredCall) error {
 	if s.dialect == DialectPostgres {
-		return s.markSelectedPG(ctx, a, r, now)
+		return s.markSelectedPG(ctx, a, r, now, calls)
 	}
 	var reservedAt time.Time
 	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
+		if err := s.writeAnsweredTx(ctx, tx, calls); err != nil {
+			return err
+		}
 		// Take the reservation first so its reserved_at (the request's send
 		// time) is what the activation carries.
 		var rt nullTime
@@ -426,6 +472,15 @@ WHERE activation_id = ? AND state = 'assigned' AND id <> ?`, []any{s.t(now), a.I
 		*a = moved
 		return nil
 	})
+	if err != nil && len(calls) > 0 {
+		// Rolled back, the reservation's update with it: the calls on
+		// their own.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), answeredTimeout)
+		defer cancel()
+		if cerr := s.writeAnsweredAlone(wctx, calls); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}
 	return err
 }
 
@@ -434,7 +489,7 @@ WHERE activation_id = ? AND state = 'assigned' AND id <> ?`, []any{s.t(now), a.I
 // credential's) before the move, which takes its reserved_at; the
 // reservation is assigned and the other numbers freed only when the move
 // matched.
-func (s *Store) markSelectedPG(ctx context.Context, a *Activation, r Reservation, now time.Time) error {
+func (s *Store) markSelectedPG(ctx context.Context, a *Activation, r Reservation, now time.Time, calls []AnsweredCall) error {
 	c := change{
 		to: StateSelected, set: `msn = ?, reserved_at = (SELECT reserved_at FROM held_number)`, args: []any{r.MSN},
 		keepClaim: true, step: StepSelect, outcome: "ok",
@@ -450,6 +505,7 @@ AND (state = 'free' OR (state = 'assigned' AND activation_id = ?)) FOR UPDATE)`,
 WHERE activation_id = ? AND state = 'assigned' AND id <> ?`, []any{s.t(now), a.ID, r.ID}},
 		},
 	}
+	c.calls = calls
 	err := s.transition(ctx, "mark selected", a, now, c)
 	if errors.Is(err, ErrLostClaim) {
 		var free bool
@@ -478,15 +534,17 @@ func (s *Store) BeginOrder(ctx context.Context, a *Activation, g LockGuard, qrBy
 }
 
 // OrderAccepted records the accepted order (ordering -> submitted: order_id,
-// next_poll_at) and consumes the reservation. Errors: ErrLostClaim.
-func (s *Store) OrderAccepted(ctx context.Context, a *Activation, orderID string, now, nextPoll time.Time) error {
+// next_poll_at) and consumes the reservation. calls (orderCreate's,
+// answered) are written with it (AnsweredCall). Errors: ErrLostClaim.
+func (s *Store) OrderAccepted(ctx context.Context, a *Activation, orderID string, now, nextPoll time.Time, calls ...AnsweredCall) error {
 	return s.transition(ctx, "order accepted", a, now, change{
 		to: StateSubmitted, set: `order_id = ?, next_poll_at = ?`, args: []any{orderID, s.t(nextPoll)},
 		step: StepOrder, outcome: "accepted",
 		side: []sideWrite{s.settleReservation(a.ID, ReservationConsumed, now)},
 		// Lost in a server crash, the row is left ordering, and reconcile
 		// adopts the order from its number's state.
-		lazy: true,
+		lazy:  true,
+		calls: calls,
 	})
 }
 
@@ -624,14 +682,16 @@ func (s *Store) BackToPending(ctx context.Context, a *Activation, step Step, out
 
 // OrderCompleted records orderQuery COMPLETE: submitted -> completed (we
 // fetch the QR next; due now, attempts reset for the QR phase) when awaitQR,
-// else -> provisioned. Errors: ErrLostClaim.
-func (s *Store) OrderCompleted(ctx context.Context, a *Activation, serviceNumber string, awaitQR bool, now time.Time) error {
+// else -> provisioned. calls (orderQuery's, answered) are written with it
+// (AnsweredCall). Errors: ErrLostClaim.
+func (s *Store) OrderCompleted(ctx context.Context, a *Activation, serviceNumber string, awaitQR bool, now time.Time, calls ...AnsweredCall) error {
 	c := change{
 		to: StateProvisioned, set: `service_number = ?, completed_at = ?`, args: []any{serviceNumber, s.t(now)},
 		step: StepPoll, outcome: "complete",
 		// Lost in a server crash, the order is polled again at its next
 		// slot, which the claim stored before the call.
-		lazy: true,
+		lazy:  true,
+		calls: calls,
 	}
 	if awaitQR {
 		c.to = StateCompleted
@@ -668,15 +728,17 @@ func (s *Store) CompletedWithQR(ctx context.Context, a *Activation, serviceNumbe
 }
 
 // QRReady stores the eSIM's activation code, QR image and ICCID (completed ->
-// qr_ready). Errors: ErrLostClaim.
-func (s *Store) QRReady(ctx context.Context, a *Activation, code string, png []byte, iccid string, now time.Time) error {
+// qr_ready). calls (getEsimDetails', answered) are written with it
+// (AnsweredCall). Errors: ErrLostClaim.
+func (s *Store) QRReady(ctx context.Context, a *Activation, code string, png []byte, iccid string, now time.Time, calls ...AnsweredCall) error {
 	err := s.transition(ctx, "qr ready", a, now, change{
 		to: StateQRReady, set: `activation_code = ?, qr_png = ?, iccid = ?`, args: []any{code, png, iccid},
 		step: StepQR, outcome: "ok",
 		// Lost in a server crash, the row is left completed and its QR
 		// code fetched again; a report reads the code only once it is
 		// stored, and marks it reported with an ordinary commit.
-		lazy: true,
+		lazy:  true,
+		calls: calls,
 	})
 	if err != nil {
 		return err

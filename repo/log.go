@@ -2,9 +2,7 @@ package repo
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -205,19 +203,8 @@ func (s *Store) RecordCall(ctx context.Context, c Call) error {
 		_, err = s.recordCalls.do(ctx, c)
 	} else {
 		err = s.InTx(ctx, func(tx *sqlx.Tx) error {
-			var runID *int64
-			if c.RunID != 0 {
-				runID = &c.RunID
-			}
-			_, err := tx.ExecContext(ctx, s.q(`INSERT INTO calls
-(run_id, activation_id, credential, method, sent_at, duration_ns, waited_ns, outcome, code, message, msn, order_id, blocked_until)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-				runID, c.ActivationID, c.Credential, c.Method, s.t(c.SentAt), int64(c.Duration), int64(c.Waited),
-				c.Outcome, c.Code, c.Message, c.MSN, c.OrderID, s.nt(c.BlockedUntil))
-			if err != nil {
-				return err
-			}
-			return s.callEvent(ctx, tx, c, runID)
+			_, err := s.writeCallTx(ctx, tx, 0, c)
+			return err
 		})
 	}
 	if err != nil {
@@ -419,26 +406,11 @@ SELECT COUNT(*) FROM done`),
 			s.t(c.SentAt), EventCall, c.Method, c.Outcome, c.Code, c.Message, int64(c.Duration))
 		return n > 0, err
 	}
-	found := true
+	var found bool
 	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
-		var row struct {
-			RunID        *int64 `db:"run_id"`
-			ActivationID *int64 `db:"activation_id"`
-		}
-		err := tx.GetContext(ctx, &row, s.q(`UPDATE calls SET sent_at = ?, duration_ns = ?, waited_ns = ?, outcome = ?,
-code = ?, message = ?, msn = ?, order_id = ?, blocked_until = ?
-WHERE id = ? AND outcome = ? RETURNING run_id, activation_id`),
-			s.t(c.SentAt), int64(c.Duration), int64(c.Waited), c.Outcome, c.Code, c.Message, c.MSN, c.OrderID,
-			s.nt(c.BlockedUntil), f.id, CallInflight)
-		if errors.Is(err, sql.ErrNoRows) {
-			found = false
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		c.ActivationID = row.ActivationID
-		return s.callEvent(ctx, tx, c, row.RunID)
+		var err error
+		found, err = s.writeCallTx(ctx, tx, f.id, c)
+		return err
 	})
 	return found && err == nil, err
 }
