@@ -113,3 +113,34 @@ func TestAnsweredCallsAreWrittenWithTheirTransitions(t *testing.T) {
 		}
 	}
 }
+
+// An answered call whose answer leads to another write than its own
+// transition (orderQuery finding the order rejected) is written first: the
+// activation's log reads the call, then the failure.
+func TestAnswerLeadingElsewhereKeepsItsCallEventFirst(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, octanetest.Faults{AsyncReject: 1})
+	h.load(5)
+	r := h.runner(h.client("secret"))
+	ctx := context.Background()
+	for pass := 0; pass < 2; pass++ {
+		if res, err := r.Pass(ctx, nil); err != nil || res.Skipped {
+			t.Fatalf("pass %d: %v (skipped %v)", pass, err, res.Skipped)
+		}
+		h.clock.Advance(31 * time.Minute)
+	}
+	for ref, a := range h.activations() {
+		if a.State != repo.StateFailed || a.LastErrorStep != string(repo.StepPoll) {
+			t.Fatalf("%s: %s at step %q, want failed at the poll", ref, a.State, a.LastErrorStep)
+		}
+		evs, err := h.store.Events(ctx, a.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := len(evs)
+		if n < 2 || evs[n-1].ToState != repo.StateFailed || evs[n-2].Kind != repo.EventCall ||
+			string(evs[n-2].Step) != octane.MethodOrderQuery {
+			t.Errorf("%s: log ends %+v; want orderQuery's call event, then -> failed", ref, evs[max(0, n-2):])
+		}
+	}
+}

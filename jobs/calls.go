@@ -215,7 +215,8 @@ func SeedLimiter(log CallBudgetLog, client LimiterSeeder, credential string, off
 // costs no write of its own. The recorder parks a call in the answers of
 // its context only when Octane answered it without a fault; every other
 // call is written at once, as before. What no transition takes, flush
-// writes.
+// writes; a step whose answer leads to another write (a rejection, a
+// back-off) flushes first, so the call event stays ahead of it.
 type answers struct {
 	log   *slog.Logger
 	mu    sync.Mutex

@@ -124,6 +124,9 @@ func (p *pass) pollOne(ctx context.Context, a *repo.Activation, u *unclaimer) {
 		p.settle(ctx, a, repo.StepPoll, err, u)
 		return
 	}
+	if st.Status != octane.StatusComplete {
+		ans.flush(ctx) // its call event ahead of whatever the answer leads to
+	}
 	c, cancel := p.wctx(ctx)
 	defer cancel()
 	now := p.r.now()
@@ -323,6 +326,7 @@ func (p *pass) qrOne(ctx context.Context, a *repo.Activation, u *unclaimer) {
 		err = fmt.Errorf("getEsimDetails for %s: answer has neither activation code nor QR image: %w", msn, octane.ErrRejected)
 	}
 	if err != nil {
+		ans.flush(ctx) // an empty answer: its call event ahead of the back-off
 		// Never a failure: the service is live and only lacks its QR
 		// (the table says wait); after 24 h the report lists it.
 		p.settle(ctx, a, repo.StepQR, err, u)
