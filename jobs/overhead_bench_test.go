@@ -153,13 +153,16 @@ func runOverhead(b *testing.B, n int) overheadResult {
 	}
 	pg1 := postgresCPU(b)
 	var pg float64
-	for pid, t := range pg1 {
-		if t0, ok := pg0[pid]; ok {
-			pg += t - t0
-		} else {
-			pg += t
+	byKind := map[string]float64{}
+	for pid, p1 := range pg1 {
+		t := p1.cpu
+		if p0, ok := pg0[pid]; ok {
+			t -= p0.cpu
 		}
+		pg += t
+		byKind[p1.kind] += t
 	}
+	b.Logf("PostgreSQL CPU s by process: %v", byKind)
 
 	st, err := store.Status(ctx, clk.Now(), clk.Now().Add(-23*time.Hour))
 	if err != nil {
@@ -245,12 +248,12 @@ func rssMB() float64 {
 // the backends of both of the store's pools, and the WAL writer and
 // checkpointer, which flush what lazy commits leave in the WAL buffers. A
 // process it cannot read is left out.
-func postgresCPU(b *testing.B) map[int]float64 {
+func postgresCPU(b *testing.B) map[int]pgProc {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		b.Fatal(err)
 	}
-	out := map[int]float64{}
+	out := map[int]pgProc{}
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -261,10 +264,40 @@ func postgresCPU(b *testing.B) map[int]float64 {
 			continue
 		}
 		if s, ok := procCPU(pid); ok {
-			out[pid] = s
+			out[pid] = pgProc{cpu: s, kind: pgKind(pid)}
 		}
 	}
 	return out
+}
+
+// pgProc is one PostgreSQL server process: CPU seconds so far and its kind.
+type pgProc struct {
+	cpu  float64
+	kind string
+}
+
+// pgKind names a server process from its title ("postgres: 15/main:
+// walwriter"): "backend" for a client's session, else the title's first
+// word after the cluster's name (walwriter, checkpointer, autovacuum, ...).
+func pgKind(pid int) string {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return "unknown"
+	}
+	title := strings.TrimRight(string(raw), "\x00")
+	_, rest, ok := strings.Cut(title, ": ")
+	if !ok {
+		return "postmaster"
+	}
+	if _, r, ok := strings.Cut(rest, ": "); ok {
+		rest = r
+	}
+	word, _, _ := strings.Cut(rest, " ")
+	switch word {
+	case "walwriter", "checkpointer", "background", "autovacuum", "logical", "archiver", "stats", "startup", "walsender":
+		return word
+	}
+	return "backend"
 }
 
 // procCPU reads utime + stime of pid from /proc/<pid>/stat, in seconds.
