@@ -13,7 +13,7 @@ import (
 )
 
 // methodWrites is the real store, counting the recorder's writes after a
-// call (FinishCall, RecordCall) per method.
+// call (FinishCall, RecordCall, WriteAnswered) per method.
 type methodWrites struct {
 	*repo.Store
 	mu     sync.Mutex
@@ -34,6 +34,13 @@ func (m *methodWrites) FinishCall(ctx context.Context, id int64, c repo.Call) er
 func (m *methodWrites) RecordCall(ctx context.Context, c repo.Call) error {
 	m.count(c.Method)
 	return m.Store.RecordCall(ctx, c)
+}
+
+func (m *methodWrites) WriteAnswered(ctx context.Context, calls ...repo.AnsweredCall) error {
+	for _, c := range calls {
+		m.count(c.Call.Method)
+	}
+	return m.Store.WriteAnswered(ctx, calls...)
 }
 
 // An answered call of a row's step costs no write of its own: selectResource,

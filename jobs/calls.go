@@ -21,6 +21,9 @@ type CallStore interface {
 	DropCall(ctx context.Context, id int64) error
 	// RecordCall writes a call that ended and has no row yet.
 	RecordCall(ctx context.Context, c repo.Call) error
+	// WriteAnswered writes answered calls that no transition took, each
+	// as FinishCall or RecordCall.
+	WriteAnswered(ctx context.Context, calls ...repo.AnsweredCall) error
 }
 
 // RecorderOption configures CallRecorder.
@@ -269,13 +272,7 @@ func (a *answers) flush(ctx context.Context) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	for _, p := range calls {
-		var err error
-		if p.call.ID != 0 {
-			err = p.rec.FinishCall(wctx, p.call.ID, p.call.Call)
-		} else {
-			err = p.rec.RecordCall(wctx, p.call.Call)
-		}
-		if err != nil && a.log != nil {
+		if err := p.rec.WriteAnswered(wctx, p.call); err != nil && a.log != nil {
 			// As the recorder: a row left in flight still counts.
 			a.log.Error("record octane call", "method", p.call.Call.Method, "run_id", p.call.Call.RunID, "err", err)
 		}

@@ -56,23 +56,13 @@ func (s *Store) answeredStatement(b *strings.Builder, cs []AnsweredCall, ev *Eve
 	var args []any
 	for i, a := range cs {
 		c := a.Call
-		var runID *int64
-		if c.RunID != 0 {
-			runID = &c.RunID
-		}
 		if a.ID != 0 {
-			fmt.Fprintf(b, `, call%d AS (UPDATE calls SET sent_at = ?, duration_ns = ?, waited_ns = ?, outcome = ?,
-code = ?, message = ?, msn = ?, order_id = ?, blocked_until = ?
-WHERE id = ? AND outcome = ? RETURNING run_id, activation_id)`, i)
-			args = append(args, s.t(c.SentAt), int64(c.Duration), int64(c.Waited), c.Outcome, c.Code, c.Message,
-				c.MSN, c.OrderID, s.nt(c.BlockedUntil), a.ID, CallInflight)
+			fmt.Fprintf(b, `, call%d AS (%s)`, i, finishCallUpdate)
+			args = append(args, s.finishCallArgs(a.ID, c)...)
 			continue
 		}
-		fmt.Fprintf(b, `, call%d AS (INSERT INTO calls (run_id, activation_id, credential, method, sent_at, duration_ns, waited_ns,
-outcome, code, message, msn, order_id, blocked_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-RETURNING run_id, activation_id)`, i)
-		args = append(args, runID, c.ActivationID, c.Credential, c.Method, s.t(c.SentAt), int64(c.Duration),
-			int64(c.Waited), c.Outcome, c.Code, c.Message, c.MSN, c.OrderID, s.nt(c.BlockedUntil))
+		fmt.Fprintf(b, `, call%d AS (%s RETURNING run_id, activation_id)`, i, insertCallStatement)
+		args = append(args, s.insertCallArgs(c)...)
 	}
 	b.WriteString(`, ev AS (INSERT INTO events
 (at, run_id, activation_id, kind, step, from_state, to_state, outcome, code, message, duration_ns, actor)
@@ -110,30 +100,17 @@ func (s *Store) writeAnsweredTx(ctx context.Context, tx *sqlx.Tx, cs []AnsweredC
 // completing its in-flight row id (FinishCall; found says whether it was in
 // flight) or, for id 0, inserting it whole (RecordCall).
 func (s *Store) writeCallTx(ctx context.Context, tx *sqlx.Tx, id int64, c Call) (found bool, err error) {
-	var runID *int64
-	if c.RunID != 0 {
-		runID = &c.RunID
-	}
 	if id == 0 {
-		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO calls
-(run_id, activation_id, credential, method, sent_at, duration_ns, waited_ns, outcome, code, message, msn, order_id, blocked_until)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			runID, c.ActivationID, c.Credential, c.Method, s.t(c.SentAt), int64(c.Duration), int64(c.Waited),
-			c.Outcome, c.Code, c.Message, c.MSN, c.OrderID, s.nt(c.BlockedUntil))
-		if err != nil {
+		if _, err := tx.ExecContext(ctx, s.q(insertCallStatement), s.insertCallArgs(c)...); err != nil {
 			return false, err
 		}
-		return true, s.callEvent(ctx, tx, c, runID)
+		return true, s.callEvent(ctx, tx, c, c.runID())
 	}
 	var row struct {
 		RunID        *int64 `db:"run_id"`
 		ActivationID *int64 `db:"activation_id"`
 	}
-	err = tx.GetContext(ctx, &row, s.q(`UPDATE calls SET sent_at = ?, duration_ns = ?, waited_ns = ?, outcome = ?,
-code = ?, message = ?, msn = ?, order_id = ?, blocked_until = ?
-WHERE id = ? AND outcome = ? RETURNING run_id, activation_id`),
-		s.t(c.SentAt), int64(c.Duration), int64(c.Waited), c.Outcome, c.Code, c.Message, c.MSN, c.OrderID,
-		s.nt(c.BlockedUntil), id, CallInflight)
+	err = tx.GetContext(ctx, &row, s.q(finishCallUpdate), s.finishCallArgs(id, c)...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -144,10 +121,12 @@ WHERE id = ? AND outcome = ? RETURNING run_id, activation_id`),
 	return true, s.callEvent(ctx, tx, c, row.RunID)
 }
 
-// writeAnsweredAlone writes cs on their own, after a transition whose
-// statement or transaction failed before it wrote them. A row no longer in
-// flight is skipped (its completion is already there).
-func (s *Store) writeAnsweredAlone(ctx context.Context, cs []AnsweredCall) error {
+// WriteAnswered writes answered calls on their own, each as FinishCall (its
+// in-flight row) or RecordCall (no row) would: for a transition whose
+// statement or transaction failed before it wrote them, and for the calls
+// no transition took. A row no longer in flight is skipped (its completion
+// is already there). Errors: each call's, joined.
+func (s *Store) WriteAnswered(ctx context.Context, cs ...AnsweredCall) error {
 	var errs []error
 	for _, a := range cs {
 		var err error
@@ -162,4 +141,36 @@ func (s *Store) writeAnsweredAlone(ctx context.Context, cs []AnsweredCall) error
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// finishCallUpdate completes an in-flight call row with its outcome
+// (FinishCall, and an answered call's transition); finishCallArgs are its
+// arguments for the row id and the ended call c.
+const finishCallUpdate = `UPDATE calls SET sent_at = ?, duration_ns = ?, waited_ns = ?, outcome = ?,
+code = ?, message = ?, msn = ?, order_id = ?, blocked_until = ?
+WHERE id = ? AND outcome = ? RETURNING run_id, activation_id`
+
+func (s *Store) finishCallArgs(id int64, c Call) []any {
+	return []any{s.t(c.SentAt), int64(c.Duration), int64(c.Waited), c.Outcome, c.Code, c.Message, c.MSN, c.OrderID,
+		s.nt(c.BlockedUntil), id, CallInflight}
+}
+
+// insertCallStatement writes an ended call whole (RecordCall, and an
+// answered call's transition when it has no in-flight row); insertCallArgs
+// are its arguments for c.
+const insertCallStatement = `INSERT INTO calls
+(run_id, activation_id, credential, method, sent_at, duration_ns, waited_ns, outcome, code, message, msn, order_id, blocked_until)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+func (s *Store) insertCallArgs(c Call) []any {
+	return []any{c.runID(), c.ActivationID, c.Credential, c.Method, s.t(c.SentAt), int64(c.Duration), int64(c.Waited),
+		c.Outcome, c.Code, c.Message, c.MSN, c.OrderID, s.nt(c.BlockedUntil)}
+}
+
+// runID is c's run as a column value: NULL when it has none.
+func (c Call) runID() *int64 {
+	if c.RunID == 0 {
+		return nil
+	}
+	return &c.RunID
 }

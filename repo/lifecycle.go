@@ -411,7 +411,7 @@ func (s *Store) transition(ctx context.Context, op string, a *Activation, now ti
 	}
 	if !written && len(c.calls) > 0 {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), answeredTimeout)
-		if cerr := s.writeAnsweredAlone(wctx, c.calls); cerr != nil {
+		if cerr := s.WriteAnswered(wctx, c.calls...); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
 		cancel()
@@ -477,7 +477,7 @@ WHERE activation_id = ? AND state = 'assigned' AND id <> ?`, []any{s.t(now), a.I
 		// their own.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), answeredTimeout)
 		defer cancel()
-		if cerr := s.writeAnsweredAlone(wctx, calls); cerr != nil {
+		if cerr := s.WriteAnswered(wctx, calls...); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
 	}

@@ -228,11 +228,7 @@ msn, order_id, blocked_until) AS (VALUES `)
 		} else {
 			b.WriteString(`, (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		}
-		var runID *int64
-		if c.RunID != 0 {
-			runID = &c.RunID
-		}
-		args = append(args, i, runID, c.ActivationID, c.Credential, c.Method, s.t(c.SentAt), int64(c.Duration),
+		args = append(args, i, c.runID(), c.ActivationID, c.Credential, c.Method, s.t(c.SentAt), int64(c.Duration),
 			int64(c.Waited), c.Outcome, c.Code, c.Message, c.MSN, c.OrderID, s.nt(c.BlockedUntil))
 	}
 	b.WriteString(`),
@@ -296,11 +292,7 @@ func (s *Store) StartCall(ctx context.Context, c Call) (int64, error) {
 const startCallColumns = `run_id, activation_id, credential, method, sent_at, waited_ns, outcome, msn, order_id`
 
 func (s *Store) startCallArgs(c Call) []any {
-	var runID *int64
-	if c.RunID != 0 {
-		runID = &c.RunID
-	}
-	return []any{runID, c.ActivationID, c.Credential, c.Method, s.t(c.SentAt), int64(c.Waited), CallInflight, c.MSN, c.OrderID}
+	return []any{c.runID(), c.ActivationID, c.Credential, c.Method, s.t(c.SentAt), int64(c.Waited), CallInflight, c.MSN, c.OrderID}
 }
 
 func (s *Store) startCall(ctx context.Context, c Call) (int64, error) {
@@ -395,15 +387,11 @@ func (s *Store) finishCall(ctx context.Context, f finishedCall) (bool, error) {
 		// One statement, prepared: found by its key, which even a plan made
 		// while the table was small keeps to.
 		var n int
-		err := s.finishPool(c).getPrepared(ctx, &n, s.q(`WITH done AS (UPDATE calls SET sent_at = ?, duration_ns = ?, waited_ns = ?, outcome = ?,
-code = ?, message = ?, msn = ?, order_id = ?, blocked_until = ?
-WHERE id = ? AND outcome = ? RETURNING run_id, activation_id),
+		err := s.finishPool(c).getPrepared(ctx, &n, s.q(`WITH done AS (`+finishCallUpdate+`),
 ev AS (INSERT INTO events (at, run_id, activation_id, kind, step, from_state, to_state, outcome, code, message, duration_ns, actor)
 SELECT ?, run_id, activation_id, ?, ?, '', '', ?, ?, ?, ?, '' FROM done WHERE activation_id IS NOT NULL)
 SELECT COUNT(*) FROM done`),
-			s.t(c.SentAt), int64(c.Duration), int64(c.Waited), c.Outcome, c.Code, c.Message, c.MSN, c.OrderID,
-			s.nt(c.BlockedUntil), f.id, CallInflight,
-			s.t(c.SentAt), EventCall, c.Method, c.Outcome, c.Code, c.Message, int64(c.Duration))
+			append(s.finishCallArgs(f.id, c), s.t(c.SentAt), EventCall, c.Method, c.Outcome, c.Code, c.Message, int64(c.Duration))...)
 		return n > 0, err
 	}
 	var found bool
