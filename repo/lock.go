@@ -58,10 +58,12 @@ func (s *Store) AcquireRunLock(ctx context.Context, key string) (*RunLock, error
 		for try := 0; ; try++ {
 			conn, err = s.db.Conn(ctx)
 			if err != nil {
-				return nil, fmt.Errorf("repo: run lock %q: %w", key, err)
+				return nil, fmt.Errorf("repo: run lock %q: %w", key, cancelled(ctx, err))
 			}
-			// Never in a CTE or multi-row query: one call, one lock.
-			err = conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, l.key).Scan(&ok)
+			// Never in a CTE or multi-row query: one call, one lock. The
+			// backend's pid comes in the same round trip: a second
+			// statement was a second place for a cancellation to land.
+			err = conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1), pg_backend_pid()`, l.key).Scan(&ok, &l.pid)
 			if !errors.Is(err, driver.ErrBadConn) || try == 2 {
 				break
 			}
@@ -69,19 +71,11 @@ func (s *Store) AcquireRunLock(ctx context.Context, key string) (*RunLock, error
 		}
 		if err != nil {
 			conn.Close() // a lock the cancelled statement may have taken dies with the session
-			if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
-				err = fmt.Errorf("%w: %w", ctx.Err(), err) // lib/pq's 57014 is this cancellation
-			}
-			return nil, fmt.Errorf("repo: run lock %q: %w", key, err)
+			return nil, fmt.Errorf("repo: run lock %q: %w", key, cancelled(ctx, err))
 		}
 		if !ok {
 			conn.Close()
 			return nil, fmt.Errorf("repo: run lock %q: %w", key, ErrLocked)
-		}
-		if err := conn.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&l.pid); err != nil {
-			_, _ = conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, l.key)
-			conn.Close()
-			return nil, fmt.Errorf("repo: run lock %q: %w", key, err)
 		}
 		l.conn = conn
 		return l, nil
@@ -104,6 +98,17 @@ WHERE run_locks.expires_at < ?`, key, l.holder, s.t(now.Add(l.ttl)), s.t(now))
 	l.stop, l.stopped = make(chan struct{}), make(chan struct{})
 	go l.heartbeat()
 	return l, nil
+}
+
+// cancelled returns err wrapping ctx's error when ctx is done, so that a
+// statement cancelled with its context reads as a cancellation (lib/pq
+// reports one as 57014, or as driver.ErrBadConn when the cancellation marked
+// the connection before the statement was sent) and not as a fault.
+func cancelled(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("%w: %w", cerr, err)
+	}
+	return err
 }
 
 // heartbeat renews the SQLite lease every ttl/4 until Release, so a phase
