@@ -173,6 +173,9 @@ func runOverhead(b *testing.B, n int) overheadResult {
 	}
 	simRes := sim.stop()
 	logTableStats(b, store)
+	if st, rows := store.GroupedMoves(); st > 0 {
+		b.Logf("transitions moved together: %d statements, %d rows (%.1f a statement)", st, rows, float64(rows)/float64(st))
+	}
 	b.Logf("%d activations in %d passes, %.1f s: %d Octane calls (%.2f per activation) %v; job peak RSS sampled %.0f MB; simulator %.1f CPU s, peak RSS %.0f MB; load average %s at the start, %s at the end",
 		n, passes, wall.Seconds(), simRes.calls, float64(simRes.calls)/float64(n), simRes.perMethod, sampled, simRes.cpu, simRes.rssMB, load0, loadAvg())
 	return overheadResult{

@@ -3,6 +3,7 @@ package repo
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,6 +32,10 @@ type group[T, R any] struct {
 	mu    sync.Mutex
 	queue []*groupCall[T, R]
 	busy  bool // a leader is flushing
+
+	// shared and sharedItems count the flushes of more than one item that
+	// succeeded, and their items (Store.GroupedMoves).
+	shared, sharedItems atomic.Int64
 }
 
 type groupCall[T, R any] struct {
@@ -97,6 +102,8 @@ func (g *group[T, R]) run(ctx context.Context, batch []*groupCall[T, R]) {
 			for i, b := range batch {
 				b.res = res[i]
 			}
+			g.shared.Add(1)
+			g.sharedItems.Add(int64(len(batch)))
 			return
 		}
 	}

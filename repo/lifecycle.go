@@ -537,6 +537,29 @@ func (s *Store) BeginOrder(ctx context.Context, a *Activation, g LockGuard, qrBy
 // next_poll_at) and consumes the reservation. calls (orderCreate's,
 // answered) are written with it (AnsweredCall). Errors: ErrLostClaim.
 func (s *Store) OrderAccepted(ctx context.Context, a *Activation, orderID string, now, nextPoll time.Time, calls ...AnsweredCall) error {
+	if s.groupable(ctx, s.acceptedMoves, a, calls) {
+		res, _ := s.acceptedMoves.do(ctx, s.acceptedMove(a, orderID, now, nextPoll, calls))
+		return res
+	}
+	return s.orderAccepted(ctx, a, orderID, now, nextPoll, calls)
+}
+
+// acceptedMove is OrderAccepted's transition of a as a move group takes it.
+func (s *Store) acceptedMove(a *Activation, orderID string, now, nextPoll time.Time, calls []AnsweredCall) *groupedMove {
+	next := nextPoll.UTC().Truncate(time.Microsecond)
+	return &groupedMove{a: a, now: now, vals: []any{orderID, s.t(nextPoll)}, calls: calls,
+		apply:  func(a *Activation) { a.OrderID, a.NextPollAt = orderID, &next },
+		single: func(ctx context.Context) error { return s.orderAccepted(ctx, a, orderID, now, nextPoll, calls) },
+	}
+}
+
+// acceptedShape is OrderAccepted's transition as moved together (moves.go):
+// it sets what orderAccepted's change sets and consumes the reservation.
+var acceptedShape = &moveShape{op: "order accepted", to: StateSubmitted, step: StepOrder, outcome: "accepted",
+	cols: []string{"order_id", "next_poll_at"}, types: []string{"text", "timestamptz"}, settle: ReservationConsumed}
+
+// orderAccepted is OrderAccepted as a statement of its own.
+func (s *Store) orderAccepted(ctx context.Context, a *Activation, orderID string, now, nextPoll time.Time, calls []AnsweredCall) error {
 	return s.transition(ctx, "order accepted", a, now, change{
 		to: StateSubmitted, set: `order_id = ?, next_poll_at = ?`, args: []any{orderID, s.t(nextPoll)},
 		step: StepOrder, outcome: "accepted",
@@ -685,6 +708,48 @@ func (s *Store) BackToPending(ctx context.Context, a *Activation, step Step, out
 // else -> provisioned. calls (orderQuery's, answered) are written with it
 // (AnsweredCall). Errors: ErrLostClaim.
 func (s *Store) OrderCompleted(ctx context.Context, a *Activation, serviceNumber string, awaitQR bool, now time.Time, calls ...AnsweredCall) error {
+	g := s.provisionedMoves
+	if awaitQR {
+		g = s.completedMoves
+	}
+	if s.groupable(ctx, g, a, calls) {
+		res, _ := g.do(ctx, s.completedMove(a, serviceNumber, awaitQR, now, calls))
+		return res
+	}
+	return s.orderCompleted(ctx, a, serviceNumber, awaitQR, now, calls)
+}
+
+// completedMove is OrderCompleted's transition of a as a move group takes
+// it: completedShape's values when awaitQR, provisionedShape's otherwise.
+func (s *Store) completedMove(a *Activation, serviceNumber string, awaitQR bool, now time.Time, calls []AnsweredCall) *groupedMove {
+	at := now.UTC().Truncate(time.Microsecond)
+	vals := []any{serviceNumber, s.t(now)}
+	if awaitQR {
+		vals = append(vals, s.t(now))
+	}
+	return &groupedMove{a: a, now: now, vals: vals, calls: calls,
+		apply: func(a *Activation) {
+			a.ServiceNumber, a.CompletedAt = serviceNumber, &at
+			if awaitQR {
+				a.Attempts, a.NextAttemptAt = 0, at
+			}
+		},
+		single: func(ctx context.Context) error { return s.orderCompleted(ctx, a, serviceNumber, awaitQR, now, calls) },
+	}
+}
+
+// completedShape and provisionedShape are OrderCompleted's transitions as
+// moved together (moves.go): they set what orderCompleted's change sets.
+var (
+	completedShape = &moveShape{op: "order completed", to: StateCompleted, step: StepPoll, outcome: "complete",
+		cols: []string{"service_number", "completed_at", "next_attempt_at"}, types: []string{"text", "timestamptz", "timestamptz"},
+		fixed: "attempts = 0"}
+	provisionedShape = &moveShape{op: "order completed", to: StateProvisioned, step: StepPoll, outcome: "complete",
+		cols: []string{"service_number", "completed_at"}, types: []string{"text", "timestamptz"}}
+)
+
+// orderCompleted is OrderCompleted as a statement of its own.
+func (s *Store) orderCompleted(ctx context.Context, a *Activation, serviceNumber string, awaitQR bool, now time.Time, calls []AnsweredCall) error {
 	c := change{
 		to: StateProvisioned, set: `service_number = ?, completed_at = ?`, args: []any{serviceNumber, s.t(now)},
 		step: StepPoll, outcome: "complete",
@@ -731,6 +796,28 @@ func (s *Store) CompletedWithQR(ctx context.Context, a *Activation, serviceNumbe
 // qr_ready). calls (getEsimDetails', answered) are written with it
 // (AnsweredCall). Errors: ErrLostClaim.
 func (s *Store) QRReady(ctx context.Context, a *Activation, code string, png []byte, iccid string, now time.Time, calls ...AnsweredCall) error {
+	if s.groupable(ctx, s.qrMoves, a, calls) {
+		res, _ := s.qrMoves.do(ctx, s.qrMove(a, code, png, iccid, now, calls))
+		return res
+	}
+	return s.qrReady(ctx, a, code, png, iccid, now, calls)
+}
+
+// qrMove is QRReady's transition of a as a move group takes it.
+func (s *Store) qrMove(a *Activation, code string, png []byte, iccid string, now time.Time, calls []AnsweredCall) *groupedMove {
+	return &groupedMove{a: a, now: now, vals: []any{code, png, iccid}, calls: calls,
+		apply:  func(a *Activation) { a.ActivationCode, a.QRPNG, a.ICCID = code, png, iccid },
+		single: func(ctx context.Context) error { return s.qrReady(ctx, a, code, png, iccid, now, calls) },
+	}
+}
+
+// qrReadyShape is QRReady's transition as moved together (moves.go): it
+// sets what qrReady's change sets.
+var qrReadyShape = &moveShape{op: "qr ready", to: StateQRReady, step: StepQR, outcome: "ok",
+	cols: []string{"activation_code", "qr_png", "iccid"}, types: []string{"text", "bytea", "text"}}
+
+// qrReady is QRReady as a statement of its own.
+func (s *Store) qrReady(ctx context.Context, a *Activation, code string, png []byte, iccid string, now time.Time, calls []AnsweredCall) error {
 	err := s.transition(ctx, "qr ready", a, now, change{
 		to: StateQRReady, set: `activation_code = ?, qr_png = ?, iccid = ?`, args: []any{code, png, iccid},
 		step: StepQR, outcome: "ok",

@@ -59,6 +59,8 @@ type Store struct {
 	startCalls  *group[Call, int64]
 	finishCalls *group[finishedCall, bool]
 	recordCalls *group[Call, struct{}]
+	// The answer-recording transitions moved together (moves.go).
+	acceptedMoves, qrMoves, completedMoves, provisionedMoves *moveGroup
 	// lazy is a second PostgreSQL pool whose sessions commit without
 	// waiting for the WAL flush (synchronous_commit off), for the writes
 	// that only record what an Octane call answered (see lazyPool); nil on
@@ -164,6 +166,10 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		s.startCalls = &group[Call, int64]{flush: s.startCallsTogether, one: s.startCall}
 		s.finishCalls = &group[finishedCall, bool]{flush: s.finishCallsTogether, one: s.finishCall}
 		s.recordCalls = &group[Call, struct{}]{flush: s.recordCallsTogether, one: s.recordCall}
+		s.acceptedMoves = s.newMoveGroup(acceptedShape)
+		s.qrMoves = s.newMoveGroup(qrReadyShape)
+		s.completedMoves = s.newMoveGroup(completedShape)
+		s.provisionedMoves = s.newMoveGroup(provisionedShape)
 		if err := s.db.GetContext(ctx, &s.schema, `SELECT current_schema()`); err != nil {
 			s.db.Close()
 			if s.lazy != nil {
@@ -188,7 +194,7 @@ var binaryParams = regexp.MustCompile(`(?i)binary_parameters`)
 // as before, and with no lazy pool.
 //
 // lazy is a second pool on the same url whose sessions set
-// synchronous_commit off: a commit there returns once it is in the WAL
+// synchronous_commit off (and plans generic and without sequential scans): a commit there returns once it is in the WAL
 // buffers, without waiting for the flush to disk (the WAL writer flushes it
 // within a few hundred milliseconds, and any later ordinary commit flushes
 // it first). It is visible to every session at once; only a crash of the
@@ -214,6 +220,14 @@ func openPostgres(url string) (db, lazy *sqlx.DB, err error) {
 		lazyCfg.Runtime = map[string]string{}
 	}
 	lazyCfg.Runtime["synchronous_commit"] = "off"
+	// Every statement of the lazy pool writes rows it names by key, so one
+	// generic plan serves all its executions: planned per execution (a
+	// custom plan, which PostgreSQL keeps choosing for the grouped moves of
+	// moves.go, whose row count varies) costs about as much as running it.
+	// Without sequential scans, a generic plan made while a table was
+	// small keeps to the keys' indexes however large the table grows.
+	lazyCfg.Runtime["plan_cache_mode"] = "force_generic_plan"
+	lazyCfg.Runtime["enable_seqscan"] = "off"
 	if lc, err := pq.NewConnectorConfig(lazyCfg); err == nil {
 		lazy = sqlx.NewDb(sql.OpenDB(lc), "postgres")
 	}

@@ -1,0 +1,129 @@
+package repo
+
+import (
+	"context"
+	"database/sql/driver"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/lib/pq"
+)
+
+// QRWrite is one row of QRReadyTogether.
+type QRWrite struct {
+	A     *Activation
+	Code  string
+	PNG   []byte
+	ICCID string
+	Calls []AnsweredCall
+}
+
+// QRReadyTogether stores the QR codes of ws in one grouped statement, as
+// QRReady does for writes that arrive together, and returns each row's
+// result.
+func (s *Store) QRReadyTogether(ctx context.Context, now time.Time, ws []QRWrite) ([]error, error) {
+	ms := make([]*groupedMove, len(ws))
+	for i, w := range ws {
+		ms[i] = s.qrMove(w.A, w.Code, w.PNG, w.ICCID, now, w.Calls)
+	}
+	return s.movesTogether(ctx, qrReadyShape, ms)
+}
+
+// CompletedWrite is one row of OrderCompletedTogether.
+type CompletedWrite struct {
+	A             *Activation
+	ServiceNumber string
+	Calls         []AnsweredCall
+}
+
+// OrderCompletedTogether records the completed orders of ws in one grouped
+// statement, as OrderCompleted does for writes that arrive together.
+func (s *Store) OrderCompletedTogether(ctx context.Context, now time.Time, awaitQR bool, ws []CompletedWrite) ([]error, error) {
+	sh := provisionedShape
+	if awaitQR {
+		sh = completedShape
+	}
+	ms := make([]*groupedMove, len(ws))
+	for i, w := range ws {
+		ms[i] = s.completedMove(w.A, w.ServiceNumber, awaitQR, now, w.Calls)
+	}
+	return s.movesTogether(ctx, sh, ms)
+}
+
+// AcceptedWrite is one row of OrderAcceptedTogether.
+type AcceptedWrite struct {
+	A       *Activation
+	OrderID string
+	Calls   []AnsweredCall
+}
+
+// OrderAcceptedTogether records the accepted orders of ws in one grouped
+// statement, as OrderAccepted does for writes that arrive together.
+func (s *Store) OrderAcceptedTogether(ctx context.Context, now, nextPoll time.Time, ws []AcceptedWrite) ([]error, error) {
+	ms := make([]*groupedMove, len(ws))
+	for i, w := range ws {
+		ms[i] = s.acceptedMove(w.A, w.OrderID, now, nextPoll, w.Calls)
+	}
+	return s.movesTogether(ctx, acceptedShape, ms)
+}
+
+// MovesGenericPlan is the generic plan (the one a prepared statement may
+// keep for the connection's life) of the grouped statement that moves two
+// orders accepted together, each with an answered call with an in-flight
+// row and one without, as this store's tables now stand, planned by a
+// session of the pool that runs it.
+func (s *Store) MovesGenericPlan(ctx context.Context) (string, error) {
+	id := int64(1)
+	c := Call{ActivationID: &id, Credential: "plan", Method: "orderCreate", Outcome: "ok"}
+	ms := []*groupedMove{
+		s.acceptedMove(&Activation{ID: 1, State: StateOrdering, ClaimToken: "x"}, "O1", time.Now(), time.Now(),
+			[]AnsweredCall{{ID: 1, Call: c}, {Call: c}}),
+		s.acceptedMove(&Activation{ID: 2, State: StateOrdering, ClaimToken: "x"}, "O2", time.Now(), time.Now(),
+			[]AnsweredCall{{ID: 2, Call: c}, {Call: c}}),
+	}
+	query, args, err := s.movesStatement(acceptedShape, ms)
+	if err != nil {
+		return "", err
+	}
+	tx, err := s.lazyPool().BeginTxx(ctx, nil)
+	if err != nil {
+		return "", err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `SET LOCAL plan_cache_mode = force_generic_plan`); err != nil {
+		return "", err
+	}
+	if _, err := tx.ExecContext(ctx, `PREPARE moves_plan AS `+query); err != nil {
+		return "", err
+	}
+	// EXECUTE takes its parameters as literals.
+	params := make([]string, len(args))
+	for i, a := range args {
+		if v, ok := a.(driver.Valuer); ok {
+			if a, err = v.Value(); err != nil {
+				return "", err
+			}
+		}
+		switch v := a.(type) {
+		case nil:
+			params[i] = "NULL"
+		case string:
+			params[i] = pq.QuoteLiteral(v)
+		case []byte:
+			params[i] = pq.QuoteLiteral(string(v))
+		case time.Time:
+			params[i] = pq.QuoteLiteral(v.Format(time.RFC3339Nano))
+		default:
+			params[i] = pq.QuoteLiteral(fmt.Sprint(v))
+		}
+	}
+	var plan []string
+	if err := tx.SelectContext(ctx, &plan, `EXPLAIN EXECUTE moves_plan (`+strings.Join(params, ", ")+`)`); err != nil {
+		return "", err
+	}
+	if _, err := tx.ExecContext(ctx, `DEALLOCATE moves_plan`); err != nil {
+		return "", err
+	}
+	return strings.Join(plan, "\n"), nil
+}

@@ -1,0 +1,273 @@
+package repo_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/esimbatch/esimbatch/repo"
+	"github.com/esimbatch/esimbatch/repo/repotest"
+)
+
+// Rows moved together (group commit of OrderCompleted and QRReady) are
+// written as each would be on its own: the row's columns, its claim
+// cleared, its answered calls (an in-flight row completed, a call without
+// one inserted whole) with their events ahead of the state event; a row no
+// longer claimed is ErrLostClaim, and its calls are written all the same.
+func TestRowsMovedTogetherAreWrittenAsAlone(t *testing.T) {
+	t.Parallel()
+	s := repotest.NewPostgres(t)
+	ctx := context.Background()
+	runID := seed(t, s, "tog", 4)
+	rows := make([]repo.Activation, 4)
+	for i := range rows {
+		toSubmitted(t, s, t0, runID, fmt.Sprintf("04%02d", i))
+	}
+	polled := t0.Add(31 * time.Minute)
+	got, err := s.ClaimPolls(ctx, polled, polled.Add(30*time.Minute), runID, "cred", 10, lease)
+	must(t, err)
+	if len(got) != 4 {
+		t.Fatalf("ClaimPolls: %d rows, want 4", len(got))
+	}
+	copy(rows, got)
+	answered := func(a repo.Activation, method, msg string) repo.Call {
+		id := a.ID
+		return repo.Call{RunID: runID, ActivationID: &id, Credential: "cred", Method: method,
+			SentAt: polled.Add(time.Second), Duration: 30 * time.Millisecond, Outcome: "ok", Message: msg, MSN: a.MSN}
+	}
+	inflight := func(c repo.Call) int64 {
+		id, err := s.StartCall(ctx, c)
+		must(t, err)
+		return id
+	}
+	callsWith := func(msg, outcome string) int {
+		return count(t, s, `SELECT COUNT(*) FROM calls WHERE message = ? AND outcome = ?`, msg, outcome)
+	}
+
+	// Row 2's claim is taken from it: the stale copy is lost.
+	stale := rows[2]
+	must(t, s.Unclaim(ctx, &rows[2]))
+	oq0 := answered(rows[0], "orderQuery", "oq-0")
+	ws := []repo.CompletedWrite{
+		{A: &rows[0], ServiceNumber: "SN0", Calls: []repo.AnsweredCall{{ID: inflight(oq0), Call: oq0}}},
+		{A: &rows[1], ServiceNumber: "SN1", Calls: []repo.AnsweredCall{{Call: answered(rows[1], "orderQuery", "oq-1")}}},
+		{A: &stale, ServiceNumber: "SN2", Calls: []repo.AnsweredCall{{Call: answered(stale, "orderQuery", "oq-2")}}},
+	}
+	errs, err := s.OrderCompletedTogether(ctx, polled, true, ws)
+	must(t, err)
+	if errs[0] != nil || errs[1] != nil || !errors.Is(errs[2], repo.ErrLostClaim) {
+		t.Fatalf("results %v; want nil, nil, ErrLostClaim", errs)
+	}
+	// Row 3 alone, through the one-statement path, for comparison.
+	must(t, s.OrderCompleted(ctx, &rows[3], "SN3", true, polled, repo.AnsweredCall{Call: answered(rows[3], "orderQuery", "oq-3")}))
+
+	for _, msg := range []string{"oq-0", "oq-1", "oq-2", "oq-3"} {
+		if n := callsWith(msg, "ok"); n != 1 {
+			t.Errorf("calls with message %s, outcome ok: %d, want 1", msg, n)
+		}
+	}
+	if n := count(t, s, `SELECT COUNT(*) FROM calls WHERE outcome = ?`, repo.CallInflight); n != 0 {
+		t.Errorf("%d calls still in flight, want 0", n)
+	}
+	alone, err := s.Events(ctx, rows[3].ID)
+	must(t, err)
+	for i, a := range []repo.Activation{rows[0], rows[1]} {
+		db, err := s.Activation(ctx, a.ID)
+		must(t, err)
+		if db.State != repo.StateCompleted || db.ServiceNumber != fmt.Sprint("SN", i) || db.ClaimToken != "" ||
+			db.CompletedAt == nil || !db.CompletedAt.Equal(polled) || !db.NextAttemptAt.Equal(polled) || db.Attempts != 0 {
+			t.Errorf("row %d in the store: %+v", i, db)
+		}
+		if a.State != db.State || a.ServiceNumber != db.ServiceNumber || a.ClaimToken != "" || a.ClaimUntil != nil ||
+			a.CompletedAt == nil || !a.CompletedAt.Equal(*db.CompletedAt) || !a.NextAttemptAt.Equal(db.NextAttemptAt) ||
+			!a.UpdatedAt.Equal(db.UpdatedAt) || a.Attempts != db.Attempts {
+			t.Errorf("row %d as the caller holds it differs from the store's:\n%+v\n%+v", i, a, db)
+		}
+		evs, err := s.Events(ctx, a.ID)
+		must(t, err)
+		if len(evs) != len(alone) {
+			t.Fatalf("row %d: %d events, the row moved alone %d", i, len(evs), len(alone))
+		}
+		// The same events as the row moved alone, in the same order.
+		for j := range evs {
+			e, w := evs[j], alone[j]
+			if e.Kind != w.Kind || e.Step != w.Step || e.FromState != w.FromState || e.ToState != w.ToState ||
+				e.Outcome != w.Outcome || !e.At.Equal(w.At) || (e.RunID == nil) != (w.RunID == nil) || e.Duration != w.Duration {
+				t.Errorf("row %d event %d: %+v; moved alone: %+v", i, j, e, w)
+			}
+		}
+		if last := evs[len(evs)-2]; last.Message != fmt.Sprint("oq-", i) {
+			t.Errorf("row %d: call event before the state event says %q", i, last.Message)
+		}
+	}
+	lost, err := s.Activation(ctx, stale.ID)
+	must(t, err)
+	if lost.State != repo.StateSubmitted || lost.ServiceNumber != "" {
+		t.Errorf("lost row moved: %+v", lost)
+	}
+	if evs, err := s.Events(ctx, stale.ID); err != nil || evs[len(evs)-1].Kind != repo.EventCall || evs[len(evs)-1].Message != "oq-2" {
+		t.Errorf("lost row's last event %+v (%v); want its call event", evs[len(evs)-1], err)
+	}
+
+	// Then the QR codes of rows 0 and 1, together.
+	claimed, err := s.ClaimQR(ctx, polled, runID, "cred", 10, lease)
+	must(t, err)
+	if len(claimed) != 3 {
+		t.Fatalf("ClaimQR: %d rows, want 3", len(claimed))
+	}
+	png := []byte("\x89PNG fake")
+	qr := []repo.QRWrite{
+		{A: &claimed[0], Code: "LPA:1$a$0", PNG: png, ICCID: "8961000", Calls: []repo.AnsweredCall{{Call: answered(claimed[0], "getEsimDetails", "qr-0")}}},
+		{A: &claimed[1], Code: "LPA:1$a$1", PNG: png, ICCID: "8961001"},
+	}
+	errs, err = s.QRReadyTogether(ctx, polled, qr)
+	must(t, err)
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("QR results %v", errs)
+	}
+	for i, w := range qr {
+		db, err := s.Activation(ctx, w.A.ID)
+		must(t, err)
+		if db.State != repo.StateQRReady || db.ActivationCode != w.Code || db.ICCID != w.ICCID || !bytes.Equal(db.QRPNG, png) || db.ClaimToken != "" {
+			t.Errorf("QR row %d in the store: state %s code %q iccid %q png %d bytes claim %q", i, db.State, db.ActivationCode, db.ICCID, len(db.QRPNG), db.ClaimToken)
+		}
+		if w.A.State != repo.StateQRReady || w.A.ActivationCode != w.Code || !bytes.Equal(w.A.QRPNG, png) || !w.A.UpdatedAt.Equal(db.UpdatedAt) {
+			t.Errorf("QR row %d as the caller holds it: %+v", i, *w.A)
+		}
+		evs, err := s.Events(ctx, w.A.ID)
+		must(t, err)
+		if e := evs[len(evs)-1]; e.Kind != repo.EventState || e.FromState != repo.StateCompleted || e.ToState != repo.StateQRReady || e.Step != repo.StepQR {
+			t.Errorf("QR row %d's last event: %+v", i, e)
+		}
+	}
+	if callsWith("qr-0", "ok") != 1 {
+		t.Error("the QR row's getEsimDetails was not written")
+	}
+}
+
+// Many workers recording completed orders at once each get their own
+// result, and every row, call and event is written once.
+func TestOrdersCompletedAtOnce(t *testing.T) {
+	t.Parallel()
+	s := repotest.NewPostgres(t)
+	ctx := context.Background()
+	const n = 24
+	runID := seed(t, s, "many", n)
+	for i := range n {
+		toSubmitted(t, s, t0, runID, fmt.Sprintf("05%02d", i))
+	}
+	polled := t0.Add(31 * time.Minute)
+	got, err := s.ClaimPolls(ctx, polled, polled.Add(30*time.Minute), runID, "cred", n, lease)
+	must(t, err)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	errs := make([]error, n)
+	for i := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			a := &got[i]
+			id := a.ID
+			c := repo.Call{RunID: runID, ActivationID: &id, Credential: "cred", Method: "orderQuery", SentAt: polled, Outcome: "ok"}
+			errs[i] = s.OrderCompleted(ctx, a, "SN", true, polled, repo.AnsweredCall{Call: c})
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("row %d: %v", i, err)
+		}
+	}
+	st, moved := s.GroupedMoves()
+	t.Logf("%d rows in %d statements of more than one", moved, st)
+	if c := count(t, s, `SELECT COUNT(*) FROM activations WHERE state = ? AND claim_token = ''`, repo.StateCompleted); c != n {
+		t.Errorf("%d rows completed and unclaimed, want %d", c, n)
+	}
+	if c := count(t, s, `SELECT COUNT(*) FROM calls WHERE method = 'orderQuery'`); c != n {
+		t.Errorf("%d orderQuery calls, want %d", c, n)
+	}
+	if c := count(t, s, `SELECT COUNT(*) FROM events WHERE to_state = ?`, repo.StateCompleted); c != n {
+		t.Errorf("%d events -> completed, want %d", c, n)
+	}
+}
+
+// Orders accepted together consume their numbers' reservations and are
+// written as an order accepted alone is.
+func TestOrdersAcceptedTogether(t *testing.T) {
+	t.Parallel()
+	s := repotest.NewPostgres(t)
+	ctx := context.Background()
+	runID := seed(t, s, "acc", 3)
+	rows := make([]repo.Activation, 3)
+	for i := range rows {
+		rows[i] = toSelected(t, s, t0, runID, fmt.Sprintf("06%02d", i))
+		must(t, s.BeginOrder(ctx, &rows[i], repo.LockGuard{}, false, t0))
+	}
+	next := t0.Add(30 * time.Minute)
+	call := func(a repo.Activation, msg string) []repo.AnsweredCall {
+		id := a.ID
+		return []repo.AnsweredCall{{Call: repo.Call{RunID: runID, ActivationID: &id, Credential: "cred", Method: "orderCreate",
+			SentAt: t0, Outcome: "ok", Message: msg, OrderID: "ORD-" + msg}}}
+	}
+	errs, err := s.OrderAcceptedTogether(ctx, t0, next, []repo.AcceptedWrite{
+		{A: &rows[0], OrderID: "ORD-0", Calls: call(rows[0], "0")},
+		{A: &rows[1], OrderID: "ORD-1", Calls: call(rows[1], "1")},
+	})
+	must(t, err)
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("results %v", errs)
+	}
+	must(t, s.OrderAccepted(ctx, &rows[2], "ORD-2", t0, next, call(rows[2], "2")...))
+	alone, err := s.Events(ctx, rows[2].ID)
+	must(t, err)
+	for i, a := range rows {
+		db, err := s.Activation(ctx, a.ID)
+		must(t, err)
+		if db.State != repo.StateSubmitted || db.OrderID != fmt.Sprint("ORD-", i) || db.NextPollAt == nil || !db.NextPollAt.Equal(next) || db.ClaimToken != "" {
+			t.Errorf("row %d in the store: %+v", i, db)
+		}
+		if a.State != db.State || a.OrderID != db.OrderID || a.NextPollAt == nil || !a.NextPollAt.Equal(*db.NextPollAt) || !a.UpdatedAt.Equal(db.UpdatedAt) {
+			t.Errorf("row %d as the caller holds it differs from the store's:\n%+v\n%+v", i, a, db)
+		}
+		if n := count(t, s, `SELECT COUNT(*) FROM reservations WHERE activation_id = ? AND state = ?`, a.ID, repo.ReservationConsumed); n != 1 {
+			t.Errorf("row %d: %d consumed reservations, want 1", i, n)
+		}
+		evs, err := s.Events(ctx, a.ID)
+		must(t, err)
+		if len(evs) != len(alone) {
+			t.Fatalf("row %d: %d events, the order accepted alone %d", i, len(evs), len(alone))
+		}
+		for j := range evs {
+			e, w := evs[j], alone[j]
+			if e.Kind != w.Kind || e.Step != w.Step || e.FromState != w.FromState || e.ToState != w.ToState || e.Outcome != w.Outcome {
+				t.Errorf("row %d event %d: %+v; accepted alone: %+v", i, j, e, w)
+			}
+		}
+	}
+	if n := count(t, s, `SELECT COUNT(*) FROM reservations WHERE state = 'assigned'`); n != 0 {
+		t.Errorf("%d reservations still assigned", n)
+	}
+}
+
+// The grouped statement is prepared, so a connection may keep one generic
+// plan for it however its tables grow: that plan must find every row by
+// key, even when made while the tables were empty and never analysed.
+func TestMovedTogetherFindsRowsByKey(t *testing.T) {
+	t.Parallel()
+	s := repotest.NewPostgres(t)
+	plan, err := s.MovesGenericPlan(context.Background())
+	must(t, err)
+	t.Logf("generic plan:\n%s", plan)
+	for _, table := range []string{"activations", "calls", "reservations"} {
+		if strings.Contains(plan, "Seq Scan on "+table) {
+			t.Errorf("the generic plan reads %s whole:\n%s", table, plan)
+		}
+	}
+}
