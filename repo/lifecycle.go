@@ -331,9 +331,8 @@ func (s *Store) moveStatement(update, returning string, args []any, ev Event, c 
 	var qargs []any
 	b.WriteString(`WITH `)
 	if c.guard != (LockGuard{}) {
-		b.WriteString(`held AS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = ? AND granted
-AND classid = ((?::bigint >> 32) & 4294967295)::oid AND objid = (?::bigint & 4294967295)::oid AND objsubid = 1), `)
-		qargs = append(qargs, c.guard.pid, c.guard.key, c.guard.key)
+		b.WriteString(heldCTE + `, `)
+		qargs = append(qargs, c.guard.heldArgs()...)
 		update += ` AND EXISTS (SELECT 1 FROM held)`
 	}
 	if c.pgWith != "" {
@@ -364,6 +363,14 @@ SELECT ?, ?, id, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM moved)`)
 	b.WriteString(` SELECT * FROM moved`)
 	return s.q(b.String()), qargs
 }
+
+// heldCTE is the run lock's check on PostgreSQL, a CTE named held that has
+// a row while the guard's session holds its advisory lock; heldArgs are its
+// arguments.
+const heldCTE = `held AS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = ? AND granted
+AND classid = ((?::bigint >> 32) & 4294967295)::oid AND objid = (?::bigint & 4294967295)::oid AND objsubid = 1)`
+
+func (g LockGuard) heldArgs() []any { return []any{g.pid, g.key, g.key} }
 
 // transition runs move (in one transaction on SQLite; one statement on
 // PostgreSQL) and, once committed, updates *a in place.
@@ -526,6 +533,34 @@ AND (state = 'free' OR (state = 'assigned' AND activation_id = ?)))`), r.ID, a.C
 // second runner may hold the credential, so no new intent may be written
 // and BeginOrder fails with ErrLocked. The zero LockGuard checks nothing.
 func (s *Store) BeginOrder(ctx context.Context, a *Activation, g LockGuard, qrByEmail bool, now time.Time) error {
+	if mg := s.beginGroup(g); s.groupable(ctx, mg, a, nil) {
+		res, _ := mg.do(ctx, s.beginMove(a, g, qrByEmail, now))
+		return res
+	}
+	return s.beginOrder(ctx, a, g, qrByEmail, now)
+}
+
+// beginMove is BeginOrder's transition of a as a move group takes it.
+func (s *Store) beginMove(a *Activation, g LockGuard, qrByEmail bool, now time.Time) *groupedMove {
+	at := now.UTC().Truncate(time.Microsecond)
+	return &groupedMove{a: a, now: now, vals: []any{s.t(now), qrByEmail}, guard: g,
+		apply: func(a *Activation) {
+			a.OrderSentAt, a.QRByEmail = &at, qrByEmail
+			a.OrderAttempts++
+		},
+		single: func(ctx context.Context) error { return s.beginOrder(ctx, a, g, qrByEmail, now) },
+	}
+}
+
+// beginShape is BeginOrder's transition as moved together (moves.go): it
+// sets what beginOrder's change sets, keeps the claim, is guarded by the
+// run lock and commits durably (the intent is written before the call).
+var beginShape = &moveShape{op: "begin order", to: StateOrdering, step: StepOrder, outcome: "intent",
+	cols: []string{"order_sent_at", "qr_by_email"}, types: []string{"timestamptz", "boolean"},
+	fixed: "order_attempts = order_attempts + 1", keepClaim: true, durable: true}
+
+// beginOrder is BeginOrder as a statement of its own.
+func (s *Store) beginOrder(ctx context.Context, a *Activation, g LockGuard, qrByEmail bool, now time.Time) error {
 	return s.transition(ctx, "begin order", a, now, change{
 		to: StateOrdering, set: `order_sent_at = ?, order_attempts = order_attempts + 1, qr_by_email = ?`,
 		args: []any{s.t(now), qrByEmail}, keepClaim: true,

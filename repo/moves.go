@@ -9,7 +9,7 @@ import (
 	"github.com/lib/pq"
 )
 
-// Group commit of the answer-recording transitions (OrderAccepted,
+// Group commit of the hot transitions (BeginOrder, OrderAccepted,
 // OrderCompleted, QRReady) on PostgreSQL. Each of these is one statement of its own (move), whose
 // fixed cost (a round trip, parsing, the executor's start, a commit) is most
 // of what it costs: set-based, the same update of 16 rows costs about a third
@@ -33,6 +33,12 @@ type moveShape struct {
 	// settle, when set, is the state the moved row's assigned reservation
 	// goes to (settleReservation's side write).
 	settle string
+	// keepClaim leaves the rows claimed (change.keepClaim).
+	keepClaim bool
+	// durable commits with the WAL flush although the statement runs on
+	// the lazy pool: the statement itself sets synchronous_commit on for
+	// its transaction (a write something is done on, like the intent).
+	durable bool
 }
 
 // groupedMove is one row's transition of a moveShape, queued on the shape's
@@ -42,6 +48,9 @@ type groupedMove struct {
 	now   time.Time
 	vals  []any // the row's values of the shape's cols (converted: s.t, ...)
 	calls []AnsweredCall
+	// guard is the run lock the write needs (change.guard); a group's rows
+	// share it (beginGroup).
+	guard LockGuard
 	// apply writes the moved columns into a once the statement committed
 	// (what move scans back on its own path).
 	apply func(a *Activation)
@@ -74,11 +83,26 @@ func (s *Store) groupable(ctx context.Context, g *moveGroup, a *Activation, call
 
 // movedBase sets in a the columns every transition sets (move), with now
 // as the store writes it.
-func (s *Store) movedBase(a *Activation, to State, now time.Time) {
-	a.State = to
+func (s *Store) movedBase(a *Activation, sh *moveShape, now time.Time) {
+	a.State = sh.to
 	a.UpdatedAt = now.UTC().Truncate(time.Microsecond)
-	a.ClaimToken = ""
-	a.ClaimUntil = nil
+	if !sh.keepClaim {
+		a.ClaimToken = ""
+		a.ClaimUntil = nil
+	}
+}
+
+// beginGroup returns the move group of BeginOrder under guard g: one per
+// run lock, since a grouped statement checks one lock for all its rows.
+func (s *Store) beginGroup(g LockGuard) *moveGroup {
+	if s.lazy == nil {
+		return nil
+	}
+	if mg, ok := s.beginMoves.Load(g); ok {
+		return mg.(*moveGroup)
+	}
+	mg, _ := s.beginMoves.LoadOrStore(g, s.newMoveGroup(beginShape))
+	return mg.(*moveGroup)
 }
 
 // movesTogether moves ms (rows of sh) in one statement, committed lazily
@@ -107,12 +131,22 @@ func (s *Store) movesTogether(ctx context.Context, sh *moveShape, ms []*groupedM
 			done[o-1] = true
 		}
 	}
+	var guardErr error
+	if g := ms[0].guard; g != (LockGuard{}) && len(ords) < n {
+		// Nothing was written for some rows: say why, the lock first (as
+		// move does).
+		guardErr = s.checkGuard(ctx, s.lazyPool(), g)
+	}
 	for i, m := range ms {
+		if !done[i] && guardErr != nil {
+			out[i] = fmt.Errorf("repo: %s activation %d: %w", sh.op, m.a.ID, guardErr)
+			continue
+		}
 		if !done[i] {
 			out[i] = fmt.Errorf("repo: %s activation %d (%s -> %s): %w", sh.op, m.a.ID, m.a.State, sh.to, ErrLostClaim)
 			continue
 		}
-		s.movedBase(m.a, sh.to, m.now)
+		s.movedBase(m.a, sh, m.now)
 		m.apply(m.a)
 	}
 	return out, nil
@@ -137,8 +171,29 @@ func (s *Store) movesStatement(sh *moveShape, ms []*groupedMove) (string, []any,
 		}
 	}
 	var b strings.Builder
-	args := []any{pq.Array(ids), pq.GenericArray{A: from}, pq.GenericArray{A: token}, pq.GenericArray{A: at}, pq.GenericArray{A: run}}
-	b.WriteString(`WITH v AS (SELECT * FROM unnest(?::bigint[], ?::text[], ?::text[], ?::timestamptz[], ?::bigint[]`)
+	var args []any
+	b.WriteString(`WITH `)
+	guard := ms[0].guard
+	for _, m := range ms {
+		if m.guard != guard {
+			return "", nil, fmt.Errorf("repo: %s: rows of one group under different run locks", sh.op)
+		}
+	}
+	var where string
+	if guard != (LockGuard{}) {
+		b.WriteString(heldCTE + `, `)
+		args = append(args, guard.heldArgs()...)
+		where += ` AND EXISTS (SELECT 1 FROM held)`
+	}
+	if sh.durable {
+		// set_config's is_local lasts to the end of the statement's
+		// transaction, whose commit reads synchronous_commit; the scalar
+		// subquery runs once, before any row is written.
+		b.WriteString(`durable AS (SELECT set_config('synchronous_commit', 'on', true) AS mode), `)
+		where += ` AND (SELECT mode FROM durable) = 'on'`
+	}
+	args = append(args, pq.Array(ids), pq.GenericArray{A: from}, pq.GenericArray{A: token}, pq.GenericArray{A: at}, pq.GenericArray{A: run})
+	b.WriteString(`v AS (SELECT * FROM unnest(?::bigint[], ?::text[], ?::text[], ?::timestamptz[], ?::bigint[]`)
 	for j, t := range sh.types {
 		fmt.Fprintf(&b, `, ?::%s[]`, t)
 		args = append(args, arrayOf(t, vals[j]))
@@ -158,8 +213,11 @@ moved AS (UPDATE activations a SET state = ?, updated_at = v.at`)
 	}
 	// The id list lets the planner find the rows by key; joined with v
 	// alone it may read the table whole (as finishCallsTogether says).
-	b.WriteString(`, claim_token = '', claim_until = NULL
-FROM v WHERE a.id = v.id AND a.id = ANY (?::bigint[]) AND a.state = v.from_state AND a.claim_token = v.claim_token
+	if !sh.keepClaim {
+		b.WriteString(`, claim_token = '', claim_until = NULL`)
+	}
+	b.WriteString(`
+FROM v WHERE a.id = v.id AND a.id = ANY (?::bigint[]) AND a.state = v.from_state AND a.claim_token = v.claim_token` + where + `
 RETURNING v.ord, v.id, v.at, v.run_id, v.from_state)`)
 	args = append(args, pq.Array(ids))
 	if sh.settle != "" {
@@ -272,14 +330,21 @@ func callColumns(s *Store, cs []Call) callArrays {
 }
 
 // GroupedMoves says how many statements moved more than one row together
-// (orders accepted and completed, QR codes stored) and how many rows those moved: a
+// (intents, orders accepted and completed, QR codes stored) and how many rows those moved: a
 // benchmark reads the groups' size from it. Zero on SQLite.
 func (s *Store) GroupedMoves() (statements, rows int64) {
-	for _, g := range []*moveGroup{s.acceptedMoves, s.qrMoves, s.completedMoves, s.provisionedMoves} {
+	add := func(g *moveGroup) {
 		if g != nil {
 			statements += g.shared.Load()
 			rows += g.sharedItems.Load()
 		}
 	}
+	for _, g := range []*moveGroup{s.acceptedMoves, s.qrMoves, s.completedMoves, s.provisionedMoves} {
+		add(g)
+	}
+	s.beginMoves.Range(func(_, g any) bool {
+		add(g.(*moveGroup))
+		return true
+	})
 	return statements, rows
 }

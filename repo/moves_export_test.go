@@ -127,3 +127,38 @@ func (s *Store) MovesGenericPlan(ctx context.Context) (string, error) {
 	}
 	return strings.Join(plan, "\n"), nil
 }
+
+// BeginOrderTogether writes the intents of as in one grouped statement
+// under guard g, as BeginOrder does for intents written at the same time.
+func (s *Store) BeginOrderTogether(ctx context.Context, g LockGuard, now time.Time, as []*Activation) ([]error, error) {
+	ms := make([]*groupedMove, len(as))
+	for i, a := range as {
+		ms[i] = s.beginMove(a, g, false, now)
+	}
+	return s.movesTogether(ctx, beginShape, ms)
+}
+
+// IntentCommitMode runs the grouped intent statement for a in a transaction
+// of the lazy pool, and returns synchronous_commit as that transaction sees
+// it after the statement (its commit's mode), then rolls back.
+func (s *Store) IntentCommitMode(ctx context.Context, a *Activation, now time.Time) (string, error) {
+	query, args, err := s.movesStatement(beginShape, []*groupedMove{s.beginMove(a, LockGuard{}, false, now)})
+	if err != nil {
+		return "", err
+	}
+	tx, err := s.lazyPool().BeginTxx(ctx, nil)
+	if err != nil {
+		return "", err
+	}
+	defer tx.Rollback()
+	var ords []int64
+	if err := tx.SelectContext(ctx, &ords, query, args...); err != nil {
+		return "", err
+	}
+	if len(ords) != 1 {
+		return "", fmt.Errorf("%d rows moved, want 1", len(ords))
+	}
+	var mode string
+	err = tx.GetContext(ctx, &mode, `SHOW synchronous_commit`)
+	return mode, err
+}

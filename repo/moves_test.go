@@ -271,3 +271,70 @@ func TestMovedTogetherFindsRowsByKey(t *testing.T) {
 		}
 	}
 }
+
+// Intents written together are guarded by the run lock as one is alone,
+// keep the rows' claims, and commit durably although the statement runs on
+// the pool whose sessions commit lazily.
+func TestIntentsWrittenTogether(t *testing.T) {
+	t.Parallel()
+	s := repotest.NewPostgres(t)
+	ctx := context.Background()
+	runID := seed(t, s, "int", 6)
+	rows := make([]repo.Activation, 6)
+	for i := range rows {
+		rows[i] = toSelected(t, s, t0, runID, fmt.Sprintf("07%02d", i))
+	}
+	l, err := s.AcquireRunLock(ctx, fmt.Sprintf("intents-%d", time.Now().UnixNano()))
+	must(t, err)
+	g := l.Guard()
+	stale := rows[1]
+	must(t, s.Unclaim(ctx, &rows[1]))
+	errs, err := s.BeginOrderTogether(ctx, g, t0, []*repo.Activation{&rows[0], &stale})
+	must(t, err)
+	if errs[0] != nil || !errors.Is(errs[1], repo.ErrLostClaim) {
+		t.Fatalf("results %v; want nil, ErrLostClaim", errs)
+	}
+	must(t, s.BeginOrder(ctx, &rows[2], g, false, t0)) // alone, for comparison
+	alone, err := s.Events(ctx, rows[2].ID)
+	must(t, err)
+	db, err := s.Activation(ctx, rows[0].ID)
+	must(t, err)
+	a := rows[0]
+	if db.State != repo.StateOrdering || db.OrderAttempts != 1 || db.OrderSentAt == nil || !db.OrderSentAt.Equal(t0) ||
+		db.ClaimToken == "" || db.ClaimToken != a.ClaimToken {
+		t.Errorf("intent in the store: %+v", db)
+	}
+	if a.State != db.State || a.OrderAttempts != db.OrderAttempts || a.OrderSentAt == nil || !a.OrderSentAt.Equal(*db.OrderSentAt) ||
+		!a.UpdatedAt.Equal(db.UpdatedAt) || a.ClaimUntil == nil || !a.ClaimUntil.Equal(*db.ClaimUntil) {
+		t.Errorf("intent as the caller holds it differs from the store's:\n%+v\n%+v", a, db)
+	}
+	evs, err := s.Events(ctx, a.ID)
+	must(t, err)
+	if len(evs) != len(alone) {
+		t.Fatalf("%d events, the intent written alone %d", len(evs), len(alone))
+	}
+	for j := range evs {
+		e, w := evs[j], alone[j]
+		if e.Kind != w.Kind || e.Step != w.Step || e.FromState != w.FromState || e.ToState != w.ToState || e.Outcome != w.Outcome {
+			t.Errorf("event %d: %+v; written alone: %+v", j, e, w)
+		}
+	}
+	mode, err := s.IntentCommitMode(ctx, &rows[3], t0)
+	must(t, err)
+	if mode != "on" {
+		t.Errorf("the grouped intent commits with synchronous_commit %q, want on", mode)
+	}
+
+	// Once the lock is gone, no intent is written, and each row says so.
+	must(t, l.Release(ctx))
+	errs, err = s.BeginOrderTogether(ctx, g, t0, []*repo.Activation{&rows[4], &rows[5]})
+	must(t, err)
+	for i, e := range errs {
+		if !errors.Is(e, repo.ErrLocked) {
+			t.Errorf("row %d after the lock was released: %v, want ErrLocked", 4+i, e)
+		}
+	}
+	if n := count(t, s, `SELECT COUNT(*) FROM activations WHERE state = ?`, repo.StateOrdering); n != 2 {
+		t.Errorf("%d rows ordering, want 2", n)
+	}
+}
