@@ -445,6 +445,10 @@ func (s *Store) SetCustomer(ctx context.Context, a *Activation, custNo int64, no
 // (AnsweredCall). Errors: ErrLostClaim when a moved or r is no longer free
 // (or assigned to a), or r is not held by a's credential.
 func (s *Store) MarkSelected(ctx context.Context, a *Activation, r Reservation, now time.Time, calls ...AnsweredCall) error {
+	if s.groupable(ctx, s.selectedMoves, a, calls) {
+		res, _ := s.selectedMoves.do(ctx, s.selectedMove(a, r, now, calls))
+		return res
+	}
 	if s.dialect == DialectPostgres {
 		return s.markSelectedPG(ctx, a, r, now, calls)
 	}
@@ -514,15 +518,36 @@ WHERE activation_id = ? AND state = 'assigned' AND id <> ?`, []any{s.t(now), a.I
 	}
 	c.calls = calls
 	err := s.transition(ctx, "mark selected", a, now, c)
-	if errors.Is(err, ErrLostClaim) {
-		var free bool
-		if qerr := s.db.GetContext(ctx, &free, s.q(`SELECT EXISTS (SELECT 1 FROM reservations WHERE id = ? AND credential = ?
-AND (state = 'free' OR (state = 'assigned' AND activation_id = ?)))`), r.ID, a.Credential, a.ID); qerr == nil && !free {
-			return fmt.Errorf("repo: mark selected activation %d: reservation %d no longer free: %w", a.ID, r.ID, ErrLostClaim)
-		}
+	if errors.Is(err, ErrLostClaim) && !s.numberStillFree(ctx, a, r) {
+		return fmt.Errorf("repo: mark selected activation %d: reservation %d no longer free: %w", a.ID, r.ID, ErrLostClaim)
 	}
 	return err
 }
+
+// numberStillFree says, after a MarkSelected that wrote nothing, whether
+// r could still be a's (free, or assigned to a, and a's credential's): when
+// not, the reservation is what was lost. A failed check reads as free.
+func (s *Store) numberStillFree(ctx context.Context, a *Activation, r Reservation) bool {
+	free := true
+	if err := s.db.GetContext(ctx, &free, s.q(`SELECT EXISTS (SELECT 1 FROM reservations WHERE id = ? AND credential = ?
+AND (state = 'free' OR (state = 'assigned' AND activation_id = ?)))`), r.ID, a.Credential, a.ID); err != nil {
+		return true
+	}
+	return free
+}
+
+// selectedMove is MarkSelected's transition of a as a move group takes it.
+func (s *Store) selectedMove(a *Activation, r Reservation, now time.Time, calls []AnsweredCall) *groupedMove {
+	return &groupedMove{a: a, now: now, vals: []any{r.MSN}, calls: calls, number: r,
+		apply:  func(a *Activation) { a.MSN = r.MSN }, // reserved_at: the reservation's, from the statement
+		single: func(ctx context.Context) error { return s.markSelectedPG(ctx, a, r, now, calls) },
+	}
+}
+
+// selectedShape is MarkSelected's transition as moved together (moves.go):
+// what markSelectedPG writes, committed durably, as it is.
+var selectedShape = &moveShape{op: "mark selected", to: StateSelected, step: StepSelect, outcome: "ok",
+	cols: []string{"msn"}, types: []string{"text"}, keepClaim: true, number: true, durable: true}
 
 // BeginOrder writes the intent before orderCreate (selected -> ordering:
 // order_sent_at, order_attempts+1, qr_by_email) and keeps the claim.

@@ -9,8 +9,8 @@ import (
 	"github.com/lib/pq"
 )
 
-// Group commit of the hot transitions (BeginOrder, OrderAccepted,
-// OrderCompleted, QRReady) on PostgreSQL. Each of these is one statement of its own (move), whose
+// Group commit of the hot transitions (MarkSelected, BeginOrder,
+// OrderAccepted, OrderCompleted, QRReady) on PostgreSQL. Each of these is one statement of its own (move), whose
 // fixed cost (a round trip, parsing, the executor's start, a commit) is most
 // of what it costs: set-based, the same update of 16 rows costs about a third
 // of 16 single-row statements. So the rows that workers record at the same
@@ -35,6 +35,11 @@ type moveShape struct {
 	settle string
 	// keepClaim leaves the rows claimed (change.keepClaim).
 	keepClaim bool
+	// number takes each row's reservation (MarkSelected): the reservation
+	// (groupedMove.number) is locked and must be free or the row's own and
+	// of its credential; the row takes its reserved_at, the reservation is
+	// assigned to it, and the row's other assigned numbers go back free.
+	number bool
 	// durable commits with the WAL flush although the statement runs on
 	// the lazy pool: the statement itself sets synchronous_commit on for
 	// its transaction (a write something is done on, like the intent).
@@ -51,6 +56,8 @@ type groupedMove struct {
 	// guard is the run lock the write needs (change.guard); a group's rows
 	// share it (beginGroup).
 	guard LockGuard
+	// number is the reservation a number-taking shape takes (moveShape.number).
+	number Reservation
 	// apply writes the moved columns into a once the statement committed
 	// (what move scans back on its own path).
 	apply func(a *Activation)
@@ -119,20 +126,26 @@ func (s *Store) movesTogether(ctx context.Context, sh *moveShape, ms []*groupedM
 	if err != nil {
 		return nil, err
 	}
-	var ords []int64
-	if err := s.lazyPool().selectPrepared(ctx, &ords, query, args...); err != nil {
+	var got []struct {
+		Ord        int64      `db:"ord"`
+		ReservedAt *time.Time `db:"reserved_at"`
+	}
+	if err := s.lazyPool().selectPrepared(ctx, &got, query, args...); err != nil {
 		return nil, err
 	}
 	n := len(ms)
 	out := make([]error, n)
 	done := make([]bool, n)
-	for _, o := range ords {
-		if o >= 1 && o <= int64(n) { // WITH ORDINALITY counts from 1
+	for _, g := range got {
+		if o := g.Ord; o >= 1 && o <= int64(n) { // WITH ORDINALITY counts from 1
 			done[o-1] = true
+			if sh.number {
+				ms[o-1].a.ReservedAt = g.ReservedAt
+			}
 		}
 	}
 	var guardErr error
-	if g := ms[0].guard; g != (LockGuard{}) && len(ords) < n {
+	if g := ms[0].guard; g != (LockGuard{}) && len(got) < n {
 		// Nothing was written for some rows: say why, the lock first (as
 		// move does).
 		guardErr = s.checkGuard(ctx, s.lazyPool(), g)
@@ -140,6 +153,10 @@ func (s *Store) movesTogether(ctx context.Context, sh *moveShape, ms []*groupedM
 	for i, m := range ms {
 		if !done[i] && guardErr != nil {
 			out[i] = fmt.Errorf("repo: %s activation %d: %w", sh.op, m.a.ID, guardErr)
+			continue
+		}
+		if !done[i] && sh.number && !s.numberStillFree(ctx, m.a, m.number) {
+			out[i] = fmt.Errorf("repo: %s activation %d: reservation %d no longer free: %w", sh.op, m.a.ID, m.number.ID, ErrLostClaim)
 			continue
 		}
 		if !done[i] {
@@ -198,13 +215,43 @@ func (s *Store) movesStatement(sh *moveShape, ms []*groupedMove) (string, []any,
 		fmt.Fprintf(&b, `, ?::%s[]`, t)
 		args = append(args, arrayOf(t, vals[j]))
 	}
+	if sh.number {
+		rids, creds := make([]int64, n), make([]any, n)
+		for i, m := range ms {
+			rids[i], creds[i] = m.number.ID, m.a.Credential
+		}
+		b.WriteString(`, ?::bigint[], ?::text[]`)
+		args = append(args, pq.Array(rids), pq.GenericArray{A: creds})
+	}
 	b.WriteString(`) WITH ORDINALITY AS v (id, from_state, claim_token, at, run_id`)
 	for j := range sh.cols {
 		fmt.Fprintf(&b, `, p%d`, j)
 	}
-	b.WriteString(`, ord)),
+	if sh.number {
+		b.WriteString(`, rid, credential`)
+	}
+	b.WriteString(`, ord))`)
+	source, reservedAt := `v`, `NULL::timestamptz`
+	if sh.number {
+		// markSelectedPG's held_number, for every row: its reservation,
+		// locked, while it is free or already the row's own.
+		b.WriteString(`,
+held_number AS (SELECT r.id AS rid, r.reserved_at FROM reservations r JOIN v ON r.id = v.rid
+WHERE r.id = ANY (?::bigint[]) AND r.credential = v.credential
+AND (r.state = 'free' OR (r.state = 'assigned' AND r.activation_id = v.id)) FOR UPDATE OF r)`)
+		rids := make([]int64, n)
+		for i, m := range ms {
+			rids[i] = m.number.ID
+		}
+		args = append(args, pq.Array(rids))
+		source, reservedAt = `v JOIN held_number h ON h.rid = v.rid`, `h.reserved_at`
+	}
+	b.WriteString(`,
 moved AS (UPDATE activations a SET state = ?, updated_at = v.at`)
 	args = append(args, string(sh.to))
+	if sh.number {
+		b.WriteString(`, reserved_at = h.reserved_at`)
+	}
 	for j, c := range sh.cols {
 		fmt.Fprintf(&b, `, %s = v.p%d`, c, j)
 	}
@@ -217,9 +264,26 @@ moved AS (UPDATE activations a SET state = ?, updated_at = v.at`)
 		b.WriteString(`, claim_token = '', claim_until = NULL`)
 	}
 	b.WriteString(`
-FROM v WHERE a.id = v.id AND a.id = ANY (?::bigint[]) AND a.state = v.from_state AND a.claim_token = v.claim_token` + where + `
-RETURNING v.ord, v.id, v.at, v.run_id, v.from_state)`)
+FROM ` + source + ` WHERE a.id = v.id AND a.id = ANY (?::bigint[]) AND a.state = v.from_state AND a.claim_token = v.claim_token` + where + `
+RETURNING v.ord, v.id, v.at, v.run_id, v.from_state, ` + reservedAt + ` AS reserved_at`)
+	if sh.number {
+		b.WriteString(`, v.rid`)
+	}
+	b.WriteString(`)`)
 	args = append(args, pq.Array(ids))
+	if sh.number {
+		// markSelectedPG's side writes, from the rows moved.
+		b.WriteString(`,
+assigned AS (UPDATE reservations r SET state = 'assigned', activation_id = m.id, updated_at = m.at FROM moved m
+WHERE r.id = m.rid AND r.id = ANY (?::bigint[])),
+freed AS (UPDATE reservations r SET state = 'free', activation_id = NULL, updated_at = m.at FROM moved m
+WHERE r.activation_id = m.id AND r.activation_id = ANY (?::bigint[]) AND r.state = 'assigned' AND r.id <> m.rid)`)
+		rids := make([]int64, n)
+		for i, m := range ms {
+			rids[i] = m.number.ID
+		}
+		args = append(args, pq.Array(rids), pq.Array(ids))
+	}
 	if sh.settle != "" {
 		b.WriteString(`,
 settled AS (UPDATE reservations r SET state = ?, updated_at = moved.at FROM moved
@@ -284,7 +348,7 @@ SELECT at, run_id, activation_id, kind, step, from_state, to_state, outcome, cod
 	b.WriteString(strings.Join(events, `
 UNION ALL `))
 	b.WriteString(`) e ORDER BY k, sub, seq)
-SELECT ord FROM moved`)
+SELECT ord, reserved_at FROM moved`)
 	if len(fin) > 0 {
 		args = append(args, EventCall)
 	}
@@ -330,7 +394,7 @@ func callColumns(s *Store, cs []Call) callArrays {
 }
 
 // GroupedMoves says how many statements moved more than one row together
-// (intents, orders accepted and completed, QR codes stored) and how many rows those moved: a
+// (numbers selected, intents, orders accepted and completed, QR codes stored) and how many rows those moved: a
 // benchmark reads the groups' size from it. Zero on SQLite.
 func (s *Store) GroupedMoves() (statements, rows int64) {
 	add := func(g *moveGroup) {
@@ -339,7 +403,7 @@ func (s *Store) GroupedMoves() (statements, rows int64) {
 			rows += g.sharedItems.Load()
 		}
 	}
-	for _, g := range []*moveGroup{s.acceptedMoves, s.qrMoves, s.completedMoves, s.provisionedMoves} {
+	for _, g := range []*moveGroup{s.selectedMoves, s.acceptedMoves, s.qrMoves, s.completedMoves, s.provisionedMoves} {
 		add(g)
 	}
 	s.beginMoves.Range(func(_, g any) bool {

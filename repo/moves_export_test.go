@@ -69,20 +69,44 @@ func (s *Store) OrderAcceptedTogether(ctx context.Context, now, nextPoll time.Ti
 }
 
 // MovesGenericPlan is the generic plan (the one a prepared statement may
-// keep for the connection's life) of the grouped statement that moves two
-// orders accepted together, each with an answered call with an in-flight
-// row and one without, as this store's tables now stand, planned by a
-// session of the pool that runs it.
+// keep for the connection's life) of two grouped statements, as this
+// store's tables now stand, planned by a session of the pool that runs
+// them: two orders accepted together, each with an answered call with an
+// in-flight row and one without, and two numbers selected together.
 func (s *Store) MovesGenericPlan(ctx context.Context) (string, error) {
 	id := int64(1)
 	c := Call{ActivationID: &id, Credential: "plan", Method: "orderCreate", Outcome: "ok"}
-	ms := []*groupedMove{
-		s.acceptedMove(&Activation{ID: 1, State: StateOrdering, ClaimToken: "x"}, "O1", time.Now(), time.Now(),
-			[]AnsweredCall{{ID: 1, Call: c}, {Call: c}}),
-		s.acceptedMove(&Activation{ID: 2, State: StateOrdering, ClaimToken: "x"}, "O2", time.Now(), time.Now(),
-			[]AnsweredCall{{ID: 2, Call: c}, {Call: c}}),
+	pending := func(id int64) *Activation {
+		return &Activation{ID: id, State: StatePending, ClaimToken: "x", Credential: "plan"}
 	}
-	query, args, err := s.movesStatement(acceptedShape, ms)
+	statements := []struct {
+		sh *moveShape
+		ms []*groupedMove
+	}{
+		{acceptedShape, []*groupedMove{
+			s.acceptedMove(&Activation{ID: 1, State: StateOrdering, ClaimToken: "x"}, "O1", time.Now(), time.Now(),
+				[]AnsweredCall{{ID: 1, Call: c}, {Call: c}}),
+			s.acceptedMove(&Activation{ID: 2, State: StateOrdering, ClaimToken: "x"}, "O2", time.Now(), time.Now(),
+				[]AnsweredCall{{ID: 2, Call: c}, {Call: c}}),
+		}},
+		{selectedShape, []*groupedMove{
+			s.selectedMove(pending(1), Reservation{ID: 1, MSN: "1"}, time.Now(), nil),
+			s.selectedMove(pending(2), Reservation{ID: 2, MSN: "2"}, time.Now(), nil),
+		}},
+	}
+	var plans []string
+	for i, st := range statements {
+		plan, err := s.genericPlan(ctx, fmt.Sprintf("moves_plan_%d", i), st.sh, st.ms)
+		if err != nil {
+			return "", err
+		}
+		plans = append(plans, plan)
+	}
+	return strings.Join(plans, "\n"), nil
+}
+
+func (s *Store) genericPlan(ctx context.Context, name string, sh *moveShape, ms []*groupedMove) (string, error) {
+	query, args, err := s.movesStatement(sh, ms)
 	if err != nil {
 		return "", err
 	}
@@ -94,7 +118,7 @@ func (s *Store) MovesGenericPlan(ctx context.Context) (string, error) {
 	if _, err := tx.ExecContext(ctx, `SET LOCAL plan_cache_mode = force_generic_plan`); err != nil {
 		return "", err
 	}
-	if _, err := tx.ExecContext(ctx, `PREPARE moves_plan AS `+query); err != nil {
+	if _, err := tx.ExecContext(ctx, `PREPARE `+name+` AS `+query); err != nil {
 		return "", err
 	}
 	// EXECUTE takes its parameters as literals.
@@ -119,10 +143,10 @@ func (s *Store) MovesGenericPlan(ctx context.Context) (string, error) {
 		}
 	}
 	var plan []string
-	if err := tx.SelectContext(ctx, &plan, `EXPLAIN EXECUTE moves_plan (`+strings.Join(params, ", ")+`)`); err != nil {
+	if err := tx.SelectContext(ctx, &plan, `EXPLAIN EXECUTE `+name+` (`+strings.Join(params, ", ")+`)`); err != nil {
 		return "", err
 	}
-	if _, err := tx.ExecContext(ctx, `DEALLOCATE moves_plan`); err != nil {
+	if _, err := tx.ExecContext(ctx, `DEALLOCATE `+name); err != nil {
 		return "", err
 	}
 	return strings.Join(plan, "\n"), nil
@@ -151,14 +175,34 @@ func (s *Store) IntentCommitMode(ctx context.Context, a *Activation, now time.Ti
 		return "", err
 	}
 	defer tx.Rollback()
-	var ords []int64
-	if err := tx.SelectContext(ctx, &ords, query, args...); err != nil {
+	var moved []struct {
+		Ord        int64      `db:"ord"`
+		ReservedAt *time.Time `db:"reserved_at"`
+	}
+	if err := tx.SelectContext(ctx, &moved, query, args...); err != nil {
 		return "", err
 	}
-	if len(ords) != 1 {
-		return "", fmt.Errorf("%d rows moved, want 1", len(ords))
+	if len(moved) != 1 {
+		return "", fmt.Errorf("%d rows moved, want 1", len(moved))
 	}
 	var mode string
 	err = tx.GetContext(ctx, &mode, `SHOW synchronous_commit`)
 	return mode, err
+}
+
+// SelectedWrite is one row of MarkSelectedTogether.
+type SelectedWrite struct {
+	A     *Activation
+	R     Reservation
+	Calls []AnsweredCall
+}
+
+// MarkSelectedTogether selects the numbers of ws in one grouped statement,
+// as MarkSelected does for rows selected at the same time.
+func (s *Store) MarkSelectedTogether(ctx context.Context, now time.Time, ws []SelectedWrite) ([]error, error) {
+	ms := make([]*groupedMove, len(ws))
+	for i, w := range ws {
+		ms[i] = s.selectedMove(w.A, w.R, now, w.Calls)
+	}
+	return s.movesTogether(ctx, selectedShape, ms)
 }

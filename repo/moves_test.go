@@ -338,3 +338,86 @@ func TestIntentsWrittenTogether(t *testing.T) {
 		t.Errorf("%d rows ordering, want 2", n)
 	}
 }
+
+// Numbers selected together take their reservations as MarkSelected does
+// alone: the row carries the reservation's reserved_at, the reservation is
+// assigned to it, a number it held before goes back free, and a row whose
+// reservation was released under it is lost, saying so.
+func TestNumbersSelectedTogether(t *testing.T) {
+	t.Parallel()
+	s := repotest.NewPostgres(t)
+	ctx := context.Background()
+	runID := seed(t, s, "sel", 4)
+	reserved := t0.Add(-time.Hour)
+	var rows []repo.Activation
+	var rs []repo.Reservation
+	for i := range 4 {
+		a := claimOne(t, s, t0, runID)
+		must(t, s.SaveReservations(ctx, runID, "cred", reserved.Add(time.Duration(i)*time.Minute),
+			[]repo.Reservation{{MSN: fmt.Sprintf("08%02d", i), ReservationID: fmt.Sprint("R", i)}}))
+		r, err := s.TakeReservation(ctx, runID, &a, t0)
+		must(t, err)
+		rows, rs = append(rows, a), append(rs, r)
+	}
+	// Row 0 also holds a second number, taken earlier in its claim.
+	must(t, s.SaveReservations(ctx, runID, "cred", reserved, []repo.Reservation{{MSN: "0899", ReservationID: "R99"}}))
+	extra, err := s.TakeReservation(ctx, runID, &rows[0], t0)
+	must(t, err)
+	// Row 2's reservation is released under it: row 2 has lost it.
+	if _, err := s.DB().ExecContext(ctx, s.DB().Rebind(`UPDATE reservations SET state = 'released', activation_id = NULL WHERE id = ?`), rs[2].ID); err != nil {
+		t.Fatal(err)
+	}
+	must(t, s.MarkSelected(ctx, &rows[3], rs[3], t0)) // alone, for comparison
+	sel := func(a repo.Activation, msg string) []repo.AnsweredCall {
+		id := a.ID
+		return []repo.AnsweredCall{{Call: repo.Call{RunID: runID, ActivationID: &id, Credential: "cred", Method: "selectResource",
+			SentAt: t0, Outcome: "ok", Message: msg, MSN: a.MSN}}}
+	}
+	errs, err := s.MarkSelectedTogether(ctx, t0, []repo.SelectedWrite{
+		{A: &rows[0], R: rs[0], Calls: sel(rows[0], "s0")},
+		{A: &rows[1], R: rs[1], Calls: sel(rows[1], "s1")},
+		{A: &rows[2], R: rs[2], Calls: sel(rows[2], "s2")},
+	})
+	must(t, err)
+	if errs[0] != nil || errs[1] != nil || !errors.Is(errs[2], repo.ErrLostClaim) || !strings.Contains(errs[2].Error(), "no longer free") {
+		t.Fatalf("results %v; want nil, nil, and ErrLostClaim for a reservation no longer free", errs)
+	}
+	alone, err := s.Events(ctx, rows[3].ID)
+	must(t, err)
+	for i := range 2 {
+		a := rows[i]
+		db, err := s.Activation(ctx, a.ID)
+		must(t, err)
+		want := rs[i].ReservedAt
+		if db.State != repo.StateSelected || db.MSN != rs[i].MSN || db.ReservedAt == nil || !db.ReservedAt.Equal(want) || db.ClaimToken == "" {
+			t.Errorf("row %d in the store: %+v (reservation %+v)", i, db, rs[i])
+		}
+		if a.State != db.State || a.MSN != db.MSN || a.ReservedAt == nil || !a.ReservedAt.Equal(*db.ReservedAt) ||
+			!a.UpdatedAt.Equal(db.UpdatedAt) || a.ClaimToken != db.ClaimToken {
+			t.Errorf("row %d as the caller holds it differs from the store's:\n%+v\n%+v", i, a, db)
+		}
+		if n := count(t, s, `SELECT COUNT(*) FROM reservations WHERE id = ? AND state = 'assigned' AND activation_id = ?`, rs[i].ID, a.ID); n != 1 {
+			t.Errorf("row %d's reservation is not assigned to it", i)
+		}
+		evs, err := s.Events(ctx, a.ID)
+		must(t, err)
+		last, prev := evs[len(evs)-1], evs[len(evs)-2]
+		w := alone[len(alone)-1]
+		if last.Kind != w.Kind || last.Step != w.Step || last.FromState != w.FromState || last.ToState != w.ToState ||
+			last.Outcome != w.Outcome || prev.Kind != repo.EventCall || prev.Message != fmt.Sprint("s", i) {
+			t.Errorf("row %d's last events: %+v then %+v; selected alone: %+v", i, prev, last, w)
+		}
+	}
+	if n := count(t, s, `SELECT COUNT(*) FROM reservations WHERE id = ? AND state = 'free' AND activation_id IS NULL`, extra.ID); n != 1 {
+		t.Error("the number row 0 held before did not go back free")
+	}
+	if lost, err := s.Activation(ctx, rows[2].ID); err != nil || lost.State != repo.StatePending {
+		t.Errorf("the lost row: %+v, %v; want it pending", lost, err)
+	}
+	if n := count(t, s, `SELECT COUNT(*) FROM calls WHERE method = 'selectResource'`); n != 3 {
+		t.Errorf("%d selectResource calls written, want 3 (the lost row's too)", n)
+	}
+	if n := count(t, s, `SELECT COUNT(*) FROM reservations WHERE id = ? AND state = 'released'`, rs[2].ID); n != 1 {
+		t.Error("the lost row's released reservation changed")
+	}
+}

@@ -60,8 +60,8 @@ type Store struct {
 	finishCalls *group[finishedCall, bool]
 	recordCalls *group[Call, struct{}]
 	// The answer-recording transitions moved together (moves.go).
-	acceptedMoves, qrMoves, completedMoves, provisionedMoves *moveGroup
-	beginMoves                                               sync.Map // LockGuard -> *moveGroup (beginGroup)
+	selectedMoves, acceptedMoves, qrMoves, completedMoves, provisionedMoves *moveGroup
+	beginMoves                                                              sync.Map // LockGuard -> *moveGroup (beginGroup)
 	// lazy is a second PostgreSQL pool whose sessions commit without
 	// waiting for the WAL flush (synchronous_commit off), for the writes
 	// that only record what an Octane call answered (see lazyPool); nil on
@@ -167,6 +167,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		s.startCalls = &group[Call, int64]{flush: s.startCallsTogether, one: s.startCall}
 		s.finishCalls = &group[finishedCall, bool]{flush: s.finishCallsTogether, one: s.finishCall}
 		s.recordCalls = &group[Call, struct{}]{flush: s.recordCallsTogether, one: s.recordCall}
+		s.selectedMoves = s.newMoveGroup(selectedShape)
 		s.acceptedMoves = s.newMoveGroup(acceptedShape)
 		s.qrMoves = s.newMoveGroup(qrReadyShape)
 		s.completedMoves = s.newMoveGroup(completedShape)
