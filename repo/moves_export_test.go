@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 )
 
@@ -105,12 +106,19 @@ func (s *Store) MovesGenericPlan(ctx context.Context) (string, error) {
 	return strings.Join(plans, "\n"), nil
 }
 
-func (s *Store) genericPlan(ctx context.Context, name string, sh *moveShape, ms []*groupedMove) (string, error) {
+// movesTx opens a transaction on the lazy pool, where grouped statements
+// run, and returns it with the statement that moves ms (rows of sh).
+func (s *Store) movesTx(ctx context.Context, sh *moveShape, ms []*groupedMove) (*sqlx.Tx, string, []any, error) {
 	query, args, err := s.movesStatement(sh, ms)
 	if err != nil {
-		return "", err
+		return nil, "", nil, err
 	}
 	tx, err := s.lazyPool().BeginTxx(ctx, nil)
+	return tx, query, args, err
+}
+
+func (s *Store) genericPlan(ctx context.Context, name string, sh *moveShape, ms []*groupedMove) (string, error) {
+	tx, query, args, err := s.movesTx(ctx, sh, ms)
 	if err != nil {
 		return "", err
 	}
@@ -166,11 +174,7 @@ func (s *Store) BeginOrderTogether(ctx context.Context, g LockGuard, now time.Ti
 // of the lazy pool, and returns synchronous_commit as that transaction sees
 // it after the statement (its commit's mode), then rolls back.
 func (s *Store) IntentCommitMode(ctx context.Context, a *Activation, now time.Time) (string, error) {
-	query, args, err := s.movesStatement(beginShape, []*groupedMove{s.beginMove(a, LockGuard{}, false, now)})
-	if err != nil {
-		return "", err
-	}
-	tx, err := s.lazyPool().BeginTxx(ctx, nil)
+	tx, query, args, err := s.movesTx(ctx, beginShape, []*groupedMove{s.beginMove(a, LockGuard{}, false, now)})
 	if err != nil {
 		return "", err
 	}

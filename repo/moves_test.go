@@ -90,17 +90,7 @@ func TestRowsMovedTogetherAreWrittenAsAlone(t *testing.T) {
 		}
 		evs, err := s.Events(ctx, a.ID)
 		must(t, err)
-		if len(evs) != len(alone) {
-			t.Fatalf("row %d: %d events, the row moved alone %d", i, len(evs), len(alone))
-		}
-		// The same events as the row moved alone, in the same order.
-		for j := range evs {
-			e, w := evs[j], alone[j]
-			if e.Kind != w.Kind || e.Step != w.Step || e.FromState != w.FromState || e.ToState != w.ToState ||
-				e.Outcome != w.Outcome || !e.At.Equal(w.At) || (e.RunID == nil) != (w.RunID == nil) || e.Duration != w.Duration {
-				t.Errorf("row %d event %d: %+v; moved alone: %+v", i, j, e, w)
-			}
-		}
+		sameEvents(t, fmt.Sprint("row ", i), evs, alone)
 		if last := evs[len(evs)-2]; last.Message != fmt.Sprint("oq-", i) {
 			t.Errorf("row %d: call event before the state event says %q", i, last.Message)
 		}
@@ -147,6 +137,24 @@ func TestRowsMovedTogetherAreWrittenAsAlone(t *testing.T) {
 	}
 	if callsWith("qr-0", "ok") != 1 {
 		t.Error("the QR row's getEsimDetails was not written")
+	}
+}
+
+// sameEvents fails unless a row moved together has the events got that
+// the row moved alone has (want), in the same order, alike in all but ids
+// and message.
+func sameEvents(t *testing.T, row string, got, want []repo.Event) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("%s: %d events, the row moved alone %d", row, len(got), len(want))
+		return
+	}
+	for j := range got {
+		e, w := got[j], want[j]
+		if e.Kind != w.Kind || e.Step != w.Step || e.FromState != w.FromState || e.ToState != w.ToState ||
+			e.Outcome != w.Outcome || !e.At.Equal(w.At) || (e.RunID == nil) != (w.RunID == nil) || e.Duration != w.Duration {
+			t.Errorf("%s event %d: %+v; moved alone: %+v", row, j, e, w)
+		}
 	}
 }
 
@@ -241,15 +249,7 @@ func TestOrdersAcceptedTogether(t *testing.T) {
 		}
 		evs, err := s.Events(ctx, a.ID)
 		must(t, err)
-		if len(evs) != len(alone) {
-			t.Fatalf("row %d: %d events, the order accepted alone %d", i, len(evs), len(alone))
-		}
-		for j := range evs {
-			e, w := evs[j], alone[j]
-			if e.Kind != w.Kind || e.Step != w.Step || e.FromState != w.FromState || e.ToState != w.ToState || e.Outcome != w.Outcome {
-				t.Errorf("row %d event %d: %+v; accepted alone: %+v", i, j, e, w)
-			}
-		}
+		sameEvents(t, fmt.Sprint("row ", i), evs, alone)
 	}
 	if n := count(t, s, `SELECT COUNT(*) FROM reservations WHERE state = 'assigned'`); n != 0 {
 		t.Errorf("%d reservations still assigned", n)
@@ -310,15 +310,7 @@ func TestIntentsWrittenTogether(t *testing.T) {
 	}
 	evs, err := s.Events(ctx, a.ID)
 	must(t, err)
-	if len(evs) != len(alone) {
-		t.Fatalf("%d events, the intent written alone %d", len(evs), len(alone))
-	}
-	for j := range evs {
-		e, w := evs[j], alone[j]
-		if e.Kind != w.Kind || e.Step != w.Step || e.FromState != w.FromState || e.ToState != w.ToState || e.Outcome != w.Outcome {
-			t.Errorf("event %d: %+v; written alone: %+v", j, e, w)
-		}
-	}
+	sameEvents(t, "the intent", evs, alone)
 	mode, err := s.IntentCommitMode(ctx, &rows[3], t0)
 	must(t, err)
 	if mode != "on" {
