@@ -100,15 +100,20 @@ func (s *Store) movedBase(a *Activation, sh *moveShape, now time.Time) {
 }
 
 // beginGroup returns the move group of BeginOrder under guard g: one per
-// run lock, since a grouped statement checks one lock for all its rows.
+// run lock's key (a credential), since a grouped statement checks one lock
+// for all its rows. Keyed by the lock's key, not the whole guard, so that a
+// process running pass after pass (each its own session, so its own guard)
+// keeps one group per credential; rows of two guards that meet in a group
+// (one pass ending as the next begins) fail the shared statement, and the
+// group writes them one by one.
 func (s *Store) beginGroup(g LockGuard) *moveGroup {
 	if s.lazy == nil {
 		return nil
 	}
-	if mg, ok := s.beginMoves.Load(g); ok {
+	if mg, ok := s.beginMoves.Load(g.key); ok {
 		return mg.(*moveGroup)
 	}
-	mg, _ := s.beginMoves.LoadOrStore(g, s.newMoveGroup(beginShape))
+	mg, _ := s.beginMoves.LoadOrStore(g.key, s.newMoveGroup(beginShape))
 	return mg.(*moveGroup)
 }
 

@@ -210,3 +210,13 @@ func (s *Store) MarkSelectedTogether(ctx context.Context, now time.Time, ws []Se
 	}
 	return s.movesTogether(ctx, selectedShape, ms)
 }
+
+// IntentGroupsOfOneKey says whether two guards of one lock key (two
+// sessions: two passes) share BeginOrder's group, and returns what the
+// shared statement answers when rows of both meet in it.
+func (s *Store) IntentGroupsOfOneKey(ctx context.Context, a, b *Activation, now time.Time) (bool, error) {
+	g1, g2 := LockGuard{key: 77, pid: 1}, LockGuard{key: 77, pid: 2}
+	same := s.beginGroup(g1) == s.beginGroup(g2) && s.beginGroup(g1) != s.beginGroup(LockGuard{key: 78, pid: 1})
+	_, err := s.movesTogether(ctx, beginShape, []*groupedMove{s.beginMove(a, g1, false, now), s.beginMove(b, g2, false, now)})
+	return same, err
+}

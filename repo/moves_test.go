@@ -413,3 +413,26 @@ func TestNumbersSelectedTogether(t *testing.T) {
 		t.Error("the lost row's released reservation changed")
 	}
 }
+
+// Passes on one credential share one intent group, whatever their
+// sessions, so a process that runs for months keeps one group per
+// credential; rows of two passes' guards that meet in it are refused
+// together, for the group to write them one by one.
+func TestIntentGroupPerCredential(t *testing.T) {
+	t.Parallel()
+	s := repotest.NewPostgres(t)
+	ctx := context.Background()
+	runID := seed(t, s, "key", 2)
+	a := toSelected(t, s, t0, runID, "0901")
+	b := toSelected(t, s, t0, runID, "0902")
+	same, err := s.IntentGroupsOfOneKey(ctx, &a, &b, t0)
+	if !same {
+		t.Error("two guards of one lock key have two intent groups (or two keys share one)")
+	}
+	if err == nil {
+		t.Error("rows of two guards moved in one statement")
+	}
+	if n := count(t, s, `SELECT COUNT(*) FROM activations WHERE state = ?`, repo.StateOrdering); n != 0 {
+		t.Errorf("%d intents written by the refused statement", n)
+	}
+}

@@ -61,7 +61,7 @@ type Store struct {
 	recordCalls *group[Call, struct{}]
 	// The answer-recording transitions moved together (moves.go).
 	selectedMoves, acceptedMoves, qrMoves, completedMoves, provisionedMoves *moveGroup
-	beginMoves                                                              sync.Map // LockGuard -> *moveGroup (beginGroup)
+	beginMoves                                                              sync.Map // run lock key -> *moveGroup (beginGroup)
 	// lazy is a second PostgreSQL pool whose sessions commit without
 	// waiting for the WAL flush (synchronous_commit off), for the writes
 	// that only record what an Octane call answered (see lazyPool); nil on
