@@ -10,13 +10,13 @@ import (
 )
 
 // Group commit of the hot transitions (MarkSelected, BeginOrder,
-// OrderAccepted, OrderCompleted, QRReady) on PostgreSQL. Each of these is one statement of its own (move), whose
-// fixed cost (a round trip, parsing, the executor's start, a commit) is most
-// of what it costs: set-based, the same update of 16 rows costs about a third
-// of 16 single-row statements. So the rows that workers record at the same
-// time are moved by one statement (group): one UPDATE ... FROM (VALUES ...)
-// of the activations, one completion of their answered calls, one insert of
-// their events. Each caller still returns only once its own row is written,
+// OrderAccepted, OrderCompleted, QRReady) on PostgreSQL. Each of these is
+// one statement of its own (move), whose fixed cost (a round trip, parsing,
+// the executor's start, a commit) is most of what it costs: set-based, the
+// same update of 16 rows costs about a third of 16 single-row statements.
+// So the rows that workers move at the same time are moved by one statement
+// (group): one UPDATE ... FROM unnest(...) of the activations, one
+// completion or insert of their answered calls, one insert of their events. Each caller still returns only once its own row is written,
 // with its own result: nil, or ErrLostClaim when its row was no longer
 // claimed (its calls are written all the same, as transition writes them).
 
@@ -28,7 +28,7 @@ type moveShape struct {
 	step    Step
 	outcome string
 	cols    []string // columns set from each row's vals, in order
-	types   []string // their PostgreSQL types, for the VALUES casts
+	types   []string // their PostgreSQL types, for the array casts
 	fixed   string   // further assignments without arguments ("attempts = 0"), or ""
 	// settle, when set, is the state the moved row's assigned reservation
 	// goes to (settleReservation's side write).
@@ -79,8 +79,9 @@ func (s *Store) newMoveGroup(sh *moveShape) *moveGroup {
 
 // groupable says whether a transition may go through a move group: on
 // PostgreSQL with the lazy pool (whose sessions keep the grouped
-// statement's plan to the indexes), a claimed row, calls that may be committed lazily, as the
-// grouped statement is (answeredOK), and a live context. A queued write is
+// statement's plan to the indexes), a claimed row, calls that may be
+// committed lazily, as the grouped statement is (answeredOK), and a live
+// context. A queued write is
 // made whatever becomes of its caller's context (group), so a caller whose
 // context is already done takes the statement of its own, which fails as
 // it did before groups.
@@ -183,7 +184,9 @@ func (s *Store) movesStatement(sh *moveShape, ms []*groupedMove) (string, []any,
 	for j := range vals {
 		vals[j] = make([]any, n)
 	}
+	rids := make([]int64, n) // the reservations a number-taking shape takes
 	for i, m := range ms {
+		rids[i] = m.number.ID
 		if len(m.vals) != len(sh.cols) {
 			return "", nil, fmt.Errorf("repo: %s activation %d: %d values for %d columns", sh.op, m.a.ID, len(m.vals), len(sh.cols))
 		}
@@ -221,9 +224,9 @@ func (s *Store) movesStatement(sh *moveShape, ms []*groupedMove) (string, []any,
 		args = append(args, arrayOf(t, vals[j]))
 	}
 	if sh.number {
-		rids, creds := make([]int64, n), make([]any, n)
+		creds := make([]any, n)
 		for i, m := range ms {
-			rids[i], creds[i] = m.number.ID, m.a.Credential
+			creds[i] = m.a.Credential
 		}
 		b.WriteString(`, ?::bigint[], ?::text[]`)
 		args = append(args, pq.Array(rids), pq.GenericArray{A: creds})
@@ -244,10 +247,6 @@ func (s *Store) movesStatement(sh *moveShape, ms []*groupedMove) (string, []any,
 held_number AS (SELECT r.id AS rid, r.reserved_at FROM reservations r JOIN v ON r.id = v.rid
 WHERE r.id = ANY (?::bigint[]) AND r.credential = v.credential
 AND (r.state = 'free' OR (r.state = 'assigned' AND r.activation_id = v.id)) FOR UPDATE OF r)`)
-		rids := make([]int64, n)
-		for i, m := range ms {
-			rids[i] = m.number.ID
-		}
 		args = append(args, pq.Array(rids))
 		source, reservedAt = `v JOIN held_number h ON h.rid = v.rid`, `h.reserved_at`
 	}
@@ -263,11 +262,11 @@ moved AS (UPDATE activations a SET state = ?, updated_at = v.at`)
 	if sh.fixed != "" {
 		b.WriteString(`, ` + sh.fixed)
 	}
-	// The id list lets the planner find the rows by key; joined with v
-	// alone it may read the table whole (as finishCallsTogether says).
 	if !sh.keepClaim {
 		b.WriteString(`, claim_token = '', claim_until = NULL`)
 	}
+	// The id list lets the planner find the rows by key; joined with v
+	// alone it may read the table whole (as finishCallsTogether says).
 	b.WriteString(`
 FROM ` + source + ` WHERE a.id = v.id AND a.id = ANY (?::bigint[]) AND a.state = v.from_state AND a.claim_token = v.claim_token` + where + `
 RETURNING v.ord, v.id, v.at, v.run_id, v.from_state, ` + reservedAt + ` AS reserved_at`)
@@ -283,10 +282,6 @@ assigned AS (UPDATE reservations r SET state = 'assigned', activation_id = m.id,
 WHERE r.id = m.rid AND r.id = ANY (?::bigint[])),
 freed AS (UPDATE reservations r SET state = 'free', activation_id = NULL, updated_at = m.at FROM moved m
 WHERE r.activation_id = m.id AND r.activation_id = ANY (?::bigint[]) AND r.state = 'assigned' AND r.id <> m.rid)`)
-		rids := make([]int64, n)
-		for i, m := range ms {
-			rids[i] = m.number.ID
-		}
 		args = append(args, pq.Array(rids), pq.Array(ids))
 	}
 	if sh.settle != "" {
