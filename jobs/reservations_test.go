@@ -1,9 +1,11 @@
 package jobs_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -137,5 +139,74 @@ func TestSubmitPassReleasesDueNumbersFirst(t *testing.T) {
 	}
 	if n := len(h.sim.Orders()); n != 1 {
 		t.Errorf("%d orders, want 1", n)
+	}
+}
+
+// slowReserves holds every reserveResources request for delay and records
+// how many were in flight at once.
+type slowReserves struct {
+	delay         time.Duration
+	now, most     atomic.Int64
+	calls, others atomic.Int64
+	next          http.RoundTripper
+}
+
+func (s *slowReserves) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body == nil || !strings.HasSuffix(req.URL.Path, "/"+octane.ServicePooledResource) {
+		return s.next.RoundTrip(req)
+	}
+	body, err := io.ReadAll(req.Body)
+	req.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	if !bytes.Contains(body, []byte("reserveResources")) {
+		s.others.Add(1)
+		return s.next.RoundTrip(req)
+	}
+	s.calls.Add(1)
+	n := s.now.Add(1)
+	defer s.now.Add(-1)
+	for m := s.most.Load(); n > m && !s.most.CompareAndSwap(m, n); m = s.most.Load() {
+	}
+	time.Sleep(s.delay)
+	return s.next.RoundTrip(req)
+}
+
+// Workers that find no stored number reserve side by side: one reserve at
+// a time made the reserve's round trips the pace of the whole submit phase.
+// They still reserve no more numbers than they use: a reserve starts only
+// for a row that has no number coming, so at most one reserve's spares are
+// left to give back at the end.
+func TestReservesOfWorkersOverlap(t *testing.T) {
+	const rows, batch = 60, 4
+	h := newHarness(t, octanetest.Faults{})
+	h.config.Workers, h.config.BatchSize, h.config.ReserveBatch = 12, rows, batch
+	h.load(rows)
+	slow := &slowReserves{delay: 40 * time.Millisecond, next: http.DefaultTransport}
+	r := h.runner(h.client("secret", octane.WithHTTPClient(&http.Client{Transport: slow, Timeout: 10 * time.Second})))
+	res, err := r.Pass(context.Background(), []string{jobs.PhaseSubmit})
+	if err != nil {
+		t.Fatalf("Pass: %v (counts %v)", err, res.Counts)
+	}
+	if n := res.Counts["submit.ordered"]; n != rows {
+		t.Errorf("%d ordered, want %d (counts %v)", n, rows, res.Counts)
+	}
+	if m := slow.most.Load(); m < 2 {
+		t.Errorf("at most %d reserveResources in flight at once, want reserves side by side", m)
+	}
+	reserved, left := res.Counts["submit.reserved"], res.Counts["submit.leftovers_released"]
+	if reserved-left != rows || left > batch-1 {
+		t.Errorf("%d numbers reserved, %d given back as leftovers, for %d rows: want at most %d left over",
+			reserved, left, rows, batch-1)
+	}
+	if c := slow.calls.Load(); c > rows/batch+1 {
+		t.Errorf("%d reserveResources calls for %d rows of %d numbers each", c, rows, batch)
+	}
+	for ref, a := range h.activations() {
+		if a.State != repo.StateSubmitted {
+			t.Errorf("%s: %s (%s), want submitted", ref, a.State, a.LastErrorMessage)
+		}
 	}
 }

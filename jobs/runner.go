@@ -299,13 +299,12 @@ type pass struct {
 	fatal         error  // stops the whole pass (unauthorized, store failure)
 	submitStopped string // stops submitting (pool exhausted)
 
-	// poolMu serializes reserveResources: poolFree counts the numbers this
-	// run reserved and stored that no worker has been promised yet, so a
-	// worker that finds one takes it from the store without the lock, and
-	// only a worker that finds none reserves (one at a time, so concurrent
-	// workers never reserve more numbers than they use).
-	poolMu   sync.Mutex
-	poolFree int
+	// poolMu guards the counts of this run's reserved numbers (takeNumber):
+	// poolFree counts the numbers reserved and stored that no worker has been
+	// promised yet, reserving the reserves in flight.
+	poolMu    sync.Mutex
+	poolFree  int
+	reserving []*reserveCall
 
 	lock Lock // the run lock; checked before every phase and every claim
 

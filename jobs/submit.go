@@ -378,45 +378,105 @@ func (p *pass) isStoreErr(err error) bool {
 
 // takeNumber hands out one of the run's reserved numbers, reserving
 // RESERVE_BATCH more (and storing them before any is used) when none is left.
-// Only reserving holds poolMu: a worker promised one of the stored numbers
-// takes it while others reserve, so the store's round trips of different
-// rows overlap (TakeReservation skips rows another worker has locked).
+//
+// poolMu guards only the counts, never a call: a worker finds a stored number
+// nobody was promised (poolFree), or the spare number of a reserve another
+// worker has in flight, and waits for that reserve to store it; only a worker
+// that finds neither reserves. So reserves of different workers overlap (one
+// at a time made each reserve's round trips the whole submit phase's pace),
+// yet a reserve starts only for a row that has no number coming: the numbers
+// not spoken for never exceed one reserve's spares, as when one worker
+// reserved at a time.
 func (p *pass) takeNumber(ctx context.Context, a *repo.Activation) (repo.Reservation, error) {
 	for {
 		p.poolMu.Lock()
-		if p.poolFree == 0 {
-			// poolMu stays held: reserve, store, and take one for a.
-			defer p.poolMu.Unlock()
-			return p.reserveAndTake(ctx, a)
-		}
-		p.poolFree--
-		p.poolMu.Unlock()
-		var r repo.Reservation
-		var err error
-		for try := range takeTries {
-			if try > 0 {
-				p.add("submit.take_retried", 1)
-				time.Sleep(takeRetryDelay)
-			}
-			c, cancel := p.wctx(ctx)
-			r, err = p.r.store.TakeReservation(c, p.runID, a, p.r.now())
-			cancel()
-			if !errors.Is(err, repo.ErrNotFound) {
-				break
-			}
-		}
-		if err == nil {
-			return r, nil
-		}
-		if !errors.Is(err, repo.ErrNotFound) {
-			p.poolMu.Lock()
-			p.poolFree++ // the promised number is still free
+		if p.poolFree > 0 {
+			p.poolFree--
 			p.poolMu.Unlock()
-			return r, storeError{fmt.Errorf("take reservation: %w", err)}
+			r, err := p.takeStored(ctx, a)
+			if errors.Is(err, repo.ErrNotFound) {
+				// The count was ahead of the store (a number given back
+				// meanwhile): go round, reserving if nothing is left.
+				continue
+			}
+			return r, err
 		}
-		// The count was ahead of the store (a number given back meanwhile):
-		// go round, reserving if nothing is left.
+		if rc := p.spareReserve(); rc != nil {
+			rc.spare--
+			p.poolMu.Unlock()
+			select {
+			case <-rc.done:
+				// Its numbers are stored and counted in poolFree, or it
+				// failed: go round either way.
+				continue
+			case <-ctx.Done():
+				return repo.Reservation{}, ctx.Err()
+			}
+		}
+		rc := &reserveCall{done: make(chan struct{}), spare: p.r.cfg.ReserveBatch - 1}
+		p.reserving = append(p.reserving, rc)
+		p.poolMu.Unlock()
+		r, err := p.reserveAndTake(ctx, a, rc)
+		return r, err
 	}
+}
+
+// reserveCall is one reserve in flight.
+type reserveCall struct {
+	done  chan struct{} // closed once its numbers are counted (or it failed)
+	spare int           // its numbers beyond the reserver's own not yet promised
+}
+
+// spareReserve returns a reserve in flight with a number not yet promised
+// (nil when none), under poolMu.
+func (p *pass) spareReserve() *reserveCall {
+	for _, rc := range p.reserving {
+		if rc.spare > 0 {
+			return rc
+		}
+	}
+	return nil
+}
+
+// reserved ends rc: free more numbers become poolFree and the workers
+// waiting on rc go round.
+func (p *pass) reserved(rc *reserveCall, free int) {
+	p.poolMu.Lock()
+	p.poolFree += free
+	for i, x := range p.reserving {
+		if x == rc {
+			p.reserving = append(p.reserving[:i], p.reserving[i+1:]...)
+			break
+		}
+	}
+	p.poolMu.Unlock()
+	close(rc.done)
+}
+
+// takeStored takes one of the run's stored numbers a worker was promised.
+// On an error other than ErrNotFound the number is promised back.
+func (p *pass) takeStored(ctx context.Context, a *repo.Activation) (repo.Reservation, error) {
+	var r repo.Reservation
+	var err error
+	for try := range takeTries {
+		if try > 0 {
+			p.add("submit.take_retried", 1)
+			time.Sleep(takeRetryDelay)
+		}
+		c, cancel := p.wctx(ctx)
+		r, err = p.r.store.TakeReservation(c, p.runID, a, p.r.now())
+		cancel()
+		if !errors.Is(err, repo.ErrNotFound) {
+			break
+		}
+	}
+	if err == nil || errors.Is(err, repo.ErrNotFound) {
+		return r, err
+	}
+	p.poolMu.Lock()
+	p.poolFree++ // the promised number is still free
+	p.poolMu.Unlock()
+	return r, storeError{fmt.Errorf("take reservation: %w", err)}
 }
 
 // takeTries and takeRetryDelay: a promised number the store does not hand
@@ -427,10 +487,12 @@ const (
 	takeRetryDelay = 2 * time.Millisecond
 )
 
-// reserveAndTake, under poolMu, reserves RESERVE_BATCH numbers, stores them
-// before any is used, and takes one for a; the rest become poolFree.
-func (p *pass) reserveAndTake(ctx context.Context, a *repo.Activation) (repo.Reservation, error) {
+// reserveAndTake reserves RESERVE_BATCH numbers, stores them before any is
+// used, and takes one for a; the rest become poolFree when rc ends.
+func (p *pass) reserveAndTake(ctx context.Context, a *repo.Activation, rc *reserveCall) (repo.Reservation, error) {
 	var r repo.Reservation
+	free := 0
+	defer func() { p.reserved(rc, free) }()
 	if p.submitStop() != "" || p.halted(ctx) {
 		return r, context.Canceled
 	}
@@ -455,13 +517,19 @@ func (p *pass) reserveAndTake(ctx context.Context, a *repo.Activation) (repo.Res
 		return r, storeError{fmt.Errorf("save reservations: %w", err)}
 	}
 	p.add("submit.reserved", len(rs))
-	r, err = p.r.store.TakeReservation(c, p.runID, a, p.r.now())
-	if err != nil {
-		p.poolFree += len(rs)
-		return r, storeError{fmt.Errorf("take reservation: %w", err)}
+	// Another worker's take may hold the very numbers just stored locked
+	// for a moment: takeStored asks again.
+	r, err = p.takeStored(c, a)
+	switch {
+	case err == nil:
+		free = len(rs) - 1
+	case errors.Is(err, repo.ErrNotFound):
+		free = len(rs)
+		err = storeError{fmt.Errorf("take reservation: %w", err)}
+	default:
+		free = len(rs) - 1 // takeStored promised one back itself
 	}
-	p.poolFree += len(rs) - 1
-	return r, nil
+	return r, err
 }
 
 // returnUnsaved unreserves numbers Octane reserved for us that could not
