@@ -23,8 +23,7 @@ type Store interface {
 
 	ClaimPending(ctx context.Context, now time.Time, runID int64, credential string, limit int, lease time.Duration) ([]repo.Activation, error)
 	SetCustomer(ctx context.Context, a *repo.Activation, custNo int64, now time.Time) error
-	SaveReservations(ctx context.Context, runID int64, credential string, sentAt time.Time, msns []repo.Reservation) error
-	TakeReservation(ctx context.Context, runID int64, a *repo.Activation, now time.Time) (repo.Reservation, error)
+	StoreReservations(ctx context.Context, runID int64, credential string, sentAt time.Time, msns []repo.Reservation) ([]repo.Reservation, error)
 	MarkSelected(ctx context.Context, a *repo.Activation, r repo.Reservation, now time.Time, calls ...repo.AnsweredCall) error
 	BeginOrder(ctx context.Context, a *repo.Activation, g repo.LockGuard, qrByEmail bool, now time.Time) error
 	OrderAccepted(ctx context.Context, a *repo.Activation, orderID string, now, nextPoll time.Time, calls ...repo.AnsweredCall) error

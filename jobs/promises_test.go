@@ -480,16 +480,16 @@ func TestQRFetchedWhilePollsRunToTheDeadline(t *testing.T) {
 	}
 }
 
-// downAtSaveStore is the real store whose SaveReservations fails, as when
+// downAtSaveStore is the real store whose StoreReservations fails, as when
 // PostgreSQL restarts between Octane's answer and the write.
 type downAtSaveStore struct {
 	*repo.Store
 	fails atomic.Int32
 }
 
-func (d *downAtSaveStore) SaveReservations(ctx context.Context, runID int64, credential string, at time.Time, rs []repo.Reservation) error {
+func (d *downAtSaveStore) StoreReservations(ctx context.Context, runID int64, credential string, at time.Time, rs []repo.Reservation) ([]repo.Reservation, error) {
 	d.fails.Add(1)
-	return errors.New("driver: bad connection")
+	return nil, errors.New("driver: bad connection")
 }
 
 // Numbers Octane reserved that the store could not record are given back at
@@ -507,7 +507,7 @@ func TestReservedNumbersTheStoreLostAreGivenBack(t *testing.T) {
 		t.Fatalf("pass: %v, want it stopped by the store error", err)
 	}
 	if store.fails.Load() == 0 {
-		t.Fatal("SaveReservations never called: the test tested nothing")
+		t.Fatal("StoreReservations never called: the test tested nothing")
 	}
 	var reserved []string
 	for _, e := range h.sim.Ledger() {

@@ -204,9 +204,14 @@ func TestReservesOfWorkersOverlap(t *testing.T) {
 	if c := slow.calls.Load(); c > rows/batch+1 {
 		t.Errorf("%d reserveResources calls for %d rows of %d numbers each", c, rows, batch)
 	}
+	holder := map[string]string{}
 	for ref, a := range h.activations() {
 		if a.State != repo.StateSubmitted {
 			t.Errorf("%s: %s (%s), want submitted", ref, a.State, a.LastErrorMessage)
 		}
+		if other, ok := holder[a.MSN]; ok {
+			t.Errorf("%s and %s both ordered on %s", ref, other, a.MSN)
+		}
+		holder[a.MSN] = ref
 	}
 }

@@ -299,11 +299,11 @@ type pass struct {
 	fatal         error  // stops the whole pass (unauthorized, store failure)
 	submitStopped string // stops submitting (pool exhausted)
 
-	// poolMu guards the counts of this run's reserved numbers (takeNumber):
-	// poolFree counts the numbers reserved and stored that no worker has been
-	// promised yet, reserving the reserves in flight.
+	// poolMu guards the run's reserved numbers (takeNumber): pool holds the
+	// ones stored that no worker has been given yet, oldest first,
+	// reserving the reserves in flight.
 	poolMu    sync.Mutex
-	poolFree  int
+	pool      []repo.Reservation
 	reserving []*reserveCall
 
 	lock Lock // the run lock; checked before every phase and every claim

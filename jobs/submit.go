@@ -340,7 +340,7 @@ func (p *pass) prepare(ctx context.Context, a *repo.Activation, u *unclaimer) (r
 		u.add(a)
 		return none, false
 	}
-	r, err := p.takeNumber(ctx, a)
+	r, err := p.takeNumber(ctx)
 	if err != nil {
 		if p.isStoreErr(err) {
 			p.storeErr(err, a, "take reservation")
@@ -378,36 +378,32 @@ func (p *pass) isStoreErr(err error) bool {
 
 // takeNumber hands out one of the run's reserved numbers, reserving
 // RESERVE_BATCH more (and storing them before any is used) when none is left.
+// The number is the row's alone from here on: the run's stored numbers nobody
+// was given live in p.pool, and MarkSelected assigns it in the store.
 //
-// poolMu guards only the counts, never a call: a worker finds a stored number
-// nobody was promised (poolFree), or the spare number of a reserve another
-// worker has in flight, and waits for that reserve to store it; only a worker
-// that finds neither reserves. So reserves of different workers overlap (one
-// at a time made each reserve's round trips the whole submit phase's pace),
-// yet a reserve starts only for a row that has no number coming: the numbers
-// not spoken for never exceed one reserve's spares, as when one worker
-// reserved at a time.
-func (p *pass) takeNumber(ctx context.Context, a *repo.Activation) (repo.Reservation, error) {
+// poolMu guards only the pool, never a call: a worker takes a stored number
+// nobody was given, or the spare number of a reserve another worker has in
+// flight, and waits for that reserve to store it; only a worker that finds
+// neither reserves. So reserves of different workers overlap (one at a time
+// made each reserve's round trips the whole submit phase's pace), yet a
+// reserve starts only for a row that has no number coming: the numbers not
+// spoken for never exceed one reserve's spares, as when one worker reserved
+// at a time.
+func (p *pass) takeNumber(ctx context.Context) (repo.Reservation, error) {
 	for {
 		p.poolMu.Lock()
-		if p.poolFree > 0 {
-			p.poolFree--
+		if len(p.pool) > 0 {
+			r := p.pool[0] // oldest first
+			p.pool = p.pool[1:]
 			p.poolMu.Unlock()
-			r, err := p.takeStored(ctx, a)
-			if errors.Is(err, repo.ErrNotFound) {
-				// The count was ahead of the store (a number given back
-				// meanwhile): go round, reserving if nothing is left.
-				continue
-			}
-			return r, err
+			return r, nil
 		}
 		if rc := p.spareReserve(); rc != nil {
 			rc.spare--
 			p.poolMu.Unlock()
 			select {
 			case <-rc.done:
-				// Its numbers are stored and counted in poolFree, or it
-				// failed: go round either way.
+				// Its numbers are in the pool, or it failed: go round.
 				continue
 			case <-ctx.Done():
 				return repo.Reservation{}, ctx.Err()
@@ -416,14 +412,13 @@ func (p *pass) takeNumber(ctx context.Context, a *repo.Activation) (repo.Reserva
 		rc := &reserveCall{done: make(chan struct{}), spare: p.r.cfg.ReserveBatch - 1}
 		p.reserving = append(p.reserving, rc)
 		p.poolMu.Unlock()
-		r, err := p.reserveAndTake(ctx, a, rc)
-		return r, err
+		return p.reserveAndTake(ctx, rc)
 	}
 }
 
 // reserveCall is one reserve in flight.
 type reserveCall struct {
-	done  chan struct{} // closed once its numbers are counted (or it failed)
+	done  chan struct{} // closed once its numbers are in the pool (or it failed)
 	spare int           // its numbers beyond the reserver's own not yet promised
 }
 
@@ -438,11 +433,11 @@ func (p *pass) spareReserve() *reserveCall {
 	return nil
 }
 
-// reserved ends rc: free more numbers become poolFree and the workers
-// waiting on rc go round.
-func (p *pass) reserved(rc *reserveCall, free int) {
+// reserved ends rc: its spare numbers join the pool and the workers waiting
+// on rc go round.
+func (p *pass) reserved(rc *reserveCall, spare []repo.Reservation) {
 	p.poolMu.Lock()
-	p.poolFree += free
+	p.pool = append(p.pool, spare...)
 	for i, x := range p.reserving {
 		if x == rc {
 			p.reserving = append(p.reserving[:i], p.reserving[i+1:]...)
@@ -453,46 +448,12 @@ func (p *pass) reserved(rc *reserveCall, free int) {
 	close(rc.done)
 }
 
-// takeStored takes one of the run's stored numbers a worker was promised.
-// On an error other than ErrNotFound the number is promised back.
-func (p *pass) takeStored(ctx context.Context, a *repo.Activation) (repo.Reservation, error) {
-	var r repo.Reservation
-	var err error
-	for try := range takeTries {
-		if try > 0 {
-			p.add("submit.take_retried", 1)
-			time.Sleep(takeRetryDelay)
-		}
-		c, cancel := p.wctx(ctx)
-		r, err = p.r.store.TakeReservation(c, p.runID, a, p.r.now())
-		cancel()
-		if !errors.Is(err, repo.ErrNotFound) {
-			break
-		}
-	}
-	if err == nil || errors.Is(err, repo.ErrNotFound) {
-		return r, err
-	}
-	p.poolMu.Lock()
-	p.poolFree++ // the promised number is still free
-	p.poolMu.Unlock()
-	return r, storeError{fmt.Errorf("take reservation: %w", err)}
-}
-
-// takeTries and takeRetryDelay: a promised number the store does not hand
-// out at once is asked for again, since TakeReservation skips the numbers
-// other workers' statements hold locked, even ones they end up not taking.
-const (
-	takeTries      = 5
-	takeRetryDelay = 2 * time.Millisecond
-)
-
 // reserveAndTake reserves RESERVE_BATCH numbers, stores them before any is
-// used, and takes one for a; the rest become poolFree when rc ends.
-func (p *pass) reserveAndTake(ctx context.Context, a *repo.Activation, rc *reserveCall) (repo.Reservation, error) {
+// used, and keeps the first; the rest join the pool when rc ends.
+func (p *pass) reserveAndTake(ctx context.Context, rc *reserveCall) (repo.Reservation, error) {
 	var r repo.Reservation
-	free := 0
-	defer func() { p.reserved(rc, free) }()
+	var spare []repo.Reservation
+	defer func() { p.reserved(rc, spare) }()
 	if p.submitStop() != "" || p.halted(ctx) {
 		return r, context.Canceled
 	}
@@ -509,7 +470,8 @@ func (p *pass) reserveAndTake(ctx context.Context, a *repo.Activation, rc *reser
 	for _, g := range got {
 		rs = append(rs, repo.Reservation{MSN: g.MSN, ReservationID: g.ReservationID})
 	}
-	if err := p.r.store.SaveReservations(c, p.runID, p.r.cfg.Credential, sent, rs); err != nil {
+	stored, err := p.r.store.StoreReservations(c, p.runID, p.r.cfg.Credential, sent, rs)
+	if err != nil {
 		// Numbers the store does not know of would be held until Octane
 		// lets them lapse at 24 h, which no release phase can prevent:
 		// give them back now (docs/design.md, promise 3).
@@ -517,19 +479,13 @@ func (p *pass) reserveAndTake(ctx context.Context, a *repo.Activation, rc *reser
 		return r, storeError{fmt.Errorf("save reservations: %w", err)}
 	}
 	p.add("submit.reserved", len(rs))
-	// Another worker's take may hold the very numbers just stored locked
-	// for a moment: takeStored asks again.
-	r, err = p.takeStored(c, a)
-	switch {
-	case err == nil:
-		free = len(rs) - 1
-	case errors.Is(err, repo.ErrNotFound):
-		free = len(rs)
-		err = storeError{fmt.Errorf("take reservation: %w", err)}
-	default:
-		free = len(rs) - 1 // takeStored promised one back itself
+	if len(stored) == 0 {
+		// Every number is still held for a live row of ours: Octane answered
+		// with numbers it should not have.
+		return r, storeError{fmt.Errorf("save reservations: none of %d numbers stored: %w", len(rs), repo.ErrNotFound)}
 	}
-	return r, err
+	spare = stored[1:]
+	return stored[0], nil
 }
 
 // returnUnsaved unreserves numbers Octane reserved for us that could not

@@ -1,10 +1,12 @@
 package repo
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -51,8 +53,17 @@ func reservationCols(prefix string) string {
 // number given back after a rejected order, or never ordered) is marked released and the new reservation
 // stored. A number still held for a live activation is left with its holder.
 func (s *Store) SaveReservations(ctx context.Context, runID int64, credential string, sentAt time.Time, msns []Reservation) error {
+	_, err := s.StoreReservations(ctx, runID, credential, sentAt, msns)
+	return err
+}
+
+// StoreReservations is SaveReservations returning the reservations it
+// stored, free, in the order of msns (a number left with a live holder is
+// not among them), so the run can hand them to its rows without reading
+// them back.
+func (s *Store) StoreReservations(ctx context.Context, runID int64, credential string, sentAt time.Time, msns []Reservation) ([]Reservation, error) {
 	if len(msns) == 0 {
-		return nil
+		return nil, nil
 	}
 	// One statement for the older holds and one for the new rows, each MSN
 	// once (a number twice in one answer is one reservation).
@@ -75,20 +86,29 @@ func (s *Store) SaveReservations(ctx context.Context, runID int64, credential st
 		values.WriteString("(?, ?, ?, ?, 'free', ?, ?)")
 		valueArgs = append(valueArgs, r.MSN, r.ReservationID, runID, s.t(sentAt), s.t(sentAt), credential)
 	}
-	return s.InTx(ctx, func(tx *sqlx.Tx) error {
+	var stored []Reservation
+	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
 		_, err := tx.ExecContext(ctx, s.q(`UPDATE reservations SET state = 'released', updated_at = ?
 WHERE msn IN (`+in.String()+`) AND (state = 'free' OR (state = 'assigned'
   AND activation_id IN (SELECT id FROM activations WHERE state IN ('failed', 'cancelled'))))`), inArgs...)
 		if err != nil {
 			return fmt.Errorf("repo: save reservations: %w", err)
 		}
-		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO reservations (msn, reservation_id, run_id, reserved_at, state, updated_at, credential)
-VALUES `+values.String()+` ON CONFLICT (msn) WHERE state IN ('free', 'assigned') DO NOTHING`), valueArgs...)
+		stored = stored[:0]
+		err = tx.SelectContext(ctx, &stored, s.q(`INSERT INTO reservations (msn, reservation_id, run_id, reserved_at, state, updated_at, credential)
+VALUES `+values.String()+` ON CONFLICT (msn) WHERE state IN ('free', 'assigned') DO NOTHING
+RETURNING `+reservationColumns), valueArgs...)
 		if err != nil {
 			return fmt.Errorf("repo: save reservations: %w", err)
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	// Ids grow in insertion order: the order of msns.
+	slices.SortFunc(stored, func(a, b Reservation) int { return cmp.Compare(a.ID, b.ID) })
+	return stored, nil
 }
 
 // TakeReservation assigns one of the run's free numbers (oldest first) held
@@ -96,6 +116,9 @@ VALUES `+values.String()+` ON CONFLICT (msn) WHERE state IN ('free', 'assigned')
 // MarkSelected confirms it. Errors: ErrNotFound when the run holds no free
 // number of a's credential, ErrLostClaim when a is no longer pending under
 // its claim.
+//
+// A pass does not need it: it keeps the numbers it stored in memory
+// (StoreReservations) and MarkSelected assigns the one a row selected.
 func (s *Store) TakeReservation(ctx context.Context, runID int64, a *Activation, now time.Time) (Reservation, error) {
 	var r Reservation
 	if s.dialect == DialectPostgres {

@@ -1054,3 +1054,48 @@ func TestBackoffOutlastsAnOutage(t *testing.T) {
 		}
 	})
 }
+
+// StoreReservations returns what it stored, in the answer's order, so a
+// pass hands the numbers out from memory: MarkSelected takes a number
+// nobody took (free) and assigns it. A number still held for a live row is
+// left with it and not returned.
+func TestStoredReservationsGoStraightToSelect(t *testing.T) {
+	t.Parallel()
+	repotest.Each(t, func(t *testing.T, s *repo.Store) {
+		ctx := context.Background()
+		runID := seed(t, s, "sr", 2)
+		held := claimOne(t, s, t0, runID)
+		must(t, s.SaveReservations(ctx, runID, "cred", t0, []repo.Reservation{{MSN: "0420", ReservationID: "R0"}}))
+		r0, err := s.TakeReservation(ctx, runID, &held, t0)
+		must(t, err)
+		must(t, s.MarkSelected(ctx, &held, r0, t0))
+
+		at := t0.Add(time.Minute)
+		got, err := s.StoreReservations(ctx, runID, "cred", at, []repo.Reservation{
+			{MSN: "0423", ReservationID: "R3"}, {MSN: "0420", ReservationID: "R0b"}, {MSN: "0421", ReservationID: "R1"},
+		})
+		must(t, err)
+		var msns []string
+		for _, r := range got {
+			msns = append(msns, r.MSN)
+			if r.ID == 0 || r.State != repo.ReservationFree || r.RunID != runID || r.Credential != "cred" ||
+				!r.ReservedAt.Equal(at) || r.ActivationID != nil {
+				t.Errorf("stored %+v, want a free reservation of run %d by cred, reserved at %v", r, runID, at)
+			}
+		}
+		if strings.Join(msns, ",") != "0423,0421" {
+			t.Fatalf("StoreReservations returned %v, want 0423,0421 (0420 is still the selected row's)", msns)
+		}
+		a := claimOne(t, s, t0, runID)
+		must(t, s.MarkSelected(ctx, &a, got[1], at))
+		if a.State != repo.StateSelected || a.MSN != "0421" || !a.ReservedAt.Equal(at) {
+			t.Fatalf("after MarkSelected with a stored number: %s %q %v", a.State, a.MSN, a.ReservedAt)
+		}
+		var state string
+		var owner int64
+		must(t, s.DB().QueryRowx(s.DB().Rebind(`SELECT state, activation_id FROM reservations WHERE id = ?`), got[1].ID).Scan(&state, &owner))
+		if state != repo.ReservationAssigned || owner != a.ID {
+			t.Errorf("reservation %s assigned to %d, want assigned to %d", state, owner, a.ID)
+		}
+	})
+}
