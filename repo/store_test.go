@@ -1069,6 +1069,8 @@ func TestStoredReservationsGoStraightToSelect(t *testing.T) {
 		r0, err := s.TakeReservation(ctx, runID, &held, t0)
 		must(t, err)
 		must(t, s.MarkSelected(ctx, &held, r0, t0))
+		// An older free hold on 0421: Octane reserving it again proves it gone.
+		must(t, s.SaveReservations(ctx, runID, "cred", t0, []repo.Reservation{{MSN: "0421", ReservationID: "R1old"}}))
 
 		at := t0.Add(time.Minute)
 		got, err := s.StoreReservations(ctx, runID, "cred", at, []repo.Reservation{
@@ -1085,6 +1087,11 @@ func TestStoredReservationsGoStraightToSelect(t *testing.T) {
 		}
 		if strings.Join(msns, ",") != "0423,0421" {
 			t.Fatalf("StoreReservations returned %v, want 0423,0421 (0420 is still the selected row's)", msns)
+		}
+		var holds []string
+		must(t, s.DB().Select(&holds, `SELECT reservation_id || ':' || state FROM reservations WHERE msn = '0421' ORDER BY id`))
+		if strings.Join(holds, ",") != "R1old:released,R1:free" {
+			t.Errorf("holds on 0421: %v, want the older one released and the new one free", holds)
 		}
 		a := claimOne(t, s, t0, runID)
 		must(t, s.MarkSelected(ctx, &a, got[1], at))
