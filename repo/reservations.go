@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/lib/pq"
 )
 
 // Reservation states.
@@ -88,13 +87,6 @@ func (s *Store) StoreReservations(ctx context.Context, runID int64, credential s
 		valueArgs = append(valueArgs, r.MSN, r.ReservationID, runID, s.t(sentAt), s.t(sentAt), credential)
 	}
 	var stored []Reservation
-	if s.dialect == DialectPostgres {
-		if err := s.storeReservationsPG(ctx, &stored, runID, credential, sentAt, msns); err != nil {
-			return nil, err
-		}
-		slices.SortFunc(stored, func(a, b Reservation) int { return cmp.Compare(a.ID, b.ID) })
-		return stored, nil
-	}
 	err := s.InTx(ctx, func(tx *sqlx.Tx) error {
 		_, err := tx.ExecContext(ctx, s.q(`UPDATE reservations SET state = 'released', updated_at = ?
 WHERE msn IN (`+in.String()+`) AND (state = 'free' OR (state = 'assigned'
@@ -117,36 +109,6 @@ RETURNING `+reservationColumns), valueArgs...)
 	// Ids grow in insertion order: the order of msns.
 	slices.SortFunc(stored, func(a, b Reservation) int { return cmp.Compare(a.ID, b.ID) })
 	return stored, nil
-}
-
-// storeReservationsPG is StoreReservations in one prepared PostgreSQL
-// statement (the numbers travel as arrays, so its text never changes): the
-// older holds are released first (the insert's scalar subquery waits for
-// that update), and the insert then finds no live hold on them (a row this
-// statement released is no conflict for it).
-func (s *Store) storeReservationsPG(ctx context.Context, dest *[]Reservation, runID int64, credential string, sentAt time.Time, msns []Reservation) error {
-	seen := make(map[string]bool, len(msns))
-	var nums, ids []string
-	for _, r := range msns {
-		if !seen[r.MSN] {
-			seen[r.MSN] = true
-			nums, ids = append(nums, r.MSN), append(ids, r.ReservationID)
-		}
-	}
-	at := s.t(sentAt)
-	err := s.selectPrepared(ctx, dest, `WITH v AS (SELECT * FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS v (msn, reservation_id, ord)),
-older AS (UPDATE reservations SET state = 'released', updated_at = $3
-  WHERE msn IN (SELECT msn FROM v) AND (state = 'free' OR (state = 'assigned'
-  AND activation_id IN (SELECT id FROM activations WHERE state IN ('failed', 'cancelled'))))
-  RETURNING 1)
-INSERT INTO reservations (msn, reservation_id, run_id, reserved_at, state, updated_at, credential)
-SELECT msn, reservation_id, $4, $3, 'free', $3, $5 FROM v WHERE (SELECT count(*) FROM older) >= 0 ORDER BY ord
-ON CONFLICT (msn) WHERE state IN ('free', 'assigned') DO NOTHING
-RETURNING `+reservationColumns, pq.Array(nums), pq.Array(ids), at, runID, credential)
-	if err != nil {
-		return fmt.Errorf("repo: save reservations: %w", err)
-	}
-	return nil
 }
 
 // TakeReservation assigns one of the run's free numbers (oldest first) held
