@@ -1064,17 +1064,13 @@ func TestStoredReservationsGoStraightToSelect(t *testing.T) {
 	repotest.Each(t, func(t *testing.T, s *repo.Store) {
 		ctx := context.Background()
 		runID := seed(t, s, "sr", 2)
-		held := claimOne(t, s, t0, runID)
-		must(t, s.SaveReservations(ctx, runID, "cred", t0, []repo.Reservation{{MSN: "0420", ReservationID: "R0"}}))
-		r0, err := s.TakeReservation(ctx, runID, &held, t0)
-		must(t, err)
-		must(t, s.MarkSelected(ctx, &held, r0, t0))
+		toSelected(t, s, t0, runID, "0420")
 		// An older free hold on 0421: Octane reserving it again proves it gone.
 		must(t, s.SaveReservations(ctx, runID, "cred", t0, []repo.Reservation{{MSN: "0421", ReservationID: "R1old"}}))
 
 		at := t0.Add(time.Minute)
 		got, err := s.StoreReservations(ctx, runID, "cred", at, []repo.Reservation{
-			{MSN: "0423", ReservationID: "R3"}, {MSN: "0420", ReservationID: "R0b"}, {MSN: "0421", ReservationID: "R1"},
+			{MSN: "0423", ReservationID: "R3"}, {MSN: "0420", ReservationID: "R0420b"}, {MSN: "0421", ReservationID: "R1"},
 		})
 		must(t, err)
 		var msns []string
