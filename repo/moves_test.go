@@ -212,10 +212,8 @@ func TestOrdersAcceptedTogether(t *testing.T) {
 	t.Parallel()
 	s := repotest.NewPostgres(t)
 	ctx := context.Background()
-	runID := seed(t, s, "acc", 3)
-	rows := make([]repo.Activation, 3)
+	runID, rows := selectedRows(t, s, "acc", 3, "06")
 	for i := range rows {
-		rows[i] = toSelected(t, s, t0, runID, fmt.Sprintf("06%02d", i))
 		must(t, s.BeginOrder(ctx, &rows[i], repo.LockGuard{}, false, t0))
 	}
 	next := t0.Add(30 * time.Minute)
@@ -279,11 +277,7 @@ func TestIntentsWrittenTogether(t *testing.T) {
 	t.Parallel()
 	s := repotest.NewPostgres(t)
 	ctx := context.Background()
-	runID := seed(t, s, "int", 6)
-	rows := make([]repo.Activation, 6)
-	for i := range rows {
-		rows[i] = toSelected(t, s, t0, runID, fmt.Sprintf("07%02d", i))
-	}
+	_, rows := selectedRows(t, s, "int", 6, "07")
 	l, err := s.AcquireRunLock(ctx, fmt.Sprintf("intents-%d", time.Now().UnixNano()))
 	must(t, err)
 	g := l.Guard()
@@ -435,4 +429,16 @@ func TestIntentGroupPerCredential(t *testing.T) {
 	if n := count(t, s, `SELECT COUNT(*) FROM activations WHERE state = ?`, repo.StateOrdering); n != 0 {
 		t.Errorf("%d intents written by the refused statement", n)
 	}
+}
+
+// selectedRows seeds n rows and selects a number for each (MSNs msnPrefix
+// followed by two digits).
+func selectedRows(t *testing.T, s *repo.Store, name string, n int, msnPrefix string) (int64, []repo.Activation) {
+	t.Helper()
+	runID := seed(t, s, name, n)
+	rows := make([]repo.Activation, n)
+	for i := range rows {
+		rows[i] = toSelected(t, s, t0, runID, fmt.Sprintf("%s%02d", msnPrefix, i))
+	}
+	return runID, rows
 }
