@@ -480,6 +480,48 @@ func TestQRFetchedWhilePollsRunToTheDeadline(t *testing.T) {
 	}
 }
 
+// A QR fetch already sent when the deadline strikes is answered and its
+// code stored: Octane answered it once, and a fetch thrown away at the
+// deadline is the same call again next pass (BenchmarkBudget counted 28
+// such calls over 18 passes).
+func TestQRFetchSentBeforeTheDeadlineIsStored(t *testing.T) {
+	h := newHarness(t, octanetest.Faults{Latency: 1500 * time.Millisecond, Methods: []string{octane.MethodGetEsimDetails}})
+	h.load(8)
+	ctx := context.Background()
+	r := h.runner(h.client("secret"))
+	if _, err := r.Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(31 * time.Minute)
+	if res, err := r.Pass(ctx, []string{jobs.PhasePoll}); err != nil || res.Counts["poll.completed"] != 8 {
+		t.Fatalf("poll pass: %v, counts %v; want 8 completed", err, res.Counts)
+	}
+	h.config.Workers = 8
+	h.config.RunDeadline = time.Second // every fetch is out when it strikes
+	res, err := h.runner(h.client("secret")).Pass(ctx, []string{jobs.PhaseQR})
+	if err != nil || !res.DeadlineReached {
+		t.Fatalf("QR pass: %v, deadline reached %v (counts %v); want a normal pass cut by its deadline", err, res.DeadlineReached, res.Counts)
+	}
+	answered := 0
+	for _, e := range h.sim.Ledger() {
+		if e.Method == octane.MethodGetEsimDetails {
+			answered++
+		}
+	}
+	stored := 0
+	for _, a := range h.activations() {
+		if a.State == repo.StateQRReady && a.ActivationCode != "" {
+			stored++
+		}
+	}
+	if answered == 0 {
+		t.Fatal("no getEsimDetails reached the simulator: nothing tested")
+	}
+	if stored != answered {
+		t.Errorf("%d getEsimDetails calls reached Octane, %d QR codes stored: the answers cut by the deadline are asked for again", answered, stored)
+	}
+}
+
 // downAtSaveStore is the real store whose StoreReservations fails, as when
 // PostgreSQL restarts between Octane's answer and the write.
 type downAtSaveStore struct {
@@ -533,13 +575,14 @@ func TestReservedNumbersTheStoreLostAreGivenBack(t *testing.T) {
 // unknown; they are the pass ending, not an outage: the pass is a normal
 // one (exit 0), however many lanes had a call out.
 func TestCallsCutByTheDeadlineAreNoOutage(t *testing.T) {
-	h := newHarness(t, octanetest.Faults{Latency: 3 * time.Second, Methods: []string{octane.MethodOrderQuery}})
+	// Longer than the deadline plus the 2 s a sent read may finish in.
+	h := newHarness(t, octanetest.Faults{Latency: 5 * time.Second, Methods: []string{octane.MethodOrderQuery}})
 	h.load(30)
 	ctx := context.Background()
 	if _, err := h.runner(h.client("secret")).Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
 		t.Fatal(err)
 	}
-	h.clock.Advance(31 * time.Minute) // every poll due; each orderQuery takes 3 s
+	h.clock.Advance(31 * time.Minute) // every poll due; each orderQuery takes 5 s
 	h.config.Workers = 8
 	h.config.RunDeadline = time.Second
 	res, err := h.runner(h.client("secret")).Pass(ctx, []string{jobs.PhasePoll})

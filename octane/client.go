@@ -43,10 +43,10 @@ func Budgeted(method string) bool {
 }
 
 // idleConnsPerHost is how many kept-alive connections to Octane the client
-// keeps for reuse. The job calls Octane from up to 16 workers in each of
-// three phases at once; with net/http's default of 2, every call beyond two
+// keeps for reuse. The job calls Octane from up to 32 workers (its default)
+// in each of three phases at once; with net/http's default of 2, every call beyond two
 // concurrent ones dialled (and, over TLS, shook hands) anew.
-const idleConnsPerHost = 64
+const idleConnsPerHost = 128
 
 // newTransport is net/http's default transport (proxy from the
 // environment, TLS verification on, HTTP/2 when offered) keeping
@@ -162,7 +162,9 @@ func WithRetries(attempts int, backoff time.Duration) Option {
 // select, unreserve, orderCreate) that has passed the limiter may run on
 // after its context is cancelled (20 s by default, inside the CronJob's
 // termination grace). Abandoning a sent call mid-flight would turn a known
-// outcome (numbers reserved, order accepted) into an unknown one.
+// outcome (numbers reserved, order accepted) into an unknown one. A sent
+// orderQuery or getEsimDetails QR fetch runs on for the lesser of d and
+// 2 s (readGrace): Octane has counted it, and its answer is stored.
 func WithInflightGrace(d time.Duration) Option { return func(c *Client) { c.inflightGrace = d } }
 
 // WithRateLimitRetries sets how many times a call answered with fault 233 is
@@ -271,7 +273,12 @@ type spec struct {
 	// safe: repeating after the request may have reached Octane is harmless.
 	// When false (orderCreate, addCustomer) a call is only repeated when it
 	// provably never left, or Octane answered 233 (not processed).
-	safe    bool
+	safe bool
+	// finish marks a read whose answer the caller stores (orderQuery,
+	// getEsimDetails): a try already sent when the context ends runs on for
+	// at most readGrace, since Octane counts it whether or not the answer
+	// is read, and a discarded answer costs the same call again next pass.
+	finish  bool
 	msn     string
 	orderID string
 	// beforeSend runs once, after the first limiter grant and before the
@@ -385,17 +392,42 @@ func (c *Client) call(ctx context.Context, s *spec, do func(context.Context, *at
 	}
 }
 
+// readGrace is how long a read marked finish (spec.finish) may run on
+// after its context ended; never longer than the in-flight grace.
+const readGrace = 2 * time.Second
+
 // try runs one attempt. A mutating call runs on a context detached from
 // the caller's cancellation (bounded by the in-flight grace): once the
 // limiter let it go it is sent and its answer read, so a SIGTERM or a
 // deadline does not lose numbers Octane reserved or an order it accepted.
-// The caller still sees its own cancellation on the next call.
+// A read marked finish gets the shorter readGrace the same way. The caller
+// still sees its own cancellation on the next call: no try starts, and none
+// is repeated, once ctx has ended.
 func (c *Client) try(ctx context.Context, s *spec, at *attempt, do func(context.Context, *attempt) error) error {
-	if !s.write || c.inflightGrace <= 0 || ctx.Err() != nil {
+	grace := c.inflightGrace
+	if !s.write {
+		grace = 0
+		if s.finish {
+			grace = min(c.inflightGrace, readGrace)
+		}
+	}
+	if grace <= 0 || ctx.Err() != nil {
 		return do(ctx, at)
 	}
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.inflightGrace)
+	if s.write {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+		defer cancel()
+		return do(dctx, at)
+	}
+	// A read is as slow as Octane is while ctx lives (the HTTP client's
+	// timeout bounds it) and ends grace after ctx does.
+	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(grace, cancel)
+		context.AfterFunc(dctx, func() { t.Stop() })
+	})
+	defer stop()
 	return do(dctx, at)
 }
 
@@ -603,7 +635,7 @@ func (c *Client) OrderQuery(ctx context.Context, orderID string) (OrderStatus, e
 	var out OrderStatus
 	// Not safe to resend once it may have reached Octane: a processed query
 	// counts against the one-query-per-30-minutes courtesy (invariant 2).
-	err := c.call(ctx, &spec{method: MethodOrderQuery, safe: false, orderID: orderID}, func(ctx context.Context, at *attempt) error {
+	err := c.call(ctx, &spec{method: MethodOrderQuery, safe: false, finish: true, orderID: orderID}, func(ctx context.Context, at *attempt) error {
 		var ret orderQueryReturn
 		if err := c.doSOAP(ctx, svcOrder, MethodOrderQuery, orderQueryRequest{OrderID: orderID}, &ret, at); err != nil {
 			return err

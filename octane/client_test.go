@@ -578,3 +578,62 @@ func TestCallRecorderRefusal(t *testing.T) {
 		t.Fatalf("the call after a refused record: %v (its slot was not given back?)", err)
 	}
 }
+
+// TestSentReadFinishesAfterCancel: an orderQuery or getEsimDetails already
+// sent when its context ends is answered and returned (Octane counted it,
+// and a discarded answer costs the same call again next pass), within the
+// read grace; nothing is sent, or sent again, once the context has ended.
+func TestSentReadFinishesAfterCancel(t *testing.T) {
+	t.Parallel()
+	const latency = 600 * time.Millisecond
+	e := newEnv(t, octanetest.Config{Customers: []int64{9}, Faults: octanetest.Faults{
+		Latency: latency, Methods: []string{octane.MethodOrderQuery, octane.MethodGetEsimDetails}}})
+	id := order(t, e)
+	msn := e.sim.Orders()[0].MSN
+	e.sim.Advance(time.Hour)
+
+	cancelledMidCall := func() context.Context {
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(latency/6, cancel)
+		return ctx
+	}
+	st, err := e.client.OrderQuery(cancelledMidCall(), id)
+	if err != nil || st.Status != octane.StatusComplete {
+		t.Fatalf("orderQuery cancelled in flight = %+v, %v; want its answer", st, err)
+	}
+	qr, err := e.client.GetEsimQR(cancelledMidCall(), msn)
+	if err != nil || qr.ActivationCode == "" {
+		t.Fatalf("getEsimDetails cancelled in flight: err = %v, code present %t; want its answer", err, qr.ActivationCode != "")
+	}
+
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := e.client.GetEsimQR(done, msn); err == nil {
+		t.Fatal("getEsimDetails on an ended context succeeded")
+	}
+	if _, err := e.client.OrderQuery(done, id); err == nil {
+		t.Fatal("orderQuery on an ended context succeeded")
+	}
+	if n, m := len(e.ledger(octane.MethodOrderQuery)), len(e.ledger(octane.MethodGetEsimDetails)); n != 1 || m != 1 {
+		t.Fatalf("simulator saw %d orderQuery and %d getEsimDetails calls, want 1 each", n, m)
+	}
+
+	// The grace runs from the cancellation, not the send: a read slower
+	// than it answers while its context lives...
+	short := e.newClient(t, testPassword, octane.WithInflightGrace(latency/6))
+	if _, err := short.GetEsimQR(context.Background(), msn); err != nil {
+		t.Fatalf("a read slower than the grace, never cancelled: %v", err)
+	}
+	// ...and gives up, unrepeated, once the grace after the cancellation is over.
+	start := time.Now()
+	if _, err := short.GetEsimQR(cancelledMidCall(), msn); err == nil {
+		t.Fatal("a read slower than the grace still answered after its cancellation")
+	}
+	if took := time.Since(start); took >= latency {
+		t.Errorf("the read ran %s, its whole latency, past a %s grace", took, latency/6)
+	}
+	time.Sleep(latency) // the simulator records the abandoned call once it has slept
+	if m := len(e.ledger(octane.MethodGetEsimDetails)); m != 3 {
+		t.Fatalf("simulator saw %d getEsimDetails calls, want 3 (the abandoned one not retried)", m)
+	}
+}

@@ -238,7 +238,7 @@ func (c *Client) GetEsimQR(ctx context.Context, msn string) (EsimQR, error) {
 		return EsimQR{}, invalid(MethodGetEsimDetails, "empty msn")
 	}
 	var out EsimQR
-	err := c.call(ctx, &spec{method: MethodGetEsimDetails, safe: true, msn: msn}, func(ctx context.Context, at *attempt) error {
+	err := c.call(ctx, &spec{method: MethodGetEsimDetails, safe: true, finish: true, msn: msn}, func(ctx context.Context, at *attempt) error {
 		var ans esimAnswer
 		raw, err := c.doREST(ctx, MethodGetEsimDetails, "/v1/mobile/resource/getEsimDetails",
 			esimRequest{RequestType: EsimRequestQR, MSN: msn}, &ans, at)
