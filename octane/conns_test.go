@@ -13,7 +13,7 @@ import (
 	"github.com/esimbatch/esimbatch/octane/octanetest"
 )
 
-// Concurrent calls reuse their connections: the job calls from 16 workers
+// Concurrent calls reuse their connections: the job calls from 32 workers
 // per phase, and a client that kept only net/http's default 2 idle
 // connections dialled (over TLS: shook hands) for nearly every call.
 func TestConcurrentCallsReuseConnections(t *testing.T) {
@@ -32,7 +32,7 @@ func TestConcurrentCallsReuseConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const workers, rounds = 16, 10
+	const workers, rounds = 32, 10
 	for range rounds {
 		var wg sync.WaitGroup
 		for range workers {
