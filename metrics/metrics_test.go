@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -317,6 +318,27 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	if got, _ := fams.Value(metrics.LastSuccess, map[string]string{"credential": "api-user"}); got != float64(t0.Add(time.Second).Unix()) {
 		t.Errorf("%s = %v", metrics.LastSuccess, got)
+	}
+}
+
+// Close ends promptly with a connection open that never sent a request (a
+// scraper's or a probe's): net/http alone waits 5 s for such a one.
+func TestCloseWithAnUnusedConnection(t *testing.T) {
+	m := metrics.New(metrics.Options{})
+	s, err := m.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(50 * time.Millisecond) // let the server accept it
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("Close with an unused connection open: %v, want nil within 1 s", err)
 	}
 }
 

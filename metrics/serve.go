@@ -10,6 +10,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/esimbatch/esimbatch/internal/httpstop"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -104,6 +105,7 @@ func (m *Metrics) Listen(addr string) (*Server, error) {
 	}
 	s := &Server{ln: ln, done: make(chan error, 1),
 		srv: &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second}}
+	httpstop.CloseUnused(s.srv)
 	go func() { s.done <- s.srv.Serve(ln) }()
 	return s, nil
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/esimbatch/esimbatch/internal/httpstop"
 	"github.com/esimbatch/esimbatch/octane/octanetest"
 )
 
@@ -220,6 +221,7 @@ func cmdSim(ctx context.Context, args []string, e env) error {
 		return fmt.Errorf("batch sim: listen on %s: %w", addr, err)
 	}
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	httpstop.CloseUnused(srv)
 	base := "http://" + ln.Addr().String()
 	fmt.Fprintf(e.stdout, "octane simulator listening: OCTANE_SOAP_URL=%s/tiab OCTANE_REST_URL=%s/tiab/api\n", base, base)
 
