@@ -30,7 +30,12 @@ func (p *pass) settle(ctx context.Context, a *repo.Activation, step repo.Step, e
 	phase := phaseOf(step)
 	switch do {
 	case actHandBack:
-		if k != kindCancelled {
+		switch {
+		case k == kindCancelled && errors.Is(err, octane.ErrBudgetWait):
+			// the method's budget was spent until the pass ended: due
+			// work the next pass takes up, not a failure
+			p.add(phase+".deferred", 1)
+		case k != kindCancelled:
 			p.add(phase+".handed_back", 1)
 		}
 		u.add(a)

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -120,7 +121,9 @@ func (p *pass) pollOne(ctx context.Context, a *repo.Activation, u *unclaimer) {
 	defer ans.flush(ctx)
 	st, err := p.oc.OrderQuery(callCtx, a.OrderID)
 	if err != nil {
-		p.add("poll.errors", 1)
+		if !errors.Is(err, octane.ErrBudgetWait) { // that one settle counts as deferred
+			p.add("poll.errors", 1)
+		}
 		p.settle(ctx, a, repo.StepPoll, err, u)
 		return
 	}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -477,6 +478,50 @@ func TestQRFetchedWhilePollsRunToTheDeadline(t *testing.T) {
 	// completions may wait for the next pass.
 	if ready < completed/2 {
 		t.Errorf("qr.ready %d of %d services completed in the pass, want most (counts %v)", ready, completed, res.Counts)
+	}
+}
+
+// At the ceiling a pass ends with due polls still waiting for orderQuery's
+// spent hourly budget. They were never sent and nothing failed: the phase
+// counts them as deferred, and no "octane call" warning is logged for
+// them (577 such lines a night at three credentials' ceiling).
+func TestPollsWaitingForASpentBudgetAreDeferred(t *testing.T) {
+	h := newHarness(t, octanetest.Faults{})
+	h.load(12)
+	ctx := context.Background()
+	if _, err := h.runner(h.client("secret")).Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(31 * time.Minute) // every order complete, every poll due
+
+	const budget = 4
+	limits := octane.DefaultLimits()
+	limits[octane.MethodOrderQuery] = octane.Limit{PerHour: budget}
+	var logs syncBuf
+	c := h.client("secret", octane.WithLimits(limits), octane.WithWindows(time.Minute, time.Hour),
+		octane.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	h.config.RunDeadline = 2 * time.Second
+	res, err := h.runner(c).Pass(ctx, []string{jobs.PhasePoll})
+	if err != nil || !res.DeadlineReached {
+		t.Fatalf("poll pass: %v, deadline reached %v (counts %v); want a pass ended by its deadline", err, res.DeadlineReached, res.Counts)
+	}
+	if got := res.Counts["poll.completed"]; got != budget {
+		t.Errorf("poll.completed %d, want the budget's %d (counts %v)", got, budget, res.Counts)
+	}
+	if got := res.Counts["poll.errors"]; got != 0 {
+		t.Errorf("poll.errors %d, want 0: waiting for the budget is no error (counts %v)", got, res.Counts)
+	}
+	if got := res.Counts["poll.deferred"]; got != 12-budget {
+		t.Errorf("poll.deferred %d, want the %d polls left waiting for the budget (counts %v)", got, 12-budget, res.Counts)
+	}
+	if out := logs.String(); strings.Contains(out, "octane call") {
+		t.Errorf("warnings for calls that were never sent:\n%s", out)
+	}
+	// Deferred, not charged: the rows are due again, with no attempt spent.
+	for ref, a := range h.activations() {
+		if a.Attempts != 0 {
+			t.Errorf("%s (%s): %d attempts charged for waiting on the budget", ref, a.State, a.Attempts)
+		}
 	}
 }
 

@@ -305,8 +305,9 @@ func (c *Client) call(ctx context.Context, s *spec, do func(context.Context, *at
 			slot, waited, err = c.limiter.Wait(ctx, s.method, c.username)
 		}
 		if err != nil {
+			err = fmt.Errorf("%w: %w", ErrBudgetWait, err)
 			c.report(ctx, s, CallEvent{ID: rand.Uint64(), Phase: CallDone, Waited: waited, Outcome: OutcomeTransport,
-				Message: "gave up waiting for the rate limiter"}, nil)
+				Message: ErrBudgetWait.Error()}, err)
 			return &TransportError{Method: s.method, MayHaveReached: false, Err: err}
 		}
 		if s.beforeSend != nil {
@@ -450,7 +451,10 @@ func (c *Client) report(ctx context.Context, s *spec, ev CallEvent, err error) e
 		ev.Message = err.Error()
 	}
 	level := slog.LevelDebug
-	if ev.Outcome != OutcomeOK {
+	if ev.Outcome != OutcomeOK && !errors.Is(err, ErrBudgetWait) {
+		// A call given up in the limiter was never sent and nothing
+		// failed: the caller stopped waiting for a spent budget (at the
+		// ceiling, every pass ends with some), so it stays at debug.
 		level = slog.LevelWarn
 	}
 	c.log.LogAttrs(ctx, level, "octane call",

@@ -19,6 +19,11 @@ var (
 	// ErrWritesDisabled: a mutating call was refused before any I/O because
 	// the client was built read-only (dry run).
 	ErrWritesDisabled = errors.New("octane: writes are disabled (dry run)")
+	// ErrBudgetWait: the call's context ended while it waited for the rate
+	// limiter (the method's budget was spent); the request was never sent.
+	// It comes in a *TransportError that did not reach Octane, with the
+	// context's error.
+	ErrBudgetWait = errors.New("octane: gave up waiting for the rate limiter")
 )
 
 // APIError is an answer from Octane that is not a success: a SOAP fault, a
