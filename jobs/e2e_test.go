@@ -93,6 +93,17 @@ func (h *harness) runner(c *octane.Client) *jobs.Runner {
 	return jobs.NewRunner(h.store, c, h.config, jobs.WithClock(h.clock.Now))
 }
 
+// ordersDue loads n activations, submits them and moves the clock past
+// the poll interval: every order is complete and due for its poll.
+func (h *harness) ordersDue(n int) {
+	h.t.Helper()
+	h.load(n)
+	if _, err := h.runner(h.client("secret")).Pass(context.Background(), []string{jobs.PhaseSubmit}); err != nil {
+		h.t.Fatal(err)
+	}
+	h.clock.Advance(31 * time.Minute)
+}
+
 // load imports n eSIM activations (plan 1001, no customer number).
 func (h *harness) load(n int) {
 	h.t.Helper()
@@ -422,12 +433,8 @@ func TestBadCredentialsTouchNothing(t *testing.T) {
 // the order's 30-minute slot, so the pass must stop before claiming anything.
 func TestBadCredentialsLeavePollsAlone(t *testing.T) {
 	h := newHarness(t, octanetest.Faults{})
-	h.load(8)
+	h.ordersDue(8)
 	ctx := context.Background()
-	if _, err := h.runner(h.client("secret")).Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
-		t.Fatal(err)
-	}
-	h.clock.Advance(31 * time.Minute)
 	before := h.activations()
 	for _, phases := range [][]string{{jobs.PhasePoll}, {jobs.PhaseQR}, nil} {
 		_, err := h.runner(h.client("wrong")).Pass(ctx, phases)

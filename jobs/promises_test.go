@@ -451,12 +451,8 @@ func TestPassesOfOneRunnerShareTheLock(t *testing.T) {
 // pass, while it polls, not one pass (10 minutes) later.
 func TestQRFetchedWhilePollsRunToTheDeadline(t *testing.T) {
 	h := newHarness(t, octanetest.Faults{})
-	h.load(60)
+	h.ordersDue(60)
 	ctx := context.Background()
-	if _, err := h.runner(h.client("secret")).Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
-		t.Fatal(err)
-	}
-	h.clock.Advance(31 * time.Minute) // every order complete, every poll due
 
 	// orderQuery at about eight a second: 60 polls outlast the pass.
 	limits := octane.DefaultLimits()
@@ -487,12 +483,8 @@ func TestQRFetchedWhilePollsRunToTheDeadline(t *testing.T) {
 // them (577 such lines a night at three credentials' ceiling).
 func TestPollsWaitingForASpentBudgetAreDeferred(t *testing.T) {
 	h := newHarness(t, octanetest.Faults{})
-	h.load(12)
+	h.ordersDue(12)
 	ctx := context.Background()
-	if _, err := h.runner(h.client("secret")).Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
-		t.Fatal(err)
-	}
-	h.clock.Advance(31 * time.Minute) // every order complete, every poll due
 
 	const budget = 4
 	limits := octane.DefaultLimits()
@@ -622,12 +614,8 @@ func TestReservedNumbersTheStoreLostAreGivenBack(t *testing.T) {
 func TestCallsCutByTheDeadlineAreNoOutage(t *testing.T) {
 	// Longer than the deadline plus the 2 s a sent read may finish in.
 	h := newHarness(t, octanetest.Faults{Latency: 5 * time.Second, Methods: []string{octane.MethodOrderQuery}})
-	h.load(30)
+	h.ordersDue(30)
 	ctx := context.Background()
-	if _, err := h.runner(h.client("secret")).Pass(ctx, []string{jobs.PhaseSubmit}); err != nil {
-		t.Fatal(err)
-	}
-	h.clock.Advance(31 * time.Minute) // every poll due; each orderQuery takes 5 s
 	h.config.Workers = 8
 	h.config.RunDeadline = time.Second
 	res, err := h.runner(h.client("secret")).Pass(ctx, []string{jobs.PhasePoll})
