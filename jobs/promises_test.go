@@ -492,7 +492,9 @@ func TestPollsWaitingForASpentBudgetAreDeferred(t *testing.T) {
 	var logs syncBuf
 	c := h.client("secret", octane.WithLimits(limits), octane.WithWindows(time.Minute, time.Hour),
 		octane.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))))
-	h.config.RunDeadline = 2 * time.Second
+	// Room for the 4 polls the budget allows on a loaded CI machine under
+	// -race; the other 8 wait for the hour whatever the deadline.
+	h.config.RunDeadline = 5 * time.Second
 	res, err := h.runner(c).Pass(ctx, []string{jobs.PhasePoll})
 	if err != nil || !res.DeadlineReached {
 		t.Fatalf("poll pass: %v, deadline reached %v (counts %v); want a pass ended by its deadline", err, res.DeadlineReached, res.Counts)
